@@ -1,0 +1,1 @@
+//! Caddyfile text → tokens carrying file:line. OWNER: config helper.

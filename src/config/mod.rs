@@ -1,0 +1,374 @@
+//! The typed configuration: everything between a Caddyfile on disk and what workers consume.
+//!
+//! This module owns the *shape* of a validated configuration. `lexer` turns Caddyfile text into
+//! tokens that carry `file:line`, `parse` turns tokens into a [`Config`], `limits` holds every
+//! default, and `route` answers "which handler serves this request" as a pure function.
+//!
+//! Workers never re-parse strings: addresses are resolved, matchers are compiled to
+//! [`PathPattern`]s, placeholders to [`Template`]s and upstreams to [`SocketAddr`] lists before a
+//! worker sees the config. A `Config` is immutable once built; a reload builds a new one and
+//! workers hand it to connections accepted afterwards (connections keep the snapshot they started
+//! with).
+
+pub mod lexer;
+pub mod limits;
+pub mod parse;
+pub mod route;
+pub mod summary;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use parse::{parse_caddyfile, parse_file};
+
+/// The Caddyfile used by `ringproxy run` when no `--config` is given and no `./Caddyfile`
+/// exists: a plaintext site on port 8080 that answers on its own, so a newcomer sees the proxy
+/// work before writing any configuration.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.Caddyfile");
+
+/// A configuration error, always tied to a place in a file.
+///
+/// Display renders Caddy's familiar `file:line - message` shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line} - {message}")]
+pub struct ConfigError {
+    /// The file name as the user gave it (e.g. `Caddyfile`).
+    pub file: String,
+    /// 1-based line of the offending token (or of the last line for end-of-file errors).
+    pub line: usize,
+    pub message: String,
+}
+
+/// A validated configuration, ready for workers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub globals: Globals,
+    /// One entry per port we listen on. Each listener is either plaintext or TLS, never both
+    /// (as in Caddy: a port configured for both is a config error).
+    pub listeners: Vec<ListenerConfig>,
+    /// Every `reverse_proxy` handler's upstream set; handlers refer to them by index so that
+    /// workers can keep per-worker pools and health state in a plain `Vec` indexed the same way.
+    pub upstream_sets: Vec<UpstreamSet>,
+}
+
+/// The global options block, resolved to typed values with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Globals {
+    pub http_port: u16,
+    pub https_port: u16,
+    pub admin: Admin,
+    pub email: Option<String>,
+    /// ACME directory URL; `None` means the default (Let's Encrypt production).
+    pub acme_ca: Option<String>,
+    /// PEM file with an extra root trusted when talking to the ACME directory.
+    pub acme_ca_root: Option<PathBuf>,
+    /// `local_certs`: every HTTPS site uses the local CA instead of ACME.
+    pub local_certs: bool,
+    pub auto_https: AutoHttps,
+    /// `storage file_system <path>`; `None` means `$XDG_DATA_HOME/ringproxy` or
+    /// `~/.local/share/ringproxy`, resolved at startup.
+    pub storage: Option<PathBuf>,
+    /// How long a shutdown or reload waits for in-flight requests before closing them.
+    pub grace_period: Duration,
+    pub limits: limits::Limits,
+}
+
+/// The `admin` global option. ringproxy has no admin API; `admin off` and an address are both
+/// accepted so existing Caddyfiles validate, and an address is reported at startup as unserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    Off,
+    Address(String),
+}
+
+/// The `auto_https` global option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoHttps {
+    /// Certificates are managed and HTTP→HTTPS redirects are served (Caddy's default).
+    On,
+    /// Certificates are managed, no redirect listener.
+    DisableRedirects,
+    /// No certificate management and no redirects; sites without an explicit `tls` are
+    /// plaintext.
+    Off,
+}
+
+/// One port we listen on, and the sites it serves.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Bind address; by default every interface (`[::]:port`, dual-stack).
+    pub bind: SocketAddr,
+    pub kind: ListenerKind,
+    /// Sites ordered most specific host first: exact hosts, then wildcard hosts, then the
+    /// catch-all (a site with no host, e.g. `:8080`). The first site whose host matches wins.
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    Plaintext,
+    Tls,
+    /// The automatic HTTP→HTTPS redirect listener on `http_port`; its sites hold only
+    /// redirect routes. It also answers ACME HTTP-01 challenges before redirecting.
+    Redirect,
+}
+
+/// A site block as it applies to one listener.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Host patterns this site answers for; empty means every host.
+    pub hosts: Vec<HostPattern>,
+    pub tls: TlsPolicy,
+    /// The site's routes in evaluation order (Caddy's directive order already applied).
+    pub routes: Vec<Route>,
+    pub access_log: Option<AccessLog>,
+    /// Where the site block starts, for summaries and runtime messages.
+    pub origin: Origin,
+}
+
+/// Where something came from in the Caddyfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A host matcher: lower-case, without port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `example.com`, `localhost`, `127.0.0.1`, `::1` (IPv6 without brackets).
+    Exact(String),
+    /// `*.example.com`: exactly one label in place of `*`; stores the suffix `.example.com`.
+    Wildcard(String),
+}
+
+/// How a site gets its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsPolicy {
+    /// Plaintext site.
+    None,
+    /// ACME (automatic HTTPS); `email` overrides the global `email`.
+    Acme { email: Option<String> },
+    /// The local CA (`tls internal`, `local_certs`, `localhost`/IP sites).
+    Internal,
+    /// `tls <cert.pem> <key.pem>`, paths resolved relative to the Caddyfile's directory.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// A route: an optional matcher guarding a handler.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `None` matches every request.
+    pub matcher: Option<Matcher>,
+    pub handler: Handler,
+    /// Routes from `handle`/`handle_path` directives in the same block form one mutually
+    /// exclusive group: once one matches, the rest of its group is skipped.
+    pub group: Option<u32>,
+}
+
+/// What a route does when it matches.
+#[derive(Debug, Clone)]
+pub enum Handler {
+    /// `reverse_proxy`: index into [`Config::upstream_sets`].
+    Proxy(usize),
+    /// `respond`.
+    Respond { status: u16, body: Template },
+    /// `redir`: answers `status` with `Location: <to>`.
+    Redirect { to: Template, status: u16 },
+    /// The automatic HTTP→HTTPS redirect: `308`, `Location: https://<host><uri>`, the port
+    /// appended only when it is not the default https_port, `Connection: close`.
+    HttpsRedirect { port: Option<u16> },
+    /// `handle`, `route`, `handle_path`: a nested route list. `strip_prefix` is set by
+    /// `handle_path` and removed from the path before the nested routes run.
+    Subroute { routes: Vec<Route>, strip_prefix: Option<String> },
+}
+
+/// A compiled request matcher: all conditions must hold (Caddy's matcher set semantics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matcher {
+    /// Any of these paths (empty = no path condition).
+    pub paths: Vec<PathPattern>,
+    /// Any of these hosts (empty = no host condition).
+    pub hosts: Vec<HostPattern>,
+    /// Any of these methods, upper-case (empty = no method condition).
+    pub methods: Vec<String>,
+    /// Every header condition must hold.
+    pub headers: Vec<HeaderCondition>,
+    /// `not { ... }` blocks: each must *not* match.
+    pub not: Vec<Matcher>,
+}
+
+/// A path pattern, compiled from Caddy's path matcher syntax. Patterns are stored lower-case
+/// and compared against the normalised, lower-cased request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    /// `/health`
+    Exact(String),
+    /// `/api/auth/*` stores `/api/auth/`.
+    Prefix(String),
+    /// `*.js` stores `.js`.
+    Suffix(String),
+    /// `*/foo/*` stores `/foo/`.
+    Contains(String),
+    /// `*`
+    Any,
+}
+
+/// A header matcher condition: `header Name value`, `header Name` (present), `header !Name`
+/// (absent), values with a leading/trailing `*` for suffix/prefix matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderCondition {
+    /// Lower-case header name.
+    pub name: String,
+    pub test: HeaderTest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderTest {
+    Present,
+    Absent,
+    /// Any of these value patterns (Caddy's OR within one header's values).
+    Values(Vec<ValuePattern>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValuePattern {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Any,
+}
+
+/// A string with placeholders compiled out, e.g. `https://{host}{uri}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Placeholder(Placeholder),
+}
+
+/// The placeholders ringproxy can fill in. Anything else in a Caddyfile is a config error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `{host}`, `{http.request.host}`: request host without port.
+    Host,
+    /// `{hostport}`, `{http.request.hostport}`.
+    HostPort,
+    /// `{uri}`, `{http.request.uri}`: path and query as received.
+    Uri,
+    /// `{path}`, `{http.request.uri.path}`.
+    Path,
+    /// `{query}`, `{http.request.uri.query}`.
+    Query,
+    /// `{scheme}`, `{http.request.scheme}`.
+    Scheme,
+    /// `{method}`, `{http.request.method}`.
+    Method,
+    /// `{remote_host}`, `{http.request.remote.host}`.
+    RemoteHost,
+    /// `{remote_port}`, `{http.request.remote.port}`.
+    RemotePort,
+    /// `{upstream_hostport}`, `{http.reverse_proxy.upstream.hostport}`: only in `header_up`.
+    UpstreamHostPort,
+}
+
+/// A `reverse_proxy` handler's upstreams and options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSet {
+    pub upstreams: Vec<Upstream>,
+    pub lb_policy: LbPolicy,
+    pub health: Option<HealthCheck>,
+    /// How long an upstream is skipped after a failed request (`fail_duration`); zero disables
+    /// passive health tracking, as in Caddy.
+    pub fail_duration: Duration,
+    /// Failures within `fail_duration` before an upstream counts as down (`max_fails`).
+    pub max_fails: u32,
+    pub header_up: Vec<HeaderOp>,
+    pub header_down: Vec<HeaderOp>,
+    pub transport: Transport,
+    pub origin: Origin,
+}
+
+/// One upstream, resolved at config time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// As written (`localhost:8080`), for logs and `{upstream_hostport}`.
+    pub display: String,
+    /// Addresses to dial, in order (e.g. `[::1]:8080` then `127.0.0.1:8080` for localhost).
+    pub addrs: Vec<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    First,
+    LeastConn,
+    Random,
+    IpHash,
+}
+
+/// Active health checks (`health_uri`, `health_interval`, `health_timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path and query requested with GET; any 2xx/3xx counts as healthy.
+    pub uri: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// `header_up` / `header_down` operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOp {
+    /// `Name value`: replace every existing value.
+    Set { name: String, value: Template },
+    /// `+Name value`: append a field.
+    Add { name: String, value: Template },
+    /// `-Name`: remove every field with this name.
+    Remove { name: String },
+}
+
+/// `transport http { ... }` options, with defaults from `limits`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport {
+    pub dial_timeout: Duration,
+    /// `None`: wait as long as the upstream takes (Caddy's default).
+    pub response_header_timeout: Option<Duration>,
+    /// Idle pooled connections are closed after this long; `keepalive off` disables pooling.
+    pub keepalive: Option<Duration>,
+    /// Idle pooled connections kept per upstream, per worker.
+    pub keepalive_idle_conns: usize,
+}
+
+/// `log` directive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    pub output: LogOutput,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOutput {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+    Discard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Console,
+}

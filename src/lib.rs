@@ -1,0 +1,20 @@
+//! ringproxy: a thread-per-core reverse proxy for real-time WebSocket audio.
+//!
+//! The data path in ten lines:
+//! 1. `runtime::workers` starts one monoio runtime per core (io_uring, or epoll where io_uring is
+//!    refused), each with its own SO_REUSEPORT listener per configured port (`listener`).
+//! 2. A TLS port wraps the socket in a rustls session driven by hand (`tls`).
+//! 3. `proxy::conn` reads a request head (`http::head`), routes it (`config::route`), and either
+//!    answers directly (`http::response`) or forwards it (`proxy::forward`).
+//! 4. `upstream` picks an upstream by policy, reusing a per-worker keep-alive connection.
+//! 5. Bodies stream by their framing (`http::chunked`), never buffered whole.
+//! 6. A `101 Switching Protocols` turns the pair into a two-way relay (`proxy::relay`).
+//! 7. After a response, the same client connection loops to its next request.
+//!
+//! Nothing on the hot path is shared between workers: pools, counters and scratch buffers are
+//! per worker. Configuration arrives as an immutable `Arc<Config>` snapshot per connection.
+
+pub mod config;
+pub mod http;
+pub mod net;
+pub mod server;

@@ -1,0 +1,5 @@
+//! Byte streams for the data path: the readiness-plus-nonblocking-syscall stream abstraction
+//! that plaintext sockets and TLS sessions both implement, and the raw syscalls under it.
+
+pub mod stream;
+pub mod sys;
