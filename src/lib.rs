@@ -18,3 +18,4 @@ pub mod config;
 pub mod http;
 pub mod net;
 pub mod server;
+pub mod tls;

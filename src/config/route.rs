@@ -10,7 +10,7 @@ pub trait RequestView {
     /// Request host, lower-case, without port (from Host or the absolute-form target).
     fn host(&self) -> &str;
     /// Path, normalised for matching: percent-decoded, dot segments resolved, repeated slashes
-    /// merged, lower-case (see [`normalize_path`]).
+    /// merged, lower-case (see [`crate::http::path::normalize_path`]).
     fn match_path(&self) -> &str;
     /// Method as received (upper-case for standard methods).
     fn method(&self) -> &str;
@@ -38,11 +38,5 @@ pub fn select_site<'c>(listener: &'c ListenerConfig, host: &str) -> Option<&'c S
 /// Evaluate a site's routes for a request.
 pub fn resolve<'c, R: RequestView>(site: &'c Site, request: &R) -> Resolution<'c> {
     let _ = (site, request);
-    todo!("config helper")
-}
-
-/// Normalise a raw request path (without query) for matching, into `out` (cleared first).
-pub fn normalize_path(raw: &str, out: &mut String) {
-    let _ = (raw, out);
     todo!("config helper")
 }

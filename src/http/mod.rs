@@ -4,6 +4,7 @@
 
 pub mod chunked;
 pub mod head;
+pub mod path;
 pub mod response;
 pub mod rewrite;
 
