@@ -15,7 +15,23 @@
 //! per worker. Configuration arrives as an immutable `Arc<Config>` snapshot per connection.
 
 pub mod config;
+pub mod error;
 pub mod http;
+pub mod listener;
 pub mod net;
+pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod tls;
+pub mod upstream;
+
+use std::sync::Arc;
+
+/// Start a proxy for `config` the way `ringproxy run` does: prepare certificates (TLS sites,
+/// the local CA, ACME) on this thread, then start the workers.
+pub fn start(
+    config: Arc<config::Config>,
+    options: server::RunOptions,
+) -> Result<server::Server, server::StartError> {
+    server::Server::start_with(config, options, None)
+}
