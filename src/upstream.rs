@@ -296,3 +296,100 @@ async fn probe_health(upstream: &Upstream, uri: &str) -> io::Result<bool> {
 pub fn peer(stream: &PlainStream) -> Option<SocketAddr> {
     stream.socket().peer_addr().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Origin, Transport};
+
+    fn set(n: usize, policy: LbPolicy, fail_duration: Duration) -> UpstreamSet {
+        UpstreamSet {
+            upstreams: (0..n)
+                .map(|i| Upstream {
+                    display: format!("127.0.0.1:{}", 9000 + i),
+                    addrs: vec![SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16))],
+                })
+                .collect(),
+            lb_policy: policy,
+            health: None,
+            fail_duration,
+            max_fails: 1,
+            header_up: vec![],
+            header_down: vec![],
+            transport: Transport {
+                dial_timeout: Duration::from_secs(1),
+                response_header_timeout: None,
+                keepalive: Some(Duration::from_secs(60)),
+                keepalive_idle_conns: 4,
+            },
+            origin: Origin { file: "Caddyfile".into(), line: 1 },
+        }
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7));
+
+    #[test]
+    fn round_robin_rotates_and_lists_every_upstream_as_fallback() {
+        let pool = UpstreamPool::new(set(3, LbPolicy::RoundRobin, Duration::ZERO), 1);
+        assert_eq!(pool.attempt_order(CLIENT), vec![0, 1, 2]);
+        assert_eq!(pool.attempt_order(CLIENT), vec![1, 2, 0]);
+        assert_eq!(pool.attempt_order(CLIENT), vec![2, 0, 1]);
+        assert_eq!(pool.attempt_order(CLIENT), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn first_always_starts_with_the_first_available() {
+        let pool = UpstreamPool::new(set(3, LbPolicy::First, Duration::ZERO), 1);
+        assert_eq!(pool.attempt_order(CLIENT), vec![0, 1, 2]);
+        pool.set_healthy(0, false);
+        assert_eq!(pool.attempt_order(CLIENT), vec![1, 2]);
+    }
+
+    #[test]
+    fn ip_hash_is_stable_per_client() {
+        let pool = UpstreamPool::new(set(5, LbPolicy::IpHash, Duration::ZERO), 1);
+        let first = pool.attempt_order(CLIENT)[0];
+        for _ in 0..10 {
+            assert_eq!(pool.attempt_order(CLIENT)[0], first);
+        }
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(pool.attempt_order(mapped)[0], first);
+    }
+
+    #[test]
+    fn least_conn_prefers_the_idle_upstream() {
+        let pool = UpstreamPool::new(set(3, LbPolicy::LeastConn, Duration::ZERO), 7);
+        pool.begin_request(0);
+        pool.begin_request(2);
+        assert_eq!(pool.attempt_order(CLIENT)[0], 1);
+        pool.end_request(0);
+        pool.begin_request(1);
+        assert_eq!(pool.attempt_order(CLIENT)[0], 0);
+    }
+
+    #[test]
+    fn random_covers_every_upstream() {
+        let pool = UpstreamPool::new(set(3, LbPolicy::Random, Duration::ZERO), 99);
+        let mut seen = [false; 3];
+        for _ in 0..200 {
+            seen[pool.attempt_order(CLIENT)[0]] = true;
+        }
+        assert_eq!(seen, [true; 3]);
+    }
+
+    #[test]
+    fn a_failed_upstream_is_skipped_for_fail_duration_then_returns() {
+        let pool = UpstreamPool::new(set(2, LbPolicy::First, Duration::from_millis(80)), 1);
+        pool.record_failure(0);
+        assert_eq!(pool.attempt_order(CLIENT), vec![1]);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(pool.attempt_order(CLIENT), vec![0, 1]);
+    }
+
+    #[test]
+    fn without_fail_duration_failures_are_not_remembered() {
+        let pool = UpstreamPool::new(set(2, LbPolicy::First, Duration::ZERO), 1);
+        pool.record_failure(0);
+        assert_eq!(pool.attempt_order(CLIENT), vec![0, 1]);
+    }
+}
