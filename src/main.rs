@@ -92,6 +92,7 @@ fn main() -> ExitCode {
                     workers,
                     driver,
                     pin_workers: !no_pin,
+                    ..RunOptions::default()
                 },
             )
         }

@@ -66,6 +66,7 @@ pub struct WorkerSetup {
     pub certs: Option<Arc<CertStore>>,
     /// Becomes readable (EOF) when the server shuts down.
     pub shutdown: StdUnixStream,
+    pub splice_relay: bool,
     /// Reports whether the runtime started.
     pub ready: mpsc::Sender<Result<Driver, String>>,
 }
@@ -108,6 +109,7 @@ async fn worker_main(setup: WorkerSetup) {
         certs,
         shutdown,
         ready,
+        splice_relay,
         ..
     } = setup;
     let seed =
@@ -122,6 +124,7 @@ async fn worker_main(setup: WorkerSetup) {
         config: config.clone(),
         pools,
         certs,
+        splice_relay,
     });
 
     let shutdown = match shutdown

@@ -36,13 +36,28 @@ impl std::str::FromStr for DriverChoice {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Worker threads; `None` = available cores.
     pub workers: Option<usize>,
     pub driver: DriverChoice,
     /// Pin worker N to core N (default on for `ringproxy run`; tests leave it off).
     pub pin_workers: bool,
+    /// Relay plaintext WebSockets with splice(2) (`RINGPROXY_RELAY=copy` turns it off).
+    pub splice_relay: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: None,
+            driver: DriverChoice::Auto,
+            pin_workers: false,
+            splice_relay: std::env::var("RINGPROXY_RELAY")
+                .map(|v| v != "copy")
+                .unwrap_or(true),
+        }
+    }
 }
 
 /// A running proxy. Dropping it stops it (see [`Server::shutdown`]).
@@ -122,6 +137,7 @@ impl Server {
                 certs: certs.clone(),
                 shutdown: theirs,
                 ready: ready_tx.clone(),
+                splice_relay: options.splice_relay,
             };
             threads.push(
                 std::thread::Builder::new()

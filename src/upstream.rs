@@ -322,7 +322,10 @@ mod tests {
                 keepalive: Some(Duration::from_secs(60)),
                 keepalive_idle_conns: 4,
             },
-            origin: Origin { file: "Caddyfile".into(), line: 1 },
+            origin: Origin {
+                file: "Caddyfile".into(),
+                line: 1,
+            },
         }
     }
 

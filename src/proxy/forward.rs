@@ -280,6 +280,7 @@ async fn exchange_inner<S: Stream>(
                 client_rest,
                 upstream_rest,
                 limits.relay_idle_timeout,
+                ctx.snapshot.splice_relay,
             )
             .await
             {

@@ -8,13 +8,19 @@
 //! relay keeps running the other direction; an error on either side ends both.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::os::fd::RawFd;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::io::{flush, with_scratch, write_all};
 use crate::net::stream::Stream;
+use crate::net::sys::{self, Pipe};
+
+/// Most bytes one splice call moves into the pipe: the default pipe capacity.
+const SPLICE_CHUNK: usize = 64 * 1024;
 
 /// Bytes moved by a finished relay, for the access log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,8 +37,30 @@ pub async fn relay<C: Stream, U: Stream>(
     client_prefix: Vec<u8>,
     upstream_prefix: Vec<u8>,
     idle_timeout: Option<Duration>,
+    splice: bool,
 ) -> io::Result<RelayTotals> {
     let activity = Rc::new(Cell::new(Instant::now()));
+    if let (true, Some(c), Some(u)) = (splice, client.plaintext_fd(), upstream.plaintext_fd()) {
+        let up = pin!(one_way_splice(
+            client,
+            c,
+            upstream,
+            u,
+            client_prefix,
+            idle_timeout,
+            activity.clone()
+        ));
+        let down = pin!(one_way_splice(
+            upstream,
+            u,
+            client,
+            c,
+            upstream_prefix,
+            idle_timeout,
+            activity
+        ));
+        return both(up, down).await;
+    }
     let up = pin!(one_way(
         client,
         upstream,
@@ -47,8 +75,14 @@ pub async fn relay<C: Stream, U: Stream>(
         idle_timeout,
         activity
     ));
-    let mut up = up;
-    let mut down = down;
+    both(up, down).await
+}
+
+/// Run both directions; an error in either ends the relay (dropping the other direction).
+async fn both(
+    mut up: Pin<&mut impl Future<Output = io::Result<u64>>>,
+    mut down: Pin<&mut impl Future<Output = io::Result<u64>>>,
+) -> io::Result<RelayTotals> {
     monoio::select! {
         sent = &mut up => {
             let sent = sent?;
@@ -141,6 +175,56 @@ async fn wait_readable<R: Stream>(
         // Dropping a readiness wait loses no data, so a plain timeout is safe here.
         if let Ok(ready) = monoio::time::timeout(left, src.readable()).await {
             return ready;
+        }
+    }
+}
+
+/// Copy `src` → `dst` through a pipe with splice(2): the bytes never enter user space. Used
+/// when both legs are plaintext sockets. The pipe exists only for this relay direction.
+async fn one_way_splice<R: Stream, W: Stream>(
+    src: &R,
+    src_fd: RawFd,
+    dst: &W,
+    dst_fd: RawFd,
+    prefix: Vec<u8>,
+    idle_timeout: Option<Duration>,
+    activity: Rc<Cell<Instant>>,
+) -> io::Result<u64> {
+    let mut moved = prefix.len() as u64;
+    if !prefix.is_empty() {
+        write_all(dst, &prefix).await?;
+    }
+    drop(prefix);
+    let pipe = Pipe::new()?;
+    let mut in_pipe = 0usize;
+    loop {
+        if in_pipe > 0 {
+            match sys::splice(pipe.read, dst_fd, in_pipe) {
+                Ok(n) => {
+                    in_pipe -= n;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    dst.writable().await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match sys::splice(src_fd, pipe.write, SPLICE_CHUNK) {
+            Ok(0) => {
+                let _ = dst.shutdown_write();
+                return Ok(moved);
+            }
+            Ok(n) => {
+                in_pipe = n;
+                moved += n as u64;
+                activity.set(Instant::now());
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(src, idle_timeout, &activity).await?
+            }
+            Err(e) => return Err(e),
         }
     }
 }
