@@ -13,11 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::forward::{forward, Outcome};
+use super::access_log;
+use super::forward::forward;
 use super::io::{read_append, write_all};
 use super::ConnCtx;
 use crate::config::route::{resolve, select_site, RequestView};
-use crate::config::{Handler, ListenerKind};
+use crate::config::{Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
 use crate::http::response::{write_answer, write_simple, Answer};
@@ -159,18 +160,56 @@ async fn serve_request<S: Stream>(
     head: &RequestHead,
     buf: &mut Vec<u8>,
 ) -> KeepAlive {
+    let started = Instant::now();
     let config = &ctx.snapshot.config;
     let listener = &config.listeners[ctx.listener];
+    let site = select_site(listener, &head.host);
+    // The access log needs the request line after `buf` has moved on to the next request.
+    let log_request = site
+        .and_then(|s| s.access_log.as_ref())
+        .map(|log| (log, access_log::RequestLine::capture(head, buf)));
+    let handled = handle_request(client, ctx, head, buf, site, listener.kind).await;
+    if let Some((log, line)) = log_request {
+        access_log::write(
+            log,
+            ctx,
+            &line,
+            handled.status,
+            handled.bytes,
+            started.elapsed(),
+        );
+    }
+    if handled.keep_alive {
+        KeepAlive::Yes
+    } else {
+        KeepAlive::No
+    }
+}
+
+/// What happened to one request.
+struct Handled {
+    keep_alive: bool,
+    /// Status sent to the client (0 when none could be sent).
+    status: u16,
+    /// Response body bytes sent.
+    bytes: u64,
+}
+
+async fn handle_request<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    site: Option<&Site>,
+    kind: ListenerKind,
+) -> Handled {
+    if let Some(answer) = acme_http_challenge(ctx, head, buf, kind) {
+        return answer_direct(client, head, buf, 200, None, answer.as_bytes()).await;
+    }
     let request = RoutedRequest {
         head,
         buf: &buf[..],
     };
-
-    if let Some(answer) = acme_http_challenge(ctx, head, buf, listener.kind) {
-        return answer_direct(client, head, buf, 200, None, answer.as_bytes()).await;
-    }
-
-    let site = select_site(listener, &head.host);
     let resolution = site.map(|site| resolve(site, &request));
     let handler = resolution.as_ref().and_then(|r| r.handler);
     let strip: Vec<&str> = resolution
@@ -188,18 +227,28 @@ async fn serve_request<S: Stream>(
         Some(Handler::Proxy(index)) => {
             let pool = ctx.snapshot.pools[*index].clone();
             match forward(client, ctx, &pool, head, buf, &strip).await {
-                Ok(Outcome::KeepAlive) => KeepAlive::Yes,
-                Ok(Outcome::Close) => KeepAlive::No,
+                Ok(outcome) => Handled {
+                    keep_alive: outcome.keep_alive,
+                    status: outcome.status,
+                    bytes: outcome.bytes,
+                },
                 Err(e) => {
                     error::log(&e.error, ctx.id);
+                    let mut status = 0;
                     if !e.response_started {
                         if let Some(answer) = error::response_for(&e.error) {
                             let mut out = Vec::new();
                             write_answer(answer, true, &mut out);
-                            let _ = write_all(client, &out).await;
+                            if write_all(client, &out).await.is_ok() {
+                                status = error::answer_status(answer);
+                            }
                         }
                     }
-                    KeepAlive::No
+                    Handled {
+                        keep_alive: false,
+                        status,
+                        bytes: 0,
+                    }
                 }
             }
         }
@@ -237,14 +286,18 @@ async fn serve_request<S: Stream>(
                 true,
                 &mut out,
             );
-            let _ = write_all(client, &out).await;
-            KeepAlive::No
+            let sent = write_all(client, &out).await.is_ok();
+            Handled {
+                keep_alive: false,
+                status: if sent { 308 } else { 0 },
+                bytes: 0,
+            }
         }
         Some(Handler::Subroute { .. }) | None => {
             let close = !head.keep_alive || head.body != RequestBody::None;
             let mut out = Vec::new();
             write_answer(Answer::EmptyOk, close, &mut out);
-            finish_direct(client, head, buf, out, close).await
+            finish_direct(client, head, buf, out, close, 200, 0).await
         }
     }
 }
@@ -275,7 +328,7 @@ async fn answer_direct<S: Stream>(
     status: u16,
     location: Option<&[u8]>,
     body: &[u8],
-) -> KeepAlive {
+) -> Handled {
     let close = !head.keep_alive || head.body != RequestBody::None;
     let mut out = Vec::new();
     write_simple(
@@ -286,7 +339,12 @@ async fn answer_direct<S: Stream>(
         close,
         &mut out,
     );
-    finish_direct(client, head, buf, out, close).await
+    let bytes = if head.method == Method::Head {
+        0
+    } else {
+        body.len() as u64
+    };
+    finish_direct(client, head, buf, out, close, status, bytes).await
 }
 
 async fn finish_direct<S: Stream>(
@@ -295,10 +353,22 @@ async fn finish_direct<S: Stream>(
     buf: &mut Vec<u8>,
     out: Vec<u8>,
     close: bool,
-) -> KeepAlive {
-    if write_all(client, &out).await.is_err() || close {
-        return KeepAlive::No;
+    status: u16,
+    bytes: u64,
+) -> Handled {
+    if write_all(client, &out).await.is_err() {
+        return Handled {
+            keep_alive: false,
+            status: 0,
+            bytes: 0,
+        };
     }
-    buf.drain(..head.head_len);
-    KeepAlive::Yes
+    if !close {
+        buf.drain(..head.head_len);
+    }
+    Handled {
+        keep_alive: !close,
+        status,
+        bytes,
+    }
 }

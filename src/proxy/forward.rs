@@ -25,10 +25,14 @@ use crate::http::rewrite::{write_request_head, write_response_head, ForwardConte
 use crate::net::stream::{PlainStream, Stream};
 use crate::upstream::{dial, UpstreamConn, UpstreamPool};
 
-/// How the client connection continues after a forwarded exchange.
-pub enum Outcome {
-    KeepAlive,
-    Close,
+/// A completed exchange: how the client connection continues, and what the access log
+/// records.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub keep_alive: bool,
+    pub status: u16,
+    /// Response body bytes (for a relay: bytes sent to the client).
+    pub bytes: u64,
 }
 
 /// A failed exchange: the error, and whether any response bytes already reached the client
@@ -274,7 +278,7 @@ async fn exchange_inner<S: Stream>(
             let upstream_rest = response_buf.split_off(response.head_len);
             let client_rest = std::mem::take(buf);
             let limits = &ctx.snapshot.config.globals.limits;
-            if let Err(e) = relay(
+            let bytes = match relay(
                 client,
                 upstream,
                 client_rest,
@@ -284,9 +288,18 @@ async fn exchange_inner<S: Stream>(
             )
             .await
             {
-                tracing::debug!(conn = ctx.id, "relay ended: {e}");
-            }
-            return Ok((Outcome::Close, false));
+                Ok(totals) => totals.upstream_to_client,
+                Err(e) => {
+                    tracing::debug!(conn = ctx.id, "relay ended: {e}");
+                    0
+                }
+            };
+            let outcome = Outcome {
+                keep_alive: false,
+                status: 101,
+                bytes,
+            };
+            return Ok((outcome, false));
         }
         if (100..200).contains(&response.status) {
             write_response_head(
@@ -340,8 +353,8 @@ async fn exchange_inner<S: Stream>(
         write_all(client, &out)
             .await
             .map_err(|e| after_response(ClientError::Io(e)))?;
-        match pump_body(upstream, client, &mut response_buf, &mut framing).await {
-            Ok(_) => {}
+        let bytes = match pump_body(upstream, client, &mut response_buf, &mut framing).await {
+            Ok(n) => n + take as u64,
             Err(PumpError::Destination(e)) => return Err(after_response(ClientError::Io(e))),
             Err(PumpError::SourceClosed) => {
                 return Err(after_response(UpstreamError::ClosedEarly {
@@ -355,15 +368,15 @@ async fn exchange_inner<S: Stream>(
                     source,
                 }))
             }
-        }
+        };
         let reusable = response.keep_alive
             && request_complete
             && response_buf.is_empty()
             && !matches!(framing, BodyFraming::UntilEof);
-        let outcome = if close_client {
-            Outcome::Close
-        } else {
-            Outcome::KeepAlive
+        let outcome = Outcome {
+            keep_alive: !close_client,
+            status: response.status,
+            bytes,
         };
         return Ok((outcome, reusable));
     }

@@ -2,6 +2,7 @@
 //! upgrade. Generic over [`Stream`](crate::net::stream::Stream) so plaintext and TLS clients
 //! share one driver.
 
+pub mod access_log;
 pub mod conn;
 pub mod forward;
 pub mod io;
