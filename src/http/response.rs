@@ -33,7 +33,14 @@ pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
 }
 
 /// Serialize a `respond`/`redir` result: `status`, optional `Location`, `body`.
-pub fn write_simple(status: u16, location: Option<&[u8]>, body: &[u8], head_only: bool, close: bool, out: &mut Vec<u8>) {
+pub fn write_simple(
+    status: u16,
+    location: Option<&[u8]>,
+    body: &[u8],
+    head_only: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
     let _ = (status, location, body, head_only, close, out);
     todo!("http helper")
 }

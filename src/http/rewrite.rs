@@ -38,6 +38,7 @@ pub fn write_request_head(
 /// Write the head to send to the client into `out`: hop-by-hop fields removed (except the
 /// `Connection: upgrade`/`Upgrade` pair of a 101), `Connection: close` added when
 /// `close_client` is set, then `ops` applied. Framing fields are kept: bodies pass verbatim.
+#[allow(clippy::too_many_arguments, reason = "signature fixed by the connection driver")]
 pub fn write_response_head(
     buf: &[u8],
     head: &ResponseHead,
