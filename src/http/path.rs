@@ -33,7 +33,8 @@ pub fn normalize_path(raw: &[u8], out: &mut String) {
         bytes.push(b'/');
     }
     percent_decode_into(raw, &mut bytes);
-    remove_dot_segments(&mut bytes);
+    let len = remove_dot_segments(&mut bytes);
+    bytes.truncate(len);
     bytes.make_ascii_lowercase();
     let mut text = match String::from_utf8(bytes) {
         Ok(text) => text,
@@ -75,9 +76,9 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// RFC 3986 §5.2.4 on a path starting with `/`, in place, also merging empty segments (`//`).
-/// A path that ends in `/`, `/.` or `/..` keeps a trailing slash, as the RFC's algorithm does;
-/// `..` above the root stays at the root.
-pub(crate) fn remove_dot_segments(b: &mut Vec<u8>) {
+/// Returns the new length. A path that ends in `/`, `/.` or `/..` keeps a trailing slash, as the
+/// RFC's algorithm does; `..` above the root stays at the root.
+pub(crate) fn remove_dot_segments(b: &mut [u8]) -> usize {
     debug_assert_eq!(b.first(), Some(&b'/'));
     let n = b.len();
     // Invariant: w <= r, so writes never overtake unread input.
@@ -86,10 +87,7 @@ pub(crate) fn remove_dot_segments(b: &mut Vec<u8>) {
     let mut trailing_slash = false;
     while r < n {
         let start = r + 1;
-        let end = b[start..]
-            .iter()
-            .position(|&c| c == b'/')
-            .map_or(n, |i| start + i);
+        let end = b[start..].iter().position(|&c| c == b'/').map_or(n, |i| start + i);
         match &b[start..end] {
             b"" | b"." => trailing_slash = true,
             b".." => {
@@ -110,7 +108,23 @@ pub(crate) fn remove_dot_segments(b: &mut Vec<u8>) {
         b[w] = b'/';
         w += 1;
     }
-    b.truncate(w);
+    w
+}
+
+/// Whether `remove_dot_segments` would leave `path` unchanged: no empty, `.` or `..` segment
+/// except a single trailing slash.
+pub(crate) fn is_clean(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/") else {
+        return false;
+    };
+    let mut segments = rest.split(|&b| b == b'/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if segment == b"." || segment == b".." || (segment.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 fn escape_invalid_utf8(bytes: &[u8]) -> String {
