@@ -162,7 +162,7 @@ async fn exchange<S: Stream>(
     mut conn: UpstreamConn,
     strip_prefixes: &[&str],
 ) -> Result<Outcome, ForwardError> {
-    let upstream_name = pool.upstream(conn.upstream).display.clone();
+    let upstream_name: &str = &pool.upstream(conn.upstream).display;
     let index = conn.upstream;
     let result = exchange_inner(
         client,
@@ -172,7 +172,7 @@ async fn exchange<S: Stream>(
         buf,
         &mut conn,
         strip_prefixes,
-        &upstream_name,
+        upstream_name,
     )
     .await;
     pool.end_request(index);

@@ -108,7 +108,7 @@ impl Proxy {
                 fs::write(dir.path().join("Caddyfile"), &text).unwrap();
                 let config = ringproxy::config::parse_caddyfile(&text, "Caddyfile", dir.path())
                     .unwrap_or_else(|e| panic!("test Caddyfile rejected: {e}\n{text}"));
-                let server = Server::start(config, RunOptions { workers: Some(2), driver })
+                let server = Server::start(config, RunOptions { workers: Some(2), driver, ..RunOptions::default() })
                     .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
                 Proxy { addrs, running: Running::Ringproxy(Some(server)), dir }
