@@ -287,9 +287,10 @@ mod tests {
             compile_header_value("*x*"),
             Ok(ValuePattern::Contains("x".into()))
         );
-        assert!(
-            value_matches(&ValuePattern::Contains("up".into()), b"keep-alive, Upgrade") == false
-        );
+        assert!(!value_matches(
+            &ValuePattern::Contains("up".into()),
+            b"keep-alive, Upgrade"
+        ));
         assert!(value_matches(
             &ValuePattern::Contains("Up".into()),
             b"keep-alive, Upgrade"

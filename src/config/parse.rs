@@ -43,9 +43,15 @@ const SUPPORTED_TRANSPORT_OPTIONS: &str =
 /// name resolution (upstream hosts). [`ParseOptions::system`] uses the real ones; tests pass
 /// their own so they neither mutate the process environment nor depend on DNS.
 pub struct ParseOptions {
-    env: Box<dyn Fn(&str) -> Option<String>>,
-    resolver: Box<dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>>>,
+    env: Box<EnvLookup>,
+    resolver: Box<Resolver>,
 }
+
+/// Looks up an environment variable by name.
+pub type EnvLookup = dyn Fn(&str) -> Option<String>;
+
+/// Resolves an upstream host name and port to socket addresses.
+pub type Resolver = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
 
 impl ParseOptions {
     /// The process environment and the system resolver.
@@ -645,6 +651,16 @@ impl Parser<'_> {
             };
             return Ok((Some(def), &args[1..]));
         }
+        if text.starts_with('*') && !first.quoted {
+            return Err(self.err(
+                first.line,
+                format!(
+                    "'{text}' is not a valid inline matcher: inline matchers are '*', a path \
+                     starting with '/', or '@name' (for other patterns define a named matcher, \
+                     e.g. @m path {text})"
+                ),
+            ));
+        }
         if text.starts_with('@') {
             let def = scopes
                 .iter()
@@ -882,7 +898,7 @@ impl Parser<'_> {
         let (to, code) = match args {
             [to] => (to, None),
             [to, code] => (to, Some(code)),
-            [] => return Err(self.arg_err(d.args.last().unwrap_or(&d.name))),
+            [] => return Err(self.arg_err(&d.name)),
             [_, code, ..] => return Err(self.arg_err(code)),
         };
         let status =
@@ -1414,8 +1430,10 @@ impl Parser<'_> {
             Some(Scheme::Https) => true,
             Some(Scheme::Http) => false,
             None => {
+                // Caddy serves TLS on a hostless `:https_port` too (and then fails every
+                // handshake for lack of a certificate); the error below says so up front.
                 port != g.http_port
-                    && (addr.host.is_some() || explicit.is_some())
+                    && (addr.host.is_some() || explicit.is_some() || port == g.https_port)
                     && (g.auto_https != AutoHttps::Off || explicit.is_some())
             }
         };

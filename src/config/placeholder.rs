@@ -67,9 +67,9 @@ pub(crate) fn compile(text: &str, context: Context) -> Result<Template, String> 
             rest = escaped.1;
             continue;
         }
-        if tail.starts_with('\\') {
+        if let Some(after) = tail.strip_prefix('\\') {
             literal.push('\\');
-            rest = &tail[1..];
+            rest = after;
             continue;
         }
         let Some(end) = tail.find('}') else {

@@ -139,8 +139,10 @@ fn handler(config: &Config, h: &Handler) -> String {
         }
         Handler::Respond { status, body } => format!("respond {status} {:?}", template(body)),
         Handler::Redirect { to, status } => format!("redir {status} {}", template(to)),
-        Handler::HttpsRedirect { port: None } => "308 → https://{host}{uri}".to_string(),
-        Handler::HttpsRedirect { port: Some(p) } => format!("308 → https://{{host}}:{p}{{uri}}"),
+        Handler::HttpsRedirect { port: None } => "redirect 308 https://{host}{uri}".to_string(),
+        Handler::HttpsRedirect { port: Some(p) } => {
+            format!("redirect 308 https://{{host}}:{p}{{uri}}")
+        }
         Handler::Subroute { .. } => "subroute".to_string(),
     }
 }
