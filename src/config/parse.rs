@@ -118,7 +118,7 @@ pub fn parse_bytes(
     let (globals, lines) = parser.globals(document.globals.as_ref())?;
     let mut sites = Vec::with_capacity(document.sites.len());
     for block in &document.sites {
-        sites.push(parser.site(block, &globals)?);
+        sites.push(parser.site(block)?);
     }
     let listeners = parser.listeners(&sites, &globals, &lines)?;
     Ok(Config {
@@ -458,12 +458,10 @@ impl Parser<'_> {
 
     // ---- site blocks ---------------------------------------------------------------------
 
-    fn site(
-        &mut self,
-        block: &syntax::SiteBlock,
-        globals: &Globals,
-    ) -> Result<ParsedSite, ConfigError> {
-        let _ = globals;
+    fn site(&mut self, block: &syntax::SiteBlock) -> Result<ParsedSite, ConfigError> {
+        if block.keys.is_empty() {
+            return Err(self.err(block.body.line, "site block has no address"));
+        }
         let mut addresses = Vec::with_capacity(block.keys.len());
         for key in &block.keys {
             let addr = address::parse_site_address(&key.text).map_err(|m| self.err(key.line, m))?;

@@ -272,7 +272,7 @@ impl Structure<'_> {
             _ => {
                 // A single site may omit its braces: everything up to the end of the file is
                 // its body (Caddy allows this only when it is the only site block).
-                if !doc.sites.is_empty() || doc.globals.is_some() && keys.is_empty() {
+                if !doc.sites.is_empty() {
                     return Err(self.err(
                         key_line,
                         "site blocks must be enclosed in braces { } when the file has more \
@@ -280,26 +280,23 @@ impl Structure<'_> {
                     ));
                 }
                 let items = self.items_until_eof()?;
-                doc.sites.push(SiteBlock {
-                    keys,
-                    body: Block {
-                        line: key_line,
-                        items,
-                    },
-                });
-                if let Some(next) = doc.sites.first() {
-                    // A brace-less body that swallowed what looks like another site is the
-                    // classic mistake of forgetting braces; Caddy rejects it too.
-                    if let Some(d) = next.body.items.iter().find(|d| d.block.is_some()) {
-                        if looks_like_site_address(&d.name.text) {
-                            return Err(self.err(
-                                d.line(),
-                                "site blocks must be enclosed in braces { } when the file has \
-                                 more than one",
-                            ));
-                        }
-                    }
+                // A brace-less body that swallowed what looks like another site is the
+                // classic mistake of forgetting braces; Caddy rejects it too.
+                if let Some(d) = items
+                    .iter()
+                    .find(|d| d.block.is_some() && looks_like_site_address(&d.name.text))
+                {
+                    return Err(self.err(
+                        d.line(),
+                        "site blocks must be enclosed in braces { } when the file has more \
+                         than one",
+                    ));
                 }
+                let body = Block {
+                    line: key_line,
+                    items,
+                };
+                doc.sites.push(SiteBlock { keys, body });
             }
         }
         Ok(())
