@@ -15,6 +15,10 @@ use super::ConfigError;
 /// imported twice, and so on, grows exponentially; this turns that into an error, not an OOM.
 const MAX_EXPANDED_TOKENS: usize = 200_000;
 
+/// Deepest block nesting accepted. Real files nest three or four levels; the bound keeps the
+/// recursive parsers (here, in `parse` and in routing) far from the stack limit on any input.
+const MAX_NESTING: usize = 32;
+
 /// A parsed Caddyfile, before any meaning is given to directives.
 #[derive(Debug, Default)]
 pub(crate) struct Document {
@@ -64,6 +68,7 @@ pub(crate) fn parse_document(
         file,
         last_line,
         snippets: HashMap::new(),
+        depth: 0,
         frames: vec![Frame {
             snippet: String::new(),
             parent: None,
@@ -86,6 +91,8 @@ struct Structure<'f> {
     snippets: HashMap<String, Vec<Token>>,
     /// Import expansions, indexed by `Token::frame`; frame 0 is the file itself.
     frames: Vec<Frame>,
+    /// Blocks currently open.
+    depth: usize,
 }
 
 impl Structure<'_> {
@@ -320,6 +327,19 @@ impl Structure<'_> {
 
     /// Directive lines up to the `}` that closes the block opened at `open_line`.
     fn block_items(&mut self, open_line: usize) -> Result<Block, ConfigError> {
+        if self.depth >= MAX_NESTING {
+            return Err(self.err(
+                open_line,
+                format!("blocks are nested too deeply (more than {MAX_NESTING} levels)"),
+            ));
+        }
+        self.depth += 1;
+        let result = self.block_items_inner(open_line);
+        self.depth -= 1;
+        result
+    }
+
+    fn block_items_inner(&mut self, open_line: usize) -> Result<Block, ConfigError> {
         let mut items = Vec::new();
         loop {
             let Some(token) = self.peek() else {
@@ -619,6 +639,16 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(doc(input).unwrap_err(), want, "input: {input:?}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let input = "a {\n".repeat(100_000);
+        let err = doc(&input).unwrap_err();
+        assert_eq!(
+            err,
+            "Caddyfile:33 - blocks are nested too deeply (more than 32 levels)"
+        );
     }
 
     #[test]
