@@ -8,6 +8,7 @@ mod support;
 
 mod bad_input;
 mod bodies;
+mod config;
 mod failures;
 mod headers;
 mod routing;
