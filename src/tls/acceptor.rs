@@ -49,6 +49,8 @@ pub enum TlsAcceptError {
     PlaintextHttp,
     #[error("client did not send a TLS handshake")]
     NotTls,
+    #[error("client offered only TLS 1.1 or older (answered protocol_version)")]
+    OldProtocol,
     #[error("TLS handshake failed: {0}")]
     Handshake(#[from] rustls::Error),
     #[error("TLS-ALPN-01 challenge handshake completed")]
@@ -67,6 +69,8 @@ pub struct TlsAcceptor {
 #[derive(Debug, PartialEq, Eq)]
 enum Sniffed {
     Tls,
+    /// A ClientHello whose highest version is below TLS 1.2.
+    OldTls,
     Http,
     Garbage,
     NeedMore,
@@ -85,15 +89,32 @@ const HTTP_METHODS: [&[u8]; 9] = [
     b"CONNECT ",
     b"TRACE ",
 ];
-/// Bytes needed to recognise the longest method.
-const SNIFF_LEN: usize = 8;
+/// Bytes needed to recognise the longest method, or a ClientHello's version: record header
+/// (5), handshake type and length (4), `legacy_version` (2).
+const SNIFF_LEN: usize = 11;
 /// TLS record content type of a handshake record (RFC 8446 §5.1).
 const HANDSHAKE_RECORD: u8 = 0x16;
+const CLIENT_HELLO: u8 = 0x01;
+/// `legacy_version` of a client that can do TLS 1.2 or 1.3 (1.3 clients also send 0x0303).
+const TLS12_VERSION: [u8; 2] = [0x03, 0x03];
+/// A fatal protocol_version alert record (RFC 8446 §6.2: alert 70), which Caddy sends to
+/// TLS 1.0/1.1 clients. rustls answers handshake_failure when such a client offers only CBC
+/// suites (it picks a suite before looking at the version), so we answer first.
+const PROTOCOL_VERSION_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
 
 fn sniff(head: &[u8]) -> Sniffed {
     match head.first() {
         None => Sniffed::NeedMore,
-        Some(&HANDSHAKE_RECORD) => Sniffed::Tls,
+        Some(&HANDSHAKE_RECORD) if head.len() < SNIFF_LEN => Sniffed::NeedMore,
+        Some(&HANDSHAKE_RECORD) => {
+            let record_len = u16::from_be_bytes([head[3], head[4]]);
+            let version = [head[9], head[10]];
+            if head[5] == CLIENT_HELLO && record_len >= 6 && version < TLS12_VERSION {
+                Sniffed::OldTls
+            } else {
+                Sniffed::Tls
+            }
+        }
         Some(b) if b.is_ascii_uppercase() => {
             if HTTP_METHODS.iter().any(|m| head.starts_with(m)) {
                 Sniffed::Http
@@ -139,6 +160,10 @@ impl TlsAcceptor {
         loop {
             match sniff(&head[..have]) {
                 Sniffed::Tls => break,
+                Sniffed::OldTls => {
+                    let _ = sock.try_write(&PROTOCOL_VERSION_ALERT);
+                    return Err(TlsAcceptError::OldProtocol);
+                }
                 Sniffed::Http => {
                     answer_plaintext_http(&sock).await;
                     return Err(TlsAcceptError::PlaintextHttp);
@@ -164,7 +189,7 @@ impl TlsAcceptor {
                 Ok(Some(accepted)) => break accepted,
                 Ok(None) => {}
                 Err((e, mut alert)) => {
-                    let _ = alert.write(&mut SocketIo(fd));
+                    let _ = alert.write_all(&mut SocketIo(fd));
                     return Err(e.into());
                 }
             }
@@ -184,7 +209,7 @@ impl TlsAcceptor {
         let mut conn = match accepted.into_connection(config) {
             Ok(conn) => conn,
             Err((e, mut alert)) => {
-                let _ = alert.write(&mut SocketIo(fd));
+                let _ = alert.write_all(&mut SocketIo(fd));
                 return Err(e.into());
             }
         };
@@ -286,7 +311,13 @@ mod tests {
     #[test]
     fn sniffing_tells_tls_from_http_from_garbage() {
         assert_eq!(sniff(b""), Sniffed::NeedMore);
-        assert_eq!(sniff(&[0x16, 0x03, 0x01]), Sniffed::Tls);
+        assert_eq!(sniff(&[0x16, 0x03, 0x01]), Sniffed::NeedMore);
+        let hello12 = [0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03];
+        assert_eq!(sniff(&hello12), Sniffed::Tls);
+        let hello11 = [0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x02];
+        assert_eq!(sniff(&hello11), Sniffed::OldTls);
+        let hello10 = [0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x01];
+        assert_eq!(sniff(&hello10), Sniffed::OldTls);
         assert_eq!(sniff(b"GET / HT"), Sniffed::Http);
         assert_eq!(sniff(b"OPTIONS "), Sniffed::Http);
         assert_eq!(sniff(b"PO"), Sniffed::NeedMore);
