@@ -38,6 +38,9 @@ const DRIVERS: [Driver; 2] = [Driver::IoUring, Driver::Epoll];
 enum Mode {
     /// Echo until the client half-closes, then flush, close_notify and shut down.
     Echo,
+    /// Echo reading 7 bytes at a time and waiting for `readable()` before every read, as a
+    /// relay does: decrypted bytes left inside rustls must count as readable.
+    EchoTiny,
     /// Two tasks sharing one `Rc<TlsStream>`: one sends `n` pattern bytes, the other reads
     /// and checks `n` bytes from the client; both at once, as a relay does.
     Duplex(usize),
@@ -175,6 +178,7 @@ async fn serve(
             });
             let result = match mode {
                 Mode::Echo => echo(&tls).await,
+                Mode::EchoTiny => echo_tiny(&tls).await,
                 Mode::Duplex(n) => duplex(Rc::new(tls), n).await,
             };
             let _ = tx.send(Event::Done(result));
@@ -223,6 +227,24 @@ async fn echo(s: &TlsStream) -> io::Result<u64> {
         if n == 0 {
             break;
         }
+        total += n as u64;
+        write_all(s, &buf[..n]).await?;
+    }
+    finish(s).await?;
+    Ok(total)
+}
+
+async fn echo_tiny(s: &TlsStream) -> io::Result<u64> {
+    let mut buf = [0u8; 7];
+    let mut total = 0;
+    loop {
+        s.readable().await?;
+        let n = match s.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
         total += n as u64;
         write_all(s, &buf[..n]).await?;
     }
@@ -943,4 +965,83 @@ fn sec1_and_pkcs1_keys_from_openssl_are_served() {
             server.expect_done();
         }
     }
+}
+
+#[test]
+fn buffered_plaintext_is_readable_without_new_socket_data() {
+    let (ca, ctx, _) = two_sites();
+    for driver in DRIVERS {
+        let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::EchoTiny);
+        let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
+        let mut client = connect(server.addr, "a.test", &cfg).unwrap();
+        // One record of 40 KB, then nothing more until the whole echo is back: the server
+        // drains it 7 bytes at a time from rustls with the socket silent.
+        let message = pattern(0, 40_000);
+        client.write_all(&message).unwrap();
+        let mut back = vec![0u8; message.len()];
+        client.read_exact(&mut back).unwrap();
+        assert!(back == message, "{driver:?}");
+        assert_eq!(echo_roundtrip(&mut client, b"end"), b"end");
+        assert_eq!(server.expect_done(), 40_003);
+    }
+}
+
+#[test]
+fn a_swapped_certificate_serves_new_handshakes_and_leaves_live_sessions_alone() {
+    let (ca, ctx, leaves) = two_sites();
+    let server = TestServer::start(&ctx, Driver::IoUring, Duration::from_secs(5), Mode::Echo);
+    let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
+    let mut live = connect(server.addr, "a.test", &cfg).unwrap();
+    assert_eq!(peer_leaf(&live), leaves[0]);
+    server.expect_handshake();
+
+    let (c, k) = ca.leaf("a-renewed", &["a.test"], false);
+    let provider = rustls::crypto::ring::default_provider();
+    let renewed = tls::certs::load_pem_pair(&c, &k, &provider).unwrap();
+    ctx.store().set_cert("a.test", renewed.key.clone());
+
+    // A fresh client (no session to resume) sees the new certificate...
+    let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
+    let mut fresh = connect(server.addr, "a.test", &cfg).unwrap();
+    assert_eq!(peer_leaf(&fresh), renewed.key.cert[0]);
+    assert_eq!(echo_roundtrip(&mut fresh, b"new"), b"new");
+    // ...and the session that started before the swap carries on.
+    assert_eq!(echo_roundtrip(&mut live, b"old"), b"old");
+    let mut done = [server.expect_done(), server.expect_done()];
+    done.sort();
+    assert_eq!(done, [3, 3]);
+}
+
+#[test]
+fn tls_alpn_01_gets_the_challenge_certificate_and_nothing_else() {
+    let (ca, ctx, leaves) = two_sites();
+    let server = TestServer::start(&ctx, Driver::Epoll, Duration::from_secs(5), Mode::Echo);
+    let acme: &[&[u8]] = &[b"acme-tls/1"];
+
+    // No pending challenge: refused.
+    let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), acme));
+    let err = connect(server.addr, "a.test", &cfg).expect_err("no challenge pending");
+    assert!(matches!(err, rustls::Error::AlertReceived(_)), "{err:?}");
+    assert!(matches!(server.expect_failure(), Failure::Handshake(_)));
+
+    // A pending challenge: its certificate is served, then the connection is closed.
+    let (c, k) = ca.leaf("challenge", &["a.test"], false);
+    let provider = rustls::crypto::ring::default_provider();
+    let challenge = tls::certs::load_pem_pair(&c, &k, &provider).unwrap();
+    ctx.store().set_alpn_challenge("a.test", challenge.key.clone());
+    let mut client = connect(server.addr, "a.test", &cfg).unwrap();
+    assert_eq!(peer_leaf(&client), challenge.key.cert[0]);
+    assert_eq!(client.conn.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    let mut rest = Vec::new();
+    assert_eq!(client.read_to_end(&mut rest).unwrap(), 0, "closed after the handshake");
+    assert_eq!(
+        server.expect_failure(),
+        Failure::Other(TlsAcceptError::AcmeChallengeServed.to_string())
+    );
+
+    // Ordinary clients still get the site's certificate.
+    let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
+    let client = connect(server.addr, "a.test", &cfg).unwrap();
+    assert_eq!(peer_leaf(&client), leaves[0]);
+    ctx.store().remove_alpn_challenge("a.test");
 }
