@@ -13,4 +13,5 @@ mod failures;
 mod headers;
 mod routing;
 mod slow_clients;
+mod tls;
 mod websocket;
