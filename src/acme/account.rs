@@ -70,13 +70,16 @@ impl Accounts {
         Ok(account)
     }
 
-    /// The stored account for `email`, if any, without touching the cache.
+    /// The account for `email` if one is cached or stored; never registers one.
     pub async fn stored(&self, email: Option<&str>) -> Option<Account> {
         let key = email.unwrap_or_default().to_owned();
-        if let Some(account) = self.cached.lock().await.get(&key) {
+        let mut cached = self.cached.lock().await;
+        if let Some(account) = cached.get(&key) {
             return Some(account.clone());
         }
-        self.restore(&key).await.ok().flatten()
+        let account = self.restore(&key).await.ok().flatten()?;
+        cached.insert(key, account.clone());
+        Some(account)
     }
 
     /// Forget the account for `email` (the CA no longer knows it), so the next `get` registers

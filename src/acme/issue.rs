@@ -19,6 +19,7 @@ use instant_acme::{
 };
 use rustls::sign::CertifiedKey;
 
+use super::shared::{Published, SharedChallenges, PUBLISH_GRACE};
 use super::storage::{parse_cert, StoredCert};
 use super::{AcmeError, ChallengeKind};
 use crate::tls::store::CertStore;
@@ -42,16 +43,22 @@ pub struct Issued {
     pub challenge: ChallengeKind,
 }
 
+/// Where challenge answers go: this instance's store, and storage for the other instances.
+pub struct Responders<'a> {
+    pub store: &'a Arc<CertStore>,
+    pub shared: &'a SharedChallenges,
+}
+
 /// Obtain a certificate for `name`, trying `challenges` in order.
 pub async fn issue(
     account: &Account,
-    store: &Arc<CertStore>,
+    responders: &Responders<'_>,
     name: &str,
     challenges: &[ChallengeKind],
 ) -> Result<Issued, AcmeError> {
     let mut failures = Vec::new();
     for &kind in challenges {
-        match order_with(account, store, name, kind).await {
+        match order_with(account, responders, name, kind).await {
             Ok(issued) => return Ok(issued),
             Err(
                 e @ (AcmeError::ChallengeFailed { .. } | AcmeError::ChallengeNotOffered { .. }),
@@ -67,10 +74,11 @@ pub async fn issue(
 
 async fn order_with(
     account: &Account,
-    store: &Arc<CertStore>,
+    responders: &Responders<'_>,
     name: &str,
     kind: ChallengeKind,
 ) -> Result<Issued, AcmeError> {
+    let store = responders.store;
     let identifiers = [Identifier::Dns(name.to_owned())];
     let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
     tracing::debug!(name, order = %order.url(), challenge = %kind, "ACME order created");
@@ -101,24 +109,37 @@ async fn order_with(
                 return Err(AcmeError::ChallengeNotOffered { kind, offered });
             };
             let key_authorization = challenge.key_authorization();
-            let response = match kind {
+            let what = match kind {
                 ChallengeKind::Http01 => {
                     store.set_http_challenge(&challenge.token, key_authorization.as_str());
-                    Provisioned {
-                        store: store.clone(),
-                        what: Answer::Http(challenge.token.clone()),
-                    }
+                    Answer::Http(challenge.token.clone())
                 }
                 ChallengeKind::TlsAlpn01 => {
                     let cert = alpn_challenge_cert(name, key_authorization.digest().as_ref())?;
                     store.set_alpn_challenge(name, cert);
-                    Provisioned {
-                        store: store.clone(),
-                        what: Answer::Alpn(name.to_owned()),
-                    }
+                    Answer::Alpn(name.to_owned())
                 }
             };
-            provisioned.push(response);
+            let published = match responders.shared.publish(
+                kind,
+                name,
+                &challenge.token,
+                key_authorization.as_str(),
+            ) {
+                Ok(published) => Some(published),
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "cannot share the challenge answer with other instances; only this one will answer");
+                    None
+                }
+            };
+            provisioned.push(Provisioned {
+                store: store.clone(),
+                what,
+                _published: published,
+            });
+            // Give other instances on this storage directory time to mirror the answer: the CA
+            // may reach any of them.
+            tokio::time::sleep(PUBLISH_GRACE).await;
             challenge.set_ready().await?;
         }
         let status = match order.poll_ready(&poll_policy()).await {
@@ -245,10 +266,11 @@ enum Answer {
     Alpn(String),
 }
 
-/// A challenge response published in the store; withdrawn on drop.
+/// A challenge response published in the store (and in storage); withdrawn on drop.
 struct Provisioned {
     store: Arc<CertStore>,
     what: Answer,
+    _published: Option<Published>,
 }
 
 impl Drop for Provisioned {

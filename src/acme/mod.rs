@@ -26,6 +26,7 @@ pub mod account;
 pub mod issue;
 pub mod lock;
 pub mod schedule;
+pub mod shared;
 pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +41,7 @@ use instant_acme::ChallengeType;
 use self::account::Accounts;
 use self::lock::LockTimings;
 use self::schedule::{random_u64, renewal_time, retry_delay, time_in_window};
+use self::shared::SharedChallenges;
 use self::storage::{AcmeStorage, StorageError, StoredCert};
 use crate::config::{Config, HostPattern, ListenerKind, TlsPolicy};
 use crate::tls::store::CertStore;
@@ -55,6 +57,9 @@ pub const CHALLENGES_ENV: &str = "RINGPROXY_ACME_CHALLENGES";
 /// An issuance that has not finished after this long is abandoned and retried, so that a CA
 /// that accepts connections but never answers cannot wedge a name forever.
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A renewal-information query that takes longer is skipped in favour of the 2/3 rule.
+const ARI_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A name's task re-reads storage at least this often while waiting to renew, to pick up a
 /// certificate another instance sharing the storage directory obtained.
@@ -438,6 +443,7 @@ pub fn spawn_with(
             storage.clone(),
             settings.lock_timings,
         ),
+        shared: SharedChallenges::new(storage.root()),
         settings,
         storage,
         store,
@@ -473,6 +479,7 @@ pub fn spawn_with(
 struct Manager {
     settings: AcmeSettings,
     storage: AcmeStorage,
+    shared: SharedChallenges,
     store: Arc<CertStore>,
     accounts: Accounts,
     status: StatusMap,
@@ -484,6 +491,8 @@ async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    // Answer challenges that other instances on this storage directory publish.
+    tasks.spawn(manager.shared.clone().mirror(manager.store.clone()));
     for managed in manager.settings.names.clone() {
         let installed = installed.get(&managed.name).copied();
         tasks.spawn(manage_name(manager.clone(), managed, installed));
@@ -626,9 +635,9 @@ impl Manager {
     /// of its lifetime.
     async fn renewal_due_at(&self, cert: &StoredCert, email: Option<&str>) -> SystemTime {
         let fallback = renewal_time(cert.not_before, cert.not_after, random_u64());
-        match self.ari_window(cert, email).await {
-            Some((start, end)) => time_in_window(start, end, random_u64()),
-            None => fallback,
+        match tokio::time::timeout(ARI_TIMEOUT, self.ari_window(cert, email)).await {
+            Ok(Some((start, end))) => time_in_window(start, end, random_u64()),
+            Ok(None) | Err(_) => fallback,
         }
     }
 
@@ -660,10 +669,14 @@ impl Manager {
             return Err(AcmeError::NoChallengeTypes);
         }
         let email = managed.email.as_deref();
+        let responders = issue::Responders {
+            store: &self.store,
+            shared: &self.shared,
+        };
         let account = self.accounts.get(email).await?;
         match issue::issue(
             &account,
-            &self.store,
+            &responders,
             &managed.name,
             &self.settings.challenges,
         )
@@ -675,7 +688,7 @@ impl Manager {
                 let account = self.accounts.get(email).await?;
                 issue::issue(
                     &account,
-                    &self.store,
+                    &responders,
                     &managed.name,
                     &self.settings.challenges,
                 )

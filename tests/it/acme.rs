@@ -226,35 +226,87 @@ fn order_flow_with_stored_certificate_loads_it_before_returning_and_places_no_or
 }
 
 #[test]
-fn order_flow_two_managers_racing_on_one_storage_place_one_order() {
-    // Two instances on one storage directory; the shared store stands for a load balancer
-    // that would route the CA's validation to whichever instance ordered.
+fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can_answer() {
+    // Two instances (separate stores) on one storage directory. The CA only ever reaches
+    // instance A, as a load balancer might decide; if B wins the race and orders, A must still
+    // answer, from the challenge B published in storage.
     let (http_port, tls_port) = (free_port(), free_port());
     let pebble = Pebble::start_new(http_port, tls_port);
-    let store = Arc::new(CertStore::new());
-    let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
+    let store_a = Arc::new(CertStore::new());
+    let store_b = Arc::new(CertStore::new());
+    let _responder = ChallengeResponder::start(store_a.clone(), http_port, tls_port);
     let storage_dir = TempDir::new("acme-race");
-    let a = acme::spawn_with(
-        settings(&pebble, vec![ChallengeKind::Http01]),
-        store.clone(),
-        storage_dir.path().to_owned(),
-    );
-    let b = acme::spawn_with(
-        settings(&pebble, vec![ChallengeKind::Http01]),
-        store.clone(),
-        storage_dir.path().to_owned(),
-    );
-    let done = |s: &NameStatus| s.issued + s.loaded_from_storage >= 1;
-    let a_status = wait_until(&a, Duration::from_secs(60), "instance a", done);
-    let b_status = wait_until(&b, Duration::from_secs(60), "instance b", done);
-    assert_eq!(
-        a_status.issued + b_status.issued,
-        1,
-        "{a_status:?} {b_status:?}"
-    );
-    assert_eq!(pebble.orders_placed(), 1);
-    a.shutdown();
-    b.shutdown();
+    let locks = AcmeStorage::new(storage_dir.path(), &pebble.directory_url()).locks_dir();
+    // Rounds 0 and 1: both start at once. Rounds 2 and 3: B starts first and is seen holding
+    // the lock before A starts, so B orders and only A's mirror of B's answer can satisfy the CA.
+    for round in 0..4 {
+        let kind = if round % 2 == 0 {
+            ChallengeKind::Http01
+        } else {
+            ChallengeKind::TlsAlpn01
+        };
+        let name = format!("race{round}.acme-test.example");
+        let mut settings = settings(&pebble, vec![kind]);
+        settings.names[0].name = name.clone();
+        let (a, b) = if round < 2 {
+            let a = acme::spawn_with(
+                settings.clone(),
+                store_a.clone(),
+                storage_dir.path().to_owned(),
+            );
+            (
+                a,
+                acme::spawn_with(settings, store_b.clone(), storage_dir.path().to_owned()),
+            )
+        } else {
+            let b = acme::spawn_with(
+                settings.clone(),
+                store_b.clone(),
+                storage_dir.path().to_owned(),
+            );
+            let lock = ringproxy::acme::lock::lock_path(&locks, &name);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !lock.exists() {
+                assert!(Instant::now() < deadline, "B never took the lock");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (
+                acme::spawn_with(settings, store_a.clone(), storage_dir.path().to_owned()),
+                b,
+            )
+        };
+        let wait = |h: &AcmeHandle| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = h.status().into_iter().find(|s| s.name == name).unwrap();
+                if status.issued + status.loaded_from_storage >= 1 {
+                    return status;
+                }
+                assert!(Instant::now() < deadline, "round {round}: {status:?}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        let (a_status, b_status) = (wait(&a), wait(&b));
+        assert_eq!(
+            a_status.issued + b_status.issued,
+            1,
+            "round {round}: {a_status:?} {b_status:?}"
+        );
+        if round >= 2 {
+            assert_eq!(
+                (b_status.issued, a_status.loaded_from_storage),
+                (1, 1),
+                "round {round}"
+            );
+        }
+        assert_eq!(
+            store_a.cert_for(&name).unwrap().cert,
+            store_b.cert_for(&name).unwrap().cert
+        );
+        a.shutdown();
+        b.shutdown();
+    }
+    assert_eq!(pebble.orders_placed(), 4);
 }
 
 #[test]
@@ -625,23 +677,18 @@ fn ca_unreachable_at_start_proxy_serves_other_sites_and_obtains_the_certificate_
 
 #[test]
 fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
-    // Instance A answers pebble's validations; instance B (other ports, same storage) starts
-    // while A holds the name's lock, waits for it, and must pick up A's certificate.
+    // Both processes start at once on one storage directory. Pebble validates only against
+    // instance A's ports (as a load balancer might route it); whichever instance wins the lock
+    // orders, and A answers either way (directly, or from the challenge B shared in storage).
     let a = ProxySetup::new();
     let pebble = Pebble::start_new(a.http_port, a.https_port);
-    let b = ProxySetup {
-        storage: TempDir::new("acme-e2e-unused"),
-        ..ProxySetup::new()
-    };
-    let b_caddyfile = {
-        let text = b.caddyfile(&pebble).replace(
-            &b.storage.path().display().to_string(),
-            &a.storage.path().display().to_string(),
-        );
-        let path = b.storage.path().join("Caddyfile");
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let b = ProxySetup::new();
+    let shared_storage = a.storage.path().display().to_string();
+    let b_caddyfile = b.storage.path().join("Caddyfile");
+    let b_text = b
+        .caddyfile(&pebble)
+        .replace(&b.storage.path().display().to_string(), &shared_storage);
+    std::fs::write(&b_caddyfile, b_text).unwrap();
     let a_caddyfile = a.write_caddyfile(&pebble);
 
     let spawn = |caddyfile: &Path| {
@@ -654,16 +701,8 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
             .spawn()
             .unwrap()
     };
-    let mut proc_a = KillOnDrop(spawn(&a_caddyfile));
-    let locks = AcmeStorage::new(a.storage.path(), &pebble.directory_url()).locks_dir();
-    let lock = ringproxy::acme::lock::lock_path(&locks, TEST_NAME);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lock.exists() {
-        assert!(Instant::now() < deadline, "instance A never took the lock");
-        assert!(proc_a.0.try_wait().unwrap().is_none(), "instance A exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _proc_b = KillOnDrop(spawn(&b_caddyfile));
+    let _a = KillOnDrop(spawn(&a_caddyfile));
+    let _b = KillOnDrop(spawn(&b_caddyfile));
 
     let roots = roots_of(pebble.issuing_root());
     let leaf_a = wait_for_served_leaf(a.https_addr(), TEST_NAME, &roots, ISSUE_TIMEOUT);
