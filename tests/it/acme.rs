@@ -701,12 +701,28 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
             .spawn()
             .unwrap()
     };
-    let _a = KillOnDrop(spawn(&a_caddyfile));
-    let _b = KillOnDrop(spawn(&b_caddyfile));
+    let mut procs = [
+        KillOnDrop(spawn(&a_caddyfile)),
+        KillOnDrop(spawn(&b_caddyfile)),
+    ];
 
     let roots = roots_of(pebble.issuing_root());
-    let leaf_a = wait_for_served_leaf(a.https_addr(), TEST_NAME, &roots, ISSUE_TIMEOUT);
-    let leaf_b = wait_for_served_leaf(b.https_addr(), TEST_NAME, &roots, ISSUE_TIMEOUT);
+    let deadline = Instant::now() + ISSUE_TIMEOUT;
+    let (leaf_a, leaf_b) = loop {
+        let a_leaf = served_leaf(a.https_addr(), TEST_NAME, roots.clone());
+        let b_leaf = served_leaf(b.https_addr(), TEST_NAME, roots.clone());
+        if let (Ok(a_leaf), Ok(b_leaf)) = (a_leaf, b_leaf) {
+            break (a_leaf, b_leaf);
+        }
+        for (i, proc) in procs.iter_mut().enumerate() {
+            assert!(proc.0.try_wait().unwrap().is_none(), "instance {i} exited");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no certificate on both instances after {ISSUE_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(leaf_a, leaf_b);
     assert_eq!(pebble.orders_placed(), 1);
 }
