@@ -14,6 +14,7 @@
 //! Nothing on the hot path is shared between workers: pools, counters and scratch buffers are
 //! per worker. Configuration arrives as an immutable `Arc<Config>` snapshot per connection.
 
+pub mod acme;
 pub mod config;
 pub mod error;
 pub mod http;

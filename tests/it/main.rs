@@ -5,7 +5,9 @@
 //! `caddy run` to check the expectations themselves (see `support::proxy`).
 
 mod support;
+mod support_acme;
 
+mod acme;
 mod bad_input;
 mod bodies;
 mod config;
