@@ -46,15 +46,9 @@ pub enum UpstreamError {
     #[error("{upstream} sent no response head within response_header_timeout")]
     HeaderTimeout { upstream: String },
     #[error("{upstream} sent an invalid response head: {source}")]
-    Head {
-        upstream: String,
-        source: UpstreamHeadError,
-    },
+    Head { upstream: String, source: UpstreamHeadError },
     #[error("{upstream} sent an invalid chunked body: {source}")]
-    Chunked {
-        upstream: String,
-        source: ChunkError,
-    },
+    Chunked { upstream: String, source: ChunkError },
     #[error("{upstream} closed the connection before the response was complete")]
     ClosedEarly { upstream: String },
     #[error("{upstream} answered 101 to a request that did not ask to upgrade")]

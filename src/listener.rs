@@ -39,10 +39,7 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> Result<Vec<StdTcpListen
 }
 
 fn ipv6_unavailable(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
-    )
+    matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL))
 }
 
 /// Bind without SO_REUSEPORT to detect a port held by another process, and to resolve port 0.
@@ -80,10 +77,7 @@ mod tests {
     #[test]
     fn port_zero_gives_every_worker_the_same_port() {
         let listeners = bind_reuseport("127.0.0.1:0".parse().unwrap(), 3).unwrap();
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
+        let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
         assert_ne!(ports[0], 0);
         assert!(ports.iter().all(|p| *p == ports[0]));
     }
@@ -104,9 +98,6 @@ mod tests {
         listeners[0].set_nonblocking(false).unwrap();
         let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (accepted, _) = listeners[0].accept().unwrap();
-        assert_eq!(
-            accepted.peer_addr().unwrap().port(),
-            client.local_addr().unwrap().port()
-        );
+        assert_eq!(accepted.peer_addr().unwrap().port(), client.local_addr().unwrap().port());
     }
 }

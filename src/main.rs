@@ -73,12 +73,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run {
-            config,
-            workers,
-            driver,
-            no_pin,
-        } => {
+        Command::Run { config, workers, driver, no_pin } => {
             let parsed = match load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -88,12 +83,7 @@ fn main() -> ExitCode {
             };
             run(
                 parsed,
-                RunOptions {
-                    workers,
-                    driver,
-                    pin_workers: !no_pin,
-                    ..RunOptions::default()
-                },
+                RunOptions { workers, driver, pin_workers: !no_pin, ..RunOptions::default() },
             )
         }
     }
@@ -105,11 +95,7 @@ fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         None if Path::new("Caddyfile").exists() => config::parse_file(Path::new("Caddyfile")),
         None => {
             tracing::info!("no --config and no ./Caddyfile: serving the embedded default config");
-            config::parse_caddyfile(
-                config::EMBEDDED_DEFAULT,
-                "<embedded default>",
-                Path::new("."),
-            )
+            config::parse_caddyfile(config::EMBEDDED_DEFAULT, "<embedded default>", Path::new("."))
         }
     }
 }

@@ -75,61 +75,46 @@ pub struct WorkerSetup {
 pub fn run_worker(setup: WorkerSetup) {
     if let Some(core) = setup.core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(
-                worker = setup.id,
-                core = core.id,
-                "could not pin worker to its core"
-            );
+            tracing::warn!(worker = setup.id, core = core.id, "could not pin worker to its core");
         }
     }
-    let ready = setup.ready.clone();
     let driver = setup.driver;
-    let result = match driver {
-        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+    let failed = match driver {
+        Driver::IoUring => match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .with_entries(URING_ENTRIES)
             .enable_timer()
             .build()
-            .map(|mut rt| rt.block_on(worker_main(setup))),
-        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .map(|mut rt| rt.block_on(worker_main(setup))),
+        {
+            Ok(mut rt) => return rt.block_on(worker_main(setup)),
+            Err(e) => e,
+        },
+        Driver::Epoll => {
+            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+                Ok(mut rt) => return rt.block_on(worker_main(setup)),
+                Err(e) => e,
+            }
+        }
     };
-    if let Err(e) = result {
-        let _ = ready.send(Err(format!("cannot start the {driver:?} runtime: {e}")));
-    }
+    let _ = setup.ready.send(Err(format!("cannot start the {driver:?} runtime: {failed}")));
 }
 
 async fn worker_main(setup: WorkerSetup) {
-    let WorkerSetup {
-        id,
-        driver,
-        sockets,
-        config,
-        certs,
-        shutdown,
-        ready,
-        splice_relay,
-        ..
-    } = setup;
-    let seed =
-        Instant::now().elapsed().as_nanos() as u64 ^ ((id as u64 + 1) * 0x9E37_79B9_7F4A_7C15);
+    let WorkerSetup { id, driver, sockets, config, certs, shutdown, ready, splice_relay, .. } =
+        setup;
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let seed = clock ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let pools = config
         .upstream_sets
         .iter()
         .enumerate()
         .map(|(i, set)| Rc::new(UpstreamPool::new(set.clone(), seed.wrapping_add(i as u64))))
         .collect::<Vec<_>>();
-    let snapshot = Rc::new(Snapshot {
-        config: config.clone(),
-        pools,
-        certs,
-        splice_relay,
-    });
+    let snapshot = Rc::new(Snapshot { config: config.clone(), pools, certs, splice_relay });
 
-    let shutdown = match shutdown
-        .set_nonblocking(true)
-        .and_then(|_| UnixStream::from_std(shutdown))
+    let shutdown = match shutdown.set_nonblocking(true).and_then(|_| UnixStream::from_std(shutdown))
     {
         Ok(s) => s,
         Err(e) => {
@@ -149,6 +134,9 @@ async fn worker_main(setup: WorkerSetup) {
     }
     tracing::info!(worker = id, driver = ?driver, "worker started");
     let _ = ready.send(Ok(driver));
+    // Hold no sender past start-up: if another worker dies before reporting, the server's
+    // wait must see the channel close instead of hanging.
+    drop(ready);
 
     let stop = Rc::new(Cell::new(false));
     for pool in &snapshot.pools {
@@ -260,10 +248,7 @@ async fn accept_loop(
                 });
             }
             ListenerKind::Tls => {
-                tracing::error!(
-                    worker,
-                    "TLS listener without a TLS acceptor; closing connection"
-                );
+                tracing::error!(worker, "TLS listener without a TLS acceptor; closing connection");
                 drop(guard);
             }
         }

@@ -29,9 +29,7 @@ impl std::str::FromStr for DriverChoice {
             "auto" => Ok(DriverChoice::Auto),
             "io_uring" | "iouring" | "uring" => Ok(DriverChoice::IoUring),
             "epoll" | "legacy" => Ok(DriverChoice::Epoll),
-            other => Err(format!(
-                "unknown driver '{other}' (expected auto, io_uring or epoll)"
-            )),
+            other => Err(format!("unknown driver '{other}' (expected auto, io_uring or epoll)")),
         }
     }
 }
@@ -53,9 +51,7 @@ impl Default for RunOptions {
             workers: None,
             driver: DriverChoice::Auto,
             pin_workers: false,
-            splice_relay: std::env::var("RINGPROXY_RELAY")
-                .map(|v| v != "copy")
-                .unwrap_or(true),
+            splice_relay: std::env::var("RINGPROXY_RELAY").map(|v| v != "copy").unwrap_or(true),
         }
     }
 }
@@ -96,11 +92,7 @@ impl Server {
     ) -> Result<Server, StartError> {
         let workers = options
             .workers
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            })
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
             .max(1);
         let driver = Driver::resolve(options.driver);
         let cores = if options.pin_workers {
@@ -126,11 +118,7 @@ impl Server {
             shutdown.push(ours);
             let setup = WorkerSetup {
                 id,
-                core: if cores.is_empty() {
-                    None
-                } else {
-                    Some(cores[id % cores.len()])
-                },
+                core: if cores.is_empty() { None } else { Some(cores[id % cores.len()]) },
                 driver,
                 sockets: sockets.iter_mut().filter_map(|s| s.next()).collect(),
                 config: config.clone(),
@@ -146,12 +134,7 @@ impl Server {
             );
         }
         drop(ready_tx);
-        let mut server = Server {
-            addrs,
-            drivers: Vec::new(),
-            threads,
-            shutdown,
-        };
+        let mut server = Server { addrs, drivers: Vec::new(), threads, shutdown };
         for _ in 0..workers {
             match ready_rx.recv() {
                 Ok(Ok(driver)) => server.drivers.push(driver),

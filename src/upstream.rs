@@ -63,12 +63,7 @@ impl UpstreamPool {
                 healthy: Cell::new(true),
             })
             .collect();
-        UpstreamPool {
-            set,
-            states,
-            cursor: Cell::new(0),
-            rng: Cell::new(seed | 1),
-        }
+        UpstreamPool { set, states, cursor: Cell::new(0), rng: Cell::new(seed | 1) }
     }
 
     pub fn upstream(&self, index: usize) -> &Upstream {
@@ -119,11 +114,7 @@ impl UpstreamPool {
             }
             LbPolicy::Random => (self.random() % available.len() as u64) as usize,
             LbPolicy::LeastConn => {
-                let min = available
-                    .iter()
-                    .map(|i| self.states[*i].active.get())
-                    .min()
-                    .unwrap_or(0);
+                let min = available.iter().map(|i| self.states[*i].active.get()).min().unwrap_or(0);
                 let ties: Vec<usize> = (0..available.len())
                     .filter(|k| self.states[available[*k]].active.get() == min)
                     .collect();
@@ -140,10 +131,7 @@ impl UpstreamPool {
     /// Record a failed attempt (passive health).
     pub fn record_failure(&self, index: usize) {
         if !self.set.fail_duration.is_zero() {
-            self.states[index]
-                .failures
-                .borrow_mut()
-                .push(Instant::now());
+            self.states[index].failures.borrow_mut().push(Instant::now());
         }
     }
 
@@ -169,11 +157,7 @@ impl UpstreamPool {
             if conn.idle_since.elapsed() < keepalive
                 && sys::idle_connection_usable(conn.stream.fd())
             {
-                return Some(UpstreamConn {
-                    stream: conn.stream,
-                    upstream: index,
-                    reused: true,
-                });
+                return Some(UpstreamConn { stream: conn.stream, upstream: index, reused: true });
             }
         }
         None
@@ -186,10 +170,7 @@ impl UpstreamPool {
         }
         let mut idle = self.states[conn.upstream].idle.borrow_mut();
         if idle.len() < self.set.transport.keepalive_idle_conns {
-            idle.push(PooledConn {
-                stream: conn.stream,
-                idle_since: Instant::now(),
-            });
+            idle.push(PooledConn { stream: conn.stream, idle_since: Instant::now() });
         }
     }
 
@@ -199,10 +180,7 @@ impl UpstreamPool {
             return;
         };
         for state in &self.states {
-            state
-                .idle
-                .borrow_mut()
-                .retain(|c| c.idle_since.elapsed() < keepalive);
+            state.idle.borrow_mut().retain(|c| c.idle_since.elapsed() < keepalive);
         }
     }
 }
@@ -217,9 +195,9 @@ fn hash_ip(ip: IpAddr) -> u64 {
             None => v6.octets().to_vec(),
         },
     };
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Dial one upstream, trying each of its resolved addresses within `timeout` overall.
@@ -322,10 +300,7 @@ mod tests {
                 keepalive: Some(Duration::from_secs(60)),
                 keepalive_idle_conns: 4,
             },
-            origin: Origin {
-                file: "Caddyfile".into(),
-                line: 1,
-            },
+            origin: Origin { file: "Caddyfile".into(), line: 1 },
         }
     }
 

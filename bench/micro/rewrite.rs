@@ -27,9 +27,7 @@ Server: gunicorn\r\nSet-Cookie: session=abc; HttpOnly\r\n\r\n";
 
 fn bench(c: &mut Criterion) {
     let request = parse_request(REQUEST, 65536).unwrap().unwrap();
-    let response = parse_response(RESPONSE, request.method, 65536)
-        .unwrap()
-        .unwrap();
+    let response = parse_response(RESPONSE, request.method, 65536).unwrap().unwrap();
     let ctx = ForwardContext {
         client_ip: "192.0.2.7".parse().unwrap(),
         client_port: 50000,
@@ -39,13 +37,9 @@ fn bench(c: &mut Criterion) {
     };
     let header_up = vec![HeaderOp::Set {
         name: "X-Real-IP".into(),
-        value: Template {
-            parts: vec![TemplatePart::Placeholder(Placeholder::RemoteHost)],
-        },
+        value: Template { parts: vec![TemplatePart::Placeholder(Placeholder::RemoteHost)] },
     }];
-    let header_down = vec![HeaderOp::Remove {
-        name: "Server".into(),
-    }];
+    let header_down = vec![HeaderOp::Remove { name: "Server".into() }];
     let mut out = Vec::with_capacity(4096);
 
     let mut group = c.benchmark_group("rewrite");

@@ -38,11 +38,7 @@ impl RequestView for Head {
 }
 
 fn tls_listener(config: &Config) -> &ringproxy::config::ListenerConfig {
-    config
-        .listeners
-        .iter()
-        .find(|l| l.bind.port() == 443)
-        .expect("the seed listens on 443")
+    config.listeners.iter().find(|l| l.bind.port() == 443).expect("the seed listens on 443")
 }
 
 fn route_one(config: &Config, head: &Head) -> Option<usize> {
@@ -61,23 +57,14 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_lookup");
     for (name, config) in [("seed", &seed), ("seed_auth", &auth)] {
         for path in paths {
-            let head = Head {
-                host: "stt.fullen.dev",
-                path,
-            };
-            assert!(
-                route_one(config, &head).is_some(),
-                "{name} {path} must route"
-            );
+            let head = Head { host: "stt.fullen.dev", path };
+            assert!(route_one(config, &head).is_some(), "{name} {path} must route");
             group.bench_function(format!("{name} {path}"), |b| {
                 b.iter(|| route_one(black_box(config), black_box(&head)))
             });
         }
     }
-    let unknown = Head {
-        host: "unknown.example",
-        path: "/",
-    };
+    let unknown = Head { host: "unknown.example", path: "/" };
     group.bench_function("seed_auth unknown host", |b| {
         b.iter(|| route_one(black_box(&auth), black_box(&unknown)))
     });

@@ -36,13 +36,7 @@ impl Accounts {
         storage: AcmeStorage,
         lock_timings: LockTimings,
     ) -> Self {
-        Accounts {
-            directory_url,
-            ca_root,
-            storage,
-            lock_timings,
-            cached: Default::default(),
-        }
+        Accounts { directory_url, ca_root, storage, lock_timings, cached: Default::default() }
     }
 
     /// The account for `email`: cached, else restored from storage, else registered.
@@ -56,10 +50,8 @@ impl Accounts {
             cached.insert(key, account.clone());
             return Ok(account);
         }
-        let lock_path = lock::lock_path(
-            &self.storage.locks_dir(),
-            &format!(".account-{}", file_label(&key)),
-        );
+        let lock_path =
+            lock::lock_path(&self.storage.locks_dir(), &format!(".account-{}", file_label(&key)));
         let _lock = lock::acquire(&lock_path, self.lock_timings).await?;
         // Another instance may have registered while we waited for the lock.
         let account = match self.restore(&key).await? {
@@ -114,10 +106,8 @@ impl Accounts {
             terms_of_service_agreed: true,
             only_return_existing: false,
         };
-        let (account, credentials) = self
-            .builder()?
-            .create(&new_account, self.directory_url.clone(), None)
-            .await?;
+        let (account, credentials) =
+            self.builder()?.create(&new_account, self.directory_url.clone(), None).await?;
         let json =
             serde_json::to_vec(&credentials).map_err(|e| AcmeError::Internal(e.to_string()))?;
         self.storage.save_account(key, &json)?;
@@ -128,9 +118,7 @@ impl Accounts {
     fn builder(&self) -> Result<AccountBuilder, AcmeError> {
         match &self.ca_root {
             None => Ok(Account::builder()?),
-            Some(root) => Ok(Account::builder_with_http(Box::new(
-                client_with_extra_root(root)?,
-            ))),
+            Some(root) => Ok(Account::builder_with_http(Box::new(client_with_extra_root(root)?))),
         }
     }
 }

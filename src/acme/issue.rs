@@ -28,10 +28,7 @@ use crate::tls::store::CertStore;
 const POLL_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn poll_policy() -> RetryPolicy {
-    RetryPolicy::new()
-        .initial_delay(Duration::from_millis(250))
-        .backoff(1.5)
-        .timeout(POLL_TIMEOUT)
+    RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(POLL_TIMEOUT)
 }
 
 /// A certificate freshly issued by the CA.
@@ -100,11 +97,8 @@ async fn order_with(
                     })
                 }
             }
-            let offered: Vec<String> = authorization
-                .challenges
-                .iter()
-                .map(|c| type_name(&c.r#type))
-                .collect();
+            let offered: Vec<String> =
+                authorization.challenges.iter().map(|c| type_name(&c.r#type)).collect();
             let Some(mut challenge) = authorization.challenge(kind.acme_type()) else {
                 return Err(AcmeError::ChallengeNotOffered { kind, offered });
             };
@@ -132,11 +126,7 @@ async fn order_with(
                     None
                 }
             };
-            provisioned.push(Provisioned {
-                store: store.clone(),
-                what,
-                _published: published,
-            });
+            provisioned.push(Provisioned { store: store.clone(), what, _published: published });
             // Give other instances on this storage directory time to mirror the answer: the CA
             // may reach any of them.
             tokio::time::sleep(PUBLISH_GRACE).await;
@@ -176,12 +166,7 @@ async fn order_with(
         key_pem.as_bytes(),
         Path::new("certificate from the CA"),
     )?;
-    Ok(Issued {
-        chain_pem,
-        key_pem,
-        cert,
-        challenge: kind,
-    })
+    Ok(Issued { chain_pem, key_pem, cert, challenge: kind })
 }
 
 /// The CA's problem document for the failed challenge of `kind`, fetched fresh (the order's
@@ -248,17 +233,13 @@ pub fn alpn_challenge_cert(
         rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(AcmeError::Csr)?;
     let mut params =
         rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(AcmeError::Csr)?;
-    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(
-        key_authorization_digest,
-    )];
+    params.custom_extensions =
+        vec![rcgen::CustomExtension::new_acme_identifier(key_authorization_digest)];
     let cert = params.self_signed(&key).map_err(AcmeError::Csr)?;
     let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der)
         .map_err(|e| AcmeError::Internal(format!("challenge key: {e}")))?;
-    Ok(Arc::new(CertifiedKey::new(
-        vec![cert.der().clone()],
-        signing_key,
-    )))
+    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing_key)))
 }
 
 enum Answer {

@@ -63,26 +63,17 @@ pub fn lock_path(locks_dir: &Path, name: &str) -> PathBuf {
 
 /// One attempt to take the lock at `path`: `Ok(None)` when another live owner holds it.
 pub fn try_acquire(path: &Path, stale_after: Duration) -> Result<Option<LockFile>, StorageError> {
-    let io_err = |e| StorageError::Io {
-        path: path.to_owned(),
-        source: e,
-    };
+    let io_err = |e| StorageError::Io { path: path.to_owned(), source: e };
     if let Some(dir) = path.parent() {
         create_private_dir(dir)?;
     }
     // Bounded: each round either takes the lock, finds a live owner, or removed a stale file
     // (or saw one vanish); three rounds cover a breaker racing us once more.
     for _ in 0..3 {
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(mut file) => {
-                let started = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let started =
+                    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 writeln!(file, "pid {} since {}", std::process::id(), started).map_err(io_err)?;
                 file.sync_all().map_err(io_err)?;
                 let meta = file.metadata().map_err(io_err)?;
@@ -114,9 +105,7 @@ pub fn try_acquire(path: &Path, stale_after: Duration) -> Result<Option<LockFile
 fn is_stale(meta: &fs::Metadata, stale_after: Duration) -> bool {
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
     // A clock step backwards makes the age negative: treat that as fresh, never as stale.
-    SystemTime::now()
-        .duration_since(modified)
-        .is_ok_and(|age| age >= stale_after)
+    SystemTime::now().duration_since(modified).is_ok_and(|age| age >= stale_after)
 }
 
 /// Move the stale lock at `path` aside and delete it. Returns whether the path is now free.
@@ -149,9 +138,7 @@ fn read_owner(path: &Path) -> String {
 }
 
 fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 impl LockFile {
@@ -160,9 +147,7 @@ impl LockFile {
     /// this name is then no longer guaranteed.
     pub fn refresh(&self) -> io::Result<()> {
         if !self.still_ours() {
-            return Err(io::Error::other(
-                "lock file was removed or replaced by another instance",
-            ));
+            return Err(io::Error::other("lock file was removed or replaced by another instance"));
         }
         self.file.set_modified(SystemTime::now())
     }
@@ -270,22 +255,13 @@ mod tests {
     fn second_acquirer_waits_until_release() {
         let dir = temp_dir("basic");
         let path = lock_path(&dir, "a.example");
-        let held = try_acquire(&path, Duration::from_secs(60))
-            .unwrap()
-            .unwrap();
-        assert!(try_acquire(&path, Duration::from_secs(60))
-            .unwrap()
-            .is_none());
+        let held = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
+        assert!(try_acquire(&path, Duration::from_secs(60)).unwrap().is_none());
         let owner = fs::read_to_string(&path).unwrap();
-        assert!(
-            owner.starts_with(&format!("pid {} since ", std::process::id())),
-            "{owner}"
-        );
+        assert!(owner.starts_with(&format!("pid {} since ", std::process::id())), "{owner}");
         drop(held);
         assert!(!path.exists());
-        assert!(try_acquire(&path, Duration::from_secs(60))
-            .unwrap()
-            .is_some());
+        assert!(try_acquire(&path, Duration::from_secs(60)).unwrap().is_some());
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -293,16 +269,12 @@ mod tests {
     fn stale_lock_is_broken_and_fresh_one_is_not() {
         let dir = temp_dir("stale");
         let path = lock_path(&dir, "a.example");
-        let crashed = try_acquire(&path, Duration::from_secs(60))
-            .unwrap()
-            .unwrap();
+        let crashed = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
         // A crashed owner never releases: forget the guard, keep the file.
         std::mem::forget(crashed);
         age(&path, Duration::from_secs(30));
         assert!(
-            try_acquire(&path, Duration::from_secs(60))
-                .unwrap()
-                .is_none(),
+            try_acquire(&path, Duration::from_secs(60)).unwrap().is_none(),
             "30 s old is fresh"
         );
         age(&path, Duration::from_secs(61));
@@ -317,19 +289,13 @@ mod tests {
     fn refresh_keeps_a_lock_fresh_and_detects_theft() {
         let dir = temp_dir("refresh");
         let path = lock_path(&dir, "a.example");
-        let held = try_acquire(&path, Duration::from_secs(60))
-            .unwrap()
-            .unwrap();
+        let held = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
         age(&path, Duration::from_secs(61));
         held.refresh().unwrap();
-        assert!(try_acquire(&path, Duration::from_secs(60))
-            .unwrap()
-            .is_none());
+        assert!(try_acquire(&path, Duration::from_secs(60)).unwrap().is_none());
 
         age(&path, Duration::from_secs(61));
-        let thief = try_acquire(&path, Duration::from_secs(60))
-            .unwrap()
-            .unwrap();
+        let thief = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
         assert!(held.refresh().is_err());
         // The old owner's release must not delete the thief's lock.
         drop(held);
@@ -343,9 +309,7 @@ mod tests {
         let dir = temp_dir("race");
         let path = lock_path(&dir, "a.example");
         for round in 0..20 {
-            let stale = try_acquire(&path, Duration::from_secs(60))
-                .unwrap()
-                .unwrap();
+            let stale = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
             std::mem::forget(stale);
             age(&path, Duration::from_secs(120));
             let winners = AtomicUsize::new(0);
@@ -388,11 +352,7 @@ mod tests {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             };
-            let mut out = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&log)
-                .unwrap();
+            let mut out = OpenOptions::new().append(true).create(true).open(&log).unwrap();
             writeln!(out, "enter {}", std::process::id()).unwrap();
             std::thread::sleep(Duration::from_millis(2));
             writeln!(out, "exit {}", std::process::id()).unwrap();
@@ -430,11 +390,7 @@ mod tests {
         for pair in lines.chunks(2) {
             let (enter, exit) = (pair[0], pair[1]);
             assert!(enter.starts_with("enter "), "{enter}");
-            assert_eq!(
-                enter.replacen("enter", "exit", 1),
-                exit,
-                "critical sections overlapped"
-            );
+            assert_eq!(enter.replacen("enter", "exit", 1), exit, "critical sections overlapped");
         }
         fs::remove_dir_all(dir).unwrap();
     }

@@ -72,15 +72,9 @@ pub enum AcmeError {
     #[error("ACME request failed: {}", describe_acme_error(.0))]
     Acme(#[from] instant_acme::Error),
     #[error("{kind} challenge failed: {}", .problem.as_deref().unwrap_or("no detail from the CA"))]
-    ChallengeFailed {
-        kind: ChallengeKind,
-        problem: Option<String>,
-    },
+    ChallengeFailed { kind: ChallengeKind, problem: Option<String> },
     #[error("the CA does not offer {kind} (offered: {})", .offered.join(", "))]
-    ChallengeNotOffered {
-        kind: ChallengeKind,
-        offered: Vec<String>,
-    },
+    ChallengeNotOffered { kind: ChallengeKind, offered: Vec<String> },
     #[error("every challenge type failed: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     AllChallengesFailed(Vec<AcmeError>),
     #[error("no challenge type enabled")]
@@ -207,11 +201,7 @@ impl AcmeSettings {
     pub fn from_config(config: &Config) -> AcmeSettings {
         let globals = &config.globals;
         let mut names: Vec<ManagedName> = Vec::new();
-        for listener in config
-            .listeners
-            .iter()
-            .filter(|l| l.kind == ListenerKind::Tls)
-        {
+        for listener in config.listeners.iter().filter(|l| l.kind == ListenerKind::Tls) {
             for site in &listener.sites {
                 let TlsPolicy::Acme { email } = &site.tls else {
                     continue;
@@ -286,13 +276,8 @@ pub fn is_public_hostname(name: &str) -> bool {
     if name == "localhost" {
         return false;
     }
-    const PRIVATE_SUFFIXES: [&str; 5] = [
-        ".localhost",
-        ".local",
-        ".internal",
-        ".home.arpa",
-        ".invalid",
-    ];
+    const PRIVATE_SUFFIXES: [&str; 5] =
+        [".localhost", ".local", ".internal", ".home.arpa", ".invalid"];
     !PRIVATE_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
@@ -360,10 +345,7 @@ pub struct AcmeHandle {
 impl AcmeHandle {
     /// A snapshot of every managed name's status, sorted by name.
     pub fn status(&self) -> Vec<NameStatus> {
-        self.status
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.status.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Stop ordering and renewing, release locks and withdraw pending challenge responses.
@@ -429,11 +411,7 @@ pub fn spawn_with(
     }
 
     if settings.names.is_empty() {
-        return AcmeHandle {
-            status,
-            stop: None,
-            thread: None,
-        };
+        return AcmeHandle { status, stop: None, thread: None };
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let manager = Arc::new(Manager {
@@ -460,18 +438,10 @@ pub fn spawn_with(
         runtime.block_on(run(manager, installed, stop_rx));
     });
     match thread {
-        Ok(thread) => AcmeHandle {
-            status,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        },
+        Ok(thread) => AcmeHandle { status, stop: Some(stop_tx), thread: Some(thread) },
         Err(e) => {
             tracing::error!(error = %e, "cannot start the ACME thread; certificates will not be obtained or renewed");
-            AcmeHandle {
-                status,
-                stop: None,
-                thread: None,
-            }
+            AcmeHandle { status, stop: None, thread: None }
         }
     }
 }
@@ -523,11 +493,7 @@ async fn manage_name(
         let now = SystemTime::now();
         if due > now {
             manager.update(name, |s| {
-                s.state = if s.consecutive_failures == 0 {
-                    CertState::Valid
-                } else {
-                    s.state
-                };
+                s.state = if s.consecutive_failures == 0 { CertState::Valid } else { s.state };
                 s.next_attempt = Some(due);
             });
             let wait = due.duration_since(now).unwrap_or_default().min(MAX_SLEEP);
@@ -546,21 +512,13 @@ async fn manage_name(
         };
         // Another instance may have obtained the certificate while we waited for the lock.
         if let Some(cert) = manager.load_stored(name, &mut installed) {
-            if manager
-                .renewal_due_at(&cert, managed.email.as_deref())
-                .await
-                > SystemTime::now()
-            {
+            if manager.renewal_due_at(&cert, managed.email.as_deref()).await > SystemTime::now() {
                 drop(lock);
                 continue;
             }
         }
 
-        let reason = if stored.is_some() {
-            "renewal"
-        } else {
-            "missing certificate"
-        };
+        let reason = if stored.is_some() { "renewal" } else { "missing certificate" };
         tracing::info!(name, reason, ca = %manager.settings.directory_url, "ACME: ordering certificate");
         manager.update(name, |s| {
             s.state = CertState::Ordering;
@@ -652,10 +610,9 @@ impl Manager {
         let leaf = cert.key.cert.first()?;
         let id = instant_acme::CertificateIdentifier::try_from(leaf).ok()?;
         match account.renewal_info(&id).await {
-            Ok((info, _retry_after)) => Some((
-                info.suggested_window.start.into(),
-                info.suggested_window.end.into(),
-            )),
+            Ok((info, _retry_after)) => {
+                Some((info.suggested_window.start.into(), info.suggested_window.end.into()))
+            }
             Err(instant_acme::Error::Unsupported(_)) => None,
             Err(e) => {
                 tracing::debug!(error = %describe_acme_error(&e), "ACME renewal info unavailable");
@@ -669,30 +626,14 @@ impl Manager {
             return Err(AcmeError::NoChallengeTypes);
         }
         let email = managed.email.as_deref();
-        let responders = issue::Responders {
-            store: &self.store,
-            shared: &self.shared,
-        };
+        let responders = issue::Responders { store: &self.store, shared: &self.shared };
         let account = self.accounts.get(email).await?;
-        match issue::issue(
-            &account,
-            &responders,
-            &managed.name,
-            &self.settings.challenges,
-        )
-        .await
-        {
+        match issue::issue(&account, &responders, &managed.name, &self.settings.challenges).await {
             Err(e) if e.is_unknown_account() => {
                 tracing::warn!(name = %managed.name, "the CA does not know our stored ACME account; registering a new one");
                 self.accounts.forget(email).await?;
                 let account = self.accounts.get(email).await?;
-                issue::issue(
-                    &account,
-                    &responders,
-                    &managed.name,
-                    &self.settings.challenges,
-                )
-                .await
+                issue::issue(&account, &responders, &managed.name, &self.settings.challenges).await
             }
             other => other,
         }
@@ -700,10 +641,7 @@ impl Manager {
 
     async fn fail(&self, name: &str, failures: u32, error: &AcmeError) {
         let (initial, cap) = if error.is_unreachable() {
-            (
-                schedule::UNREACHABLE_RETRY_INITIAL,
-                schedule::UNREACHABLE_RETRY_CAP,
-            )
+            (schedule::UNREACHABLE_RETRY_INITIAL, schedule::UNREACHABLE_RETRY_CAP)
         } else {
             (schedule::ORDER_RETRY_INITIAL, schedule::ORDER_RETRY_CAP)
         };
@@ -720,19 +658,14 @@ impl Manager {
 
     fn update(&self, name: &str, change: impl FnOnce(&mut NameStatus)) {
         if let Ok(mut map) = self.status.lock() {
-            change(
-                map.entry(name.to_owned())
-                    .or_insert_with(|| NameStatus::new(name)),
-            );
+            change(map.entry(name.to_owned()).or_insert_with(|| NameStatus::new(name)));
         }
     }
 }
 
 /// A `SystemTime` as seconds since the Unix epoch and days from now, for logs.
 fn fmt_time(t: SystemTime) -> String {
-    let epoch = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let epoch = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = match t.duration_since(SystemTime::now()) {
         Ok(left) => left.as_secs_f64() / 86_400.0,
         Err(past) => -past.duration().as_secs_f64() / 86_400.0,
@@ -746,12 +679,7 @@ mod tests {
 
     #[test]
     fn public_hostnames_exclude_local_names_and_ips() {
-        for public in [
-            "example.com",
-            "acme-test.example",
-            "stt.fullen.dev",
-            "a.b.c.d",
-        ] {
+        for public in ["example.com", "acme-test.example", "stt.fullen.dev", "a.b.c.d"] {
             assert!(is_public_hostname(public), "{public}");
         }
         for private in [

@@ -28,13 +28,10 @@ pub const UNREACHABLE_RETRY_CAP: Duration = Duration::from_secs(300);
 /// When to start renewing a certificate valid from `not_before` to `not_after`: at 2/3 of its
 /// lifetime, minus a jitter derived from `random`.
 pub fn renewal_time(not_before: SystemTime, not_after: SystemTime, random: u64) -> SystemTime {
-    let lifetime = not_after
-        .duration_since(not_before)
-        .unwrap_or(Duration::ZERO);
+    let lifetime = not_after.duration_since(not_before).unwrap_or(Duration::ZERO);
     let at = not_before + lifetime * RENEW_AT_NUMERATOR / RENEW_AT_DENOMINATOR;
     let max_jitter = (lifetime / JITTER_DIVISOR).min(MAX_JITTER);
-    at.checked_sub(fraction_of(max_jitter, random))
-        .unwrap_or(at)
+    at.checked_sub(fraction_of(max_jitter, random)).unwrap_or(at)
 }
 
 /// A point inside an ARI suggested window `[start, end)` chosen by `random` (RFC 9773 §4.2:
@@ -67,9 +64,7 @@ pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
     );
     hasher.finish()
 }
@@ -120,10 +115,7 @@ mod tests {
         assert_eq!(retry_delay(7, initial, cap, 0), cap);
         assert_eq!(retry_delay(u32::MAX, initial, cap, 0), cap);
         let jittered = retry_delay(2, initial, cap, u64::MAX);
-        assert!(
-            jittered < 2 * initial && jittered >= 2 * initial * 3 / 4,
-            "{jittered:?}"
-        );
+        assert!(jittered < 2 * initial && jittered >= 2 * initial * 3 / 4, "{jittered:?}");
     }
 
     #[test]

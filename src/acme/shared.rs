@@ -63,16 +63,12 @@ struct Entry {
 fn valid_token(token: &str) -> bool {
     !token.is_empty()
         && token.len() <= 256
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl SharedChallenges {
     pub fn new(acme_root: &Path) -> Self {
-        SharedChallenges {
-            dir: acme_root.join("challenges"),
-        }
+        SharedChallenges { dir: acme_root.join("challenges") }
     }
 
     /// Publish the answer for `token` so every instance serves it.
@@ -90,11 +86,7 @@ impl SharedChallenges {
                 reason: "malformed challenge token".to_owned(),
             });
         }
-        write_atomic(
-            &path,
-            format!("{kind}\n{name}\n{key_authorization}\n").as_bytes(),
-            0o644,
-        )?;
+        write_atomic(&path, format!("{kind}\n{name}\n{key_authorization}\n").as_bytes(), 0o644)?;
         Ok(Published { path })
     }
 
@@ -176,13 +168,9 @@ impl SharedChallenges {
 }
 
 fn is_abandoned(path: &Path) -> bool {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|modified| {
-            SystemTime::now()
-                .duration_since(modified)
-                .is_ok_and(|age| age > ABANDONED_AFTER)
-        })
+    fs::metadata(path).and_then(|m| m.modified()).is_ok_and(|modified| {
+        SystemTime::now().duration_since(modified).is_ok_and(|age| age > ABANDONED_AFTER)
+    })
 }
 
 fn parse_entry(text: &str) -> Option<Entry> {
@@ -215,10 +203,7 @@ mod tests {
     use super::*;
 
     fn temp_dir() -> PathBuf {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
         let dir =
             std::env::temp_dir().join(format!("ringproxy-shared-{}-{nanos}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
@@ -232,25 +217,13 @@ mod tests {
         let store = CertStore::new();
         let mut mirrored = HashMap::new();
 
-        let http = shared
-            .publish(
-                ChallengeKind::Http01,
-                "a.example",
-                "tok_1-A",
-                "tok_1-A.thumb",
-            )
-            .unwrap();
-        let alpn = shared
-            .publish(ChallengeKind::TlsAlpn01, "b.example", "tok2", "tok2.thumb")
-            .unwrap();
+        let http =
+            shared.publish(ChallengeKind::Http01, "a.example", "tok_1-A", "tok_1-A.thumb").unwrap();
+        let alpn =
+            shared.publish(ChallengeKind::TlsAlpn01, "b.example", "tok2", "tok2.thumb").unwrap();
         shared.mirror_once(&store, &mut mirrored);
-        assert_eq!(
-            store.http_challenge("tok_1-A").as_deref(),
-            Some("tok_1-A.thumb")
-        );
-        let cert = store
-            .alpn_challenge_for("b.example")
-            .expect("alpn answer mirrored");
+        assert_eq!(store.http_challenge("tok_1-A").as_deref(), Some("tok_1-A.thumb"));
+        let cert = store.alpn_challenge_for("b.example").expect("alpn answer mirrored");
         // The mirrored certificate carries SHA-256 of the key authorization.
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.cert[0].as_ref()).unwrap();
         let ext = parsed
@@ -273,12 +246,7 @@ mod tests {
         let dir = temp_dir();
         let shared = SharedChallenges::new(&dir);
         for bad in ["../x", "a/b", "", ".hidden", "a b"] {
-            assert!(
-                shared
-                    .publish(ChallengeKind::Http01, "a.example", bad, "k")
-                    .is_err(),
-                "{bad}"
-            );
+            assert!(shared.publish(ChallengeKind::Http01, "a.example", bad, "k").is_err(), "{bad}");
         }
         fs::remove_dir_all(dir).unwrap();
     }

@@ -54,17 +54,11 @@ pub enum StorageError {
 
 impl StorageError {
     fn io(path: &Path, source: io::Error) -> Self {
-        StorageError::Io {
-            path: path.to_owned(),
-            source,
-        }
+        StorageError::Io { path: path.to_owned(), source }
     }
 
     fn invalid(path: &Path, reason: impl Into<String>) -> Self {
-        StorageError::Invalid {
-            path: path.to_owned(),
-            reason: reason.into(),
-        }
+        StorageError::Invalid { path: path.to_owned(), reason: reason.into() }
     }
 }
 
@@ -95,9 +89,7 @@ impl std::fmt::Debug for StoredCert {
 impl AcmeStorage {
     /// The storage for the CA at `directory_url` under the proxy's storage directory.
     pub fn new(storage_dir: &Path, directory_url: &str) -> Self {
-        AcmeStorage {
-            root: storage_dir.join("acme").join(ca_id(directory_url)),
-        }
+        AcmeStorage { root: storage_dir.join("acme").join(ca_id(directory_url)) }
     }
 
     pub fn root(&self) -> &Path {
@@ -106,9 +98,7 @@ impl AcmeStorage {
 
     /// Where the account for contact `email` (`""` for none) is kept.
     pub fn account_path(&self, email: &str) -> PathBuf {
-        self.root
-            .join("accounts")
-            .join(format!("{}.json", super::account::file_label(email)))
+        self.root.join("accounts").join(format!("{}.json", super::account::file_label(email)))
     }
 
     pub fn cert_dir(&self, name: &str) -> PathBuf {
@@ -184,19 +174,11 @@ impl AcmeStorage {
 /// A file-system-safe identifier for an ACME directory URL: its host, port and path with
 /// anything but `[A-Za-z0-9.-]` replaced, e.g. `acme-v02.api.letsencrypt.org-directory`.
 pub fn ca_id(directory_url: &str) -> String {
-    let rest = directory_url
-        .split_once("://")
-        .map_or(directory_url, |(_, rest)| rest);
+    let rest = directory_url.split_once("://").map_or(directory_url, |(_, rest)| rest);
     let mut id: String = rest
         .trim_end_matches('/')
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
         .collect();
     if id.is_empty() {
         id.push_str("default");
@@ -228,11 +210,7 @@ pub fn parse_cert(
     certified.keys_match().map_err(|e| {
         StorageError::invalid(origin, format!("key does not match certificate: {e}"))
     })?;
-    Ok(StoredCert {
-        key: Arc::new(certified),
-        not_before,
-        not_after,
-    })
+    Ok(StoredCert { key: Arc::new(certified), not_before, not_after })
 }
 
 /// The leaf's validity period, after checking that it covers `name`.
@@ -287,18 +265,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Stora
     };
     create_private_dir(dir)?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp.{}.{}",
-        std::process::id(),
-        unique_suffix()
-    ));
+    let tmp = dir.join(format!(".{file_name}.tmp.{}.{}", std::process::id(), unique_suffix()));
     let result = (|| {
         // create_new: never follow or reuse a file someone else put at our temp name.
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
@@ -316,9 +286,7 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Stora
 fn unique_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(nanos)
 }
 
@@ -372,9 +340,7 @@ mod tests {
         let dir = temp_dir("save");
         let storage = AcmeStorage::new(&dir, "https://ca.test/dir");
         let (chain, key) = self_signed("a.example", 1, 30);
-        storage
-            .save_cert("a.example", chain.as_bytes(), key.as_bytes())
-            .unwrap();
+        storage.save_cert("a.example", chain.as_bytes(), key.as_bytes()).unwrap();
 
         let loaded = storage.load_cert("a.example").unwrap().unwrap();
         let lifetime = loaded.not_after.duration_since(loaded.not_before).unwrap();
@@ -404,9 +370,7 @@ mod tests {
         let (chain, _) = self_signed("a.example", 1, 30);
         let (_, other_key) = self_signed("a.example", 1, 30);
         // Simulates a crash between the key write and the chain write.
-        storage
-            .save_cert("a.example", chain.as_bytes(), other_key.as_bytes())
-            .unwrap();
+        storage.save_cert("a.example", chain.as_bytes(), other_key.as_bytes()).unwrap();
         let err = storage.load_cert("a.example").unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
         fs::remove_dir_all(dir).unwrap();
@@ -415,17 +379,9 @@ mod tests {
     #[test]
     fn cert_for_another_name_is_rejected() {
         let (chain, key) = self_signed("b.example", 1, 30);
-        let err = parse_cert(
-            "a.example",
-            chain.as_bytes(),
-            key.as_bytes(),
-            Path::new("x"),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("does not cover a.example"),
-            "{err}"
-        );
+        let err =
+            parse_cert("a.example", chain.as_bytes(), key.as_bytes(), Path::new("x")).unwrap_err();
+        assert!(err.to_string().contains("does not cover a.example"), "{err}");
     }
 
     #[test]
@@ -435,14 +391,8 @@ mod tests {
         write_atomic(&path, b"one", SECRET_MODE).unwrap();
         write_atomic(&path, b"two", SECRET_MODE).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(
-            fs::metadata(dir.join("sub")).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(dir.join("sub")).unwrap().permissions().mode() & 0o777, 0o700);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -33,13 +33,11 @@ pub(crate) fn parse_site_address(text: &str) -> Result<SiteAddress, String> {
         Some(("https", rest)) => (Some(Scheme::Https), rest),
         Some(("wss", _)) => {
             return Err(
-                "the scheme wss:// is only supported in browsers; use https:// instead".into(),
+                "the scheme wss:// is only supported in browsers; use https:// instead".into()
             )
         }
         Some(("ws", _)) => {
-            return Err(
-                "the scheme ws:// is only supported in browsers; use http:// instead".into(),
-            )
+            return Err("the scheme ws:// is only supported in browsers; use http:// instead".into())
         }
         Some((other, _)) => return Err(format!("unsupported URL scheme {other}://")),
         None => (None, text),
@@ -61,9 +59,7 @@ pub(crate) fn parse_site_address(text: &str) -> Result<SiteAddress, String> {
         h => Some(host_pattern(h).map_err(|e| format!("site address '{text}': {e}"))?),
     };
     if scheme.is_none() && host.is_none() && port.is_none() {
-        return Err(format!(
-            "site address '{text}' has neither a host nor a port"
-        ));
+        return Err(format!("site address '{text}' has neither a host nor a port"));
     }
     Ok(SiteAddress { scheme, host, port })
 }
@@ -134,9 +130,7 @@ fn valid_hostname(host: &str) -> Result<(), String> {
     for label in host.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(if host.contains('*') {
                 "only a leftmost wildcard label is supported (e.g. *.example.com)".into()
@@ -157,9 +151,7 @@ pub(crate) fn is_internal_host(host: &HostPattern) -> bool {
     };
     name == "localhost"
         || name.parse::<IpAddr>().is_ok()
-        || [".localhost", ".local", ".internal", ".home.arpa"]
-            .iter()
-            .any(|s| name.ends_with(s))
+        || [".localhost", ".local", ".internal", ".home.arpa"].iter().any(|s| name.ends_with(s))
 }
 
 /// An upstream as written: host (possibly empty) and port, not yet resolved.
@@ -178,9 +170,7 @@ pub(crate) fn parse_upstream(text: &str) -> Result<UpstreamAddress, String> {
         ));
     }
     if text.starts_with("unix/") {
-        return Err(format!(
-            "unix socket upstreams ('{text}') are not supported by ringproxy"
-        ));
+        return Err(format!("unix socket upstreams ('{text}') are not supported by ringproxy"));
     }
     let rest = match text.split_once("://") {
         Some(("http", rest)) => rest,
@@ -221,10 +211,7 @@ pub(crate) fn parse_upstream(text: &str) -> Result<UpstreamAddress, String> {
     if !host.is_empty() && host.parse::<IpAddr>().is_err() {
         valid_hostname(&host).map_err(|e| format!("upstream '{text}': {e}"))?;
     }
-    Ok(UpstreamAddress {
-        host,
-        port: port.unwrap_or(80),
-    })
+    Ok(UpstreamAddress { host, port: port.unwrap_or(80) })
 }
 
 /// Resolves an upstream to the addresses workers dial, in order. `localhost` and the empty host
@@ -247,10 +234,7 @@ pub(crate) fn resolve_upstream(
     addrs.sort_by_key(|a| a.is_ipv6());
     addrs.dedup();
     if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no addresses found",
-        ));
+        return Err(io::Error::new(io::ErrorKind::NotFound, "no addresses found"));
     }
     Ok(addrs)
 }
@@ -276,29 +260,15 @@ mod tests {
             ("Example.COM:8443", None, exact("example.com"), Some(8443)),
             (":8080", None, None, Some(8080)),
             ("http://a.com", Some(Scheme::Http), exact("a.com"), None),
-            (
-                "https://a.com:9443",
-                Some(Scheme::Https),
-                exact("a.com"),
-                Some(9443),
-            ),
+            ("https://a.com:9443", Some(Scheme::Https), exact("a.com"), Some(9443)),
             ("http://", Some(Scheme::Http), None, None),
             ("[::1]:8443", None, exact("::1"), Some(8443)),
             ("127.0.0.1", None, exact("127.0.0.1"), None),
-            (
-                "*.example.com",
-                None,
-                Some(HostPattern::Wildcard(".example.com".into())),
-                None,
-            ),
+            ("*.example.com", None, Some(HostPattern::Wildcard(".example.com".into())), None),
             ("localhost/", None, exact("localhost"), None),
         ];
         for (text, scheme, host, port) in cases {
-            assert_eq!(
-                parse_site_address(text),
-                Ok(SiteAddress { scheme, host, port }),
-                "{text}"
-            );
+            assert_eq!(parse_site_address(text), Ok(SiteAddress { scheme, host, port }), "{text}");
         }
     }
 
@@ -323,10 +293,7 @@ mod tests {
         let none = |_: &str, _: u16| -> io::Result<Vec<SocketAddr>> { panic!("no DNS expected") };
         let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
         let cases = [
-            (
-                "localhost:8080",
-                vec![sa("127.0.0.1:8080"), sa("[::1]:8080")],
-            ),
+            ("localhost:8080", vec![sa("127.0.0.1:8080"), sa("[::1]:8080")]),
             ("127.0.0.1:3001", vec![sa("127.0.0.1:3001")]),
             (":8080", vec![sa("127.0.0.1:8080"), sa("[::1]:8080")]),
             ("http://127.0.0.1:9000", vec![sa("127.0.0.1:9000")]),
@@ -369,14 +336,7 @@ mod tests {
 
     #[test]
     fn internal_hosts() {
-        for h in [
-            "localhost",
-            "127.0.0.1",
-            "::1",
-            "a.localhost",
-            "printer.local",
-            "x.internal",
-        ] {
+        for h in ["localhost", "127.0.0.1", "::1", "a.localhost", "printer.local", "x.internal"] {
             assert!(is_internal_host(&host_pattern(h).unwrap()), "{h}");
         }
         assert!(!is_internal_host(&host_pattern("example.com").unwrap()));

@@ -83,22 +83,11 @@ pub fn tokenize_with_env(
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    Lexer {
-        chars: text.chars().peekable(),
-        line: 1,
-        skipped: 0,
-        file,
-        env,
-    }
-    .run()
+    Lexer { chars: text.chars().peekable(), line: 1, skipped: 0, file, env }.run()
 }
 
 fn error(file: &str, line: usize, message: String) -> ConfigError {
-    ConfigError {
-        file: file.to_string(),
-        line,
-        message,
-    }
+    ConfigError { file: file.to_string(), line, message }
 }
 
 struct Lexer<'a, 'e> {
@@ -188,11 +177,7 @@ impl Lexer<'_, '_> {
     /// Reads an unquoted token; `None` when environment substitution left it empty.
     fn bare_nonempty(&mut self) -> Result<Option<Token>, ConfigError> {
         let token = self.bare()?;
-        Ok(if token.text.is_empty() {
-            None
-        } else {
-            Some(token)
-        })
+        Ok(if token.text.is_empty() { None } else { Some(token) })
     }
 
     fn bare(&mut self) -> Result<Token, ConfigError> {
@@ -226,10 +211,7 @@ impl Lexer<'_, '_> {
         }
         if raw.len() > 2 && raw.starts_with("<<") && self.at_line_end() {
             let marker = &raw[2..];
-            if marker
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+            if marker.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 return Err(error(
                     self.file,
                     line,
@@ -240,13 +222,7 @@ impl Lexer<'_, '_> {
             }
         }
         let text = self.substitute_env(&raw);
-        Ok(Token {
-            text,
-            line,
-            end_line: line,
-            quoted: false,
-            frame: 0,
-        })
+        Ok(Token { text, line, end_line: line, quoted: false, frame: 0 })
     }
 
     /// Whether only horizontal whitespace separates the cursor from the end of the line.
@@ -301,13 +277,7 @@ impl Lexer<'_, '_> {
             raw.push(c);
         }
         let text = self.substitute_env(&raw);
-        Ok(Token {
-            text,
-            line,
-            end_line: self.line,
-            quoted: true,
-            frame: 0,
-        })
+        Ok(Token { text, line, end_line: self.line, quoted: true, frame: 0 })
     }
 
     /// Replaces `{$NAME}` and `{$NAME:default}`. An unset variable without a default becomes
@@ -360,9 +330,7 @@ mod tests {
     }
 
     fn lex_err(input: &str) -> String {
-        tokenize_with_env(input.as_bytes(), "Caddyfile", &|_| None)
-            .unwrap_err()
-            .to_string()
+        tokenize_with_env(input.as_bytes(), "Caddyfile", &|_| None).unwrap_err().to_string()
     }
 
     fn t(text: &str, line: usize) -> (String, usize, bool) {
@@ -424,13 +392,7 @@ mod tests {
     fn environment_variables_are_substituted_per_token() {
         assert_eq!(
             lex("{$PORT} :{$PORT} {$NOPE:9000} \"{$PORT} x\" {$NOPE} {$EMPTY} z"),
-            vec![
-                t("8080", 1),
-                t(":8080", 1),
-                t("9000", 1),
-                q("8080 x", 1),
-                t("z", 1)
-            ]
+            vec![t("8080", 1), t(":8080", 1), t("9000", 1), q("8080 x", 1), t("z", 1)]
         );
     }
 

@@ -78,17 +78,11 @@ pub(crate) struct PathView<'a> {
 impl<'a> PathView<'a> {
     pub fn new(path: &'a str) -> Self {
         if path.starts_with('/') {
-            PathView {
-                slash: false,
-                rest: path,
-            }
+            PathView { slash: false, rest: path }
         } else {
             // Caddy's rewrite puts a leading slash back on a stripped path; treat every path
             // the same way.
-            PathView {
-                slash: true,
-                rest: path,
-            }
+            PathView { slash: true, rest: path }
         }
     }
 
@@ -188,10 +182,7 @@ fn header_holds<R: RequestView>(condition: &HeaderCondition, request: &R) -> boo
 pub(crate) fn matches<R: RequestView>(matcher: &Matcher, request: &R, path: PathView<'_>) -> bool {
     (matcher.paths.is_empty() || matcher.paths.iter().any(|p| path_matches(p, path)))
         && (matcher.hosts.is_empty()
-            || matcher
-                .hosts
-                .iter()
-                .any(|h| host_matches(h, request.host())))
+            || matcher.hosts.iter().any(|h| host_matches(h, request.host())))
         && (matcher.methods.is_empty() || matcher.methods.iter().any(|m| m == request.method()))
         && matcher.headers.iter().all(|h| header_holds(h, request))
         && matcher.not.iter().all(|n| !matches(n, request, path))
@@ -214,15 +205,9 @@ mod tests {
         for (raw, want) in cases {
             assert_eq!(compile_path(raw), Ok(want), "{raw}");
         }
-        assert!(compile_path("/a/*/b")
-            .unwrap_err()
-            .contains("'*' in the middle"));
-        assert!(compile_path("api/*")
-            .unwrap_err()
-            .contains("must start with '/' or '*'"));
-        assert!(compile_path("/a%20b")
-            .unwrap_err()
-            .contains("percent-escape"));
+        assert!(compile_path("/a/*/b").unwrap_err().contains("'*' in the middle"));
+        assert!(compile_path("api/*").unwrap_err().contains("must start with '/' or '*'"));
+        assert!(compile_path("/a%20b").unwrap_err().contains("percent-escape"));
     }
 
     fn m(pattern: &str, path: &str) -> bool {
@@ -255,9 +240,7 @@ mod tests {
         assert!(path_matches(&PathPattern::Exact("/x/y".into()), q));
         assert!(path_matches(&PathPattern::Contains("/x/".into()), q));
         assert!(path_matches(&PathPattern::Prefix("/x".into()), q));
-        let r = PathView::new("/api/v1/x")
-            .strip_prefix("/api")
-            .strip_prefix("/v1");
+        let r = PathView::new("/api/v1/x").strip_prefix("/api").strip_prefix("/v1");
         assert!(r.eq("/x"));
         let untouched = PathView::new("/other").strip_prefix("/api");
         assert!(untouched.eq("/other"));
@@ -275,25 +258,10 @@ mod tests {
     #[test]
     fn header_values() {
         assert_eq!(compile_header_value("*"), Ok(ValuePattern::Any));
-        assert_eq!(
-            compile_header_value("ws*"),
-            Ok(ValuePattern::Prefix("ws".into()))
-        );
-        assert_eq!(
-            compile_header_value("*bot"),
-            Ok(ValuePattern::Suffix("bot".into()))
-        );
-        assert_eq!(
-            compile_header_value("*x*"),
-            Ok(ValuePattern::Contains("x".into()))
-        );
-        assert!(!value_matches(
-            &ValuePattern::Contains("up".into()),
-            b"keep-alive, Upgrade"
-        ));
-        assert!(value_matches(
-            &ValuePattern::Contains("Up".into()),
-            b"keep-alive, Upgrade"
-        ));
+        assert_eq!(compile_header_value("ws*"), Ok(ValuePattern::Prefix("ws".into())));
+        assert_eq!(compile_header_value("*bot"), Ok(ValuePattern::Suffix("bot".into())));
+        assert_eq!(compile_header_value("*x*"), Ok(ValuePattern::Contains("x".into())));
+        assert!(!value_matches(&ValuePattern::Contains("up".into()), b"keep-alive, Upgrade"));
+        assert!(value_matches(&ValuePattern::Contains("Up".into()), b"keep-alive, Upgrade"));
     }
 }

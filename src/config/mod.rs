@@ -205,10 +205,7 @@ pub enum Handler {
     HttpsRedirect { port: Option<u16> },
     /// `handle`, `route`, `handle_path`: a nested route list. `strip_prefix` is set by
     /// `handle_path` and removed from the path before the nested routes run.
-    Subroute {
-        routes: Vec<Route>,
-        strip_prefix: Option<String>,
-    },
+    Subroute { routes: Vec<Route>, strip_prefix: Option<String> },
 }
 
 /// A compiled request matcher: all conditions must hold (Caddy's matcher set semantics).

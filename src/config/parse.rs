@@ -91,12 +91,7 @@ pub fn parse_caddyfile(
     file_name: &str,
     base_dir: &Path,
 ) -> Result<Config, ConfigError> {
-    parse_bytes(
-        text.as_bytes(),
-        file_name,
-        base_dir,
-        &ParseOptions::system(),
-    )
+    parse_bytes(text.as_bytes(), file_name, base_dir, &ParseOptions::system())
 }
 
 /// Parse Caddyfile bytes with explicit [`ParseOptions`]. Never panics, whatever the input.
@@ -109,23 +104,14 @@ pub fn parse_bytes(
     let tokens = lexer::tokenize_with_env(input, file_name, &*options.env)?;
     let last_line = lexer::line_count(input);
     let document = syntax::parse_document(tokens, file_name, last_line)?;
-    let mut parser = Parser {
-        file: file_name,
-        base_dir,
-        options,
-        upstream_sets: Vec::new(),
-    };
+    let mut parser = Parser { file: file_name, base_dir, options, upstream_sets: Vec::new() };
     let (globals, lines) = parser.globals(document.globals.as_ref())?;
     let mut sites = Vec::with_capacity(document.sites.len());
     for block in &document.sites {
         sites.push(parser.site(block)?);
     }
     let listeners = parser.listeners(&sites, &globals, &lines)?;
-    Ok(Config {
-        globals,
-        listeners,
-        upstream_sets: parser.upstream_sets,
-    })
+    Ok(Config { globals, listeners, upstream_sets: parser.upstream_sets })
 }
 
 /// Read and parse a Caddyfile from disk.
@@ -199,21 +185,14 @@ struct ParsedSite {
 
 impl Parser<'_> {
     fn err(&self, line: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.to_string(),
-            line,
-            message: message.into(),
-        }
+        ConfigError { file: self.file.to_string(), line, message: message.into() }
     }
 
     /// Caddy's `ArgErr`.
     fn arg_err(&self, after: &Token) -> ConfigError {
         self.err(
             after.line,
-            format!(
-                "wrong argument count or unexpected line ending after '{}'",
-                after.text
-            ),
+            format!("wrong argument count or unexpected line ending after '{}'", after.text),
         )
     }
 
@@ -245,10 +224,9 @@ impl Parser<'_> {
 
     fn no_block(&self, d: &Directive) -> Result<(), ConfigError> {
         match &d.block {
-            Some(block) => Err(self.err(
-                block.line,
-                format!("'{}' does not take a block", d.name.text),
-            )),
+            Some(block) => {
+                Err(self.err(block.line, format!("'{}' does not take a block", d.name.text)))
+            }
             None => Ok(()),
         }
     }
@@ -475,10 +453,7 @@ impl Parser<'_> {
             addresses,
             extras,
             routes,
-            origin: Origin {
-                file: self.file.to_string(),
-                line: origin_line,
-            },
+            origin: Origin { file: self.file.to_string(), line: origin_line },
         })
     }
 
@@ -492,16 +467,11 @@ impl Parser<'_> {
         sort: bool,
     ) -> Result<Vec<Route>, ConfigError> {
         let mut defs = HashMap::new();
-        for d in items
-            .iter()
-            .filter(|d| !d.name.quoted && d.name.text.starts_with('@'))
-        {
+        for d in items.iter().filter(|d| !d.name.quoted && d.name.text.starts_with('@')) {
             let def = self.matcher_definition(d)?;
             if defs.insert(d.name.text.clone(), def).is_some() {
-                return Err(self.err(
-                    d.line(),
-                    format!("matcher is defined more than once: {}", d.name.text),
-                ));
+                return Err(self
+                    .err(d.line(), format!("matcher is defined more than once: {}", d.name.text)));
             }
         }
         scopes.push(defs);
@@ -575,10 +545,7 @@ impl Parser<'_> {
                     pending.push(pend(
                         order,
                         def,
-                        Handler::Subroute {
-                            routes,
-                            strip_prefix: None,
-                        },
+                        Handler::Subroute { routes, strip_prefix: None },
                     ));
                 }
                 "handle_path" => {
@@ -608,10 +575,7 @@ impl Parser<'_> {
                     pending.push(pend(
                         ORDER_HANDLE,
                         Some(def),
-                        Handler::Subroute {
-                            routes,
-                            strip_prefix,
-                        },
+                        Handler::Subroute { routes, strip_prefix },
                     ));
                 }
                 other => {
@@ -660,13 +624,9 @@ impl Parser<'_> {
             ));
         }
         if text.starts_with('@') {
-            let def = scopes
-                .iter()
-                .rev()
-                .find_map(|scope| scope.get(text))
-                .ok_or_else(|| {
-                    self.err(first.line, format!("unrecognized matcher name: {text}"))
-                })?;
+            let def = scopes.iter().rev().find_map(|scope| scope.get(text)).ok_or_else(|| {
+                self.err(first.line, format!("unrecognized matcher name: {text}"))
+            })?;
             return Ok((Some(def.clone()), &args[1..]));
         }
         Ok((None, args))
@@ -693,10 +653,9 @@ impl Parser<'_> {
                 self.matcher_condition(kind, args, None, &mut matcher, &mut raw_paths)?;
             }
             ([], None) => {
-                return Err(self.err(
-                    d.line(),
-                    format!("matcher definition {} is empty", d.name.text),
-                ))
+                return Err(
+                    self.err(d.line(), format!("matcher definition {} is empty", d.name.text))
+                )
             }
             ([_, ..], Some(block)) => {
                 return Err(self.err(
@@ -709,19 +668,13 @@ impl Parser<'_> {
             }
         }
         if matcher == empty_matcher() {
-            return Err(self.err(
-                d.line(),
-                format!("matcher definition {} is empty", d.name.text),
-            ));
+            return Err(self.err(d.line(), format!("matcher definition {} is empty", d.name.text)));
         }
         let single_path = match raw_paths.as_slice() {
             [one] => Some(one.clone()),
             _ => None,
         };
-        Ok(MatcherDef {
-            matcher,
-            single_path,
-        })
+        Ok(MatcherDef { matcher, single_path })
     }
 
     /// One `type args…` condition of a named matcher, merged into `m`.
@@ -742,10 +695,9 @@ impl Parser<'_> {
         };
         if kind.text != "not" {
             if let Some(block) = block {
-                return Err(self.err(
-                    block.line,
-                    format!("matcher '{}' does not take a block", kind.text),
-                ));
+                return Err(
+                    self.err(block.line, format!("matcher '{}' does not take a block", kind.text))
+                );
             }
         }
         match kind.text.as_str() {
@@ -923,10 +875,7 @@ impl Parser<'_> {
             };
         let to_template =
             placeholder::compile(&to.text, Context::Response).map_err(|m| self.err(to.line, m))?;
-        Ok(Handler::Redirect {
-            to: to_template,
-            status,
-        })
+        Ok(Handler::Redirect { to: to_template, status })
     }
 
     fn tls(&self, d: &Directive) -> Result<TlsPolicy, ConfigError> {
@@ -957,16 +906,10 @@ impl Parser<'_> {
         if let Some(arg) = d.args.first() {
             return Err(self.err(
                 arg.line,
-                format!(
-                    "named loggers ('log {}') are not supported by ringproxy",
-                    arg.text
-                ),
+                format!("named loggers ('log {}') are not supported by ringproxy", arg.text),
             ));
         }
-        let mut log = AccessLog {
-            output: LogOutput::Stderr,
-            format: LogFormat::Json,
-        };
+        let mut log = AccessLog { output: LogOutput::Stderr, format: LogFormat::Json };
         let Some(block) = &d.block else {
             return Ok(log);
         };
@@ -1043,10 +986,7 @@ impl Parser<'_> {
                 keepalive: Some(limits::DEFAULT_UPSTREAM_KEEPALIVE),
                 keepalive_idle_conns: limits::DEFAULT_KEEPALIVE_IDLE_CONNS,
             },
-            origin: Origin {
-                file: self.file.to_string(),
-                line: d.line(),
-            },
+            origin: Origin { file: self.file.to_string(), line: d.line() },
         };
         let mut health_uri: Option<String> = None;
         let mut health_interval: Option<(Duration, usize)> = None;
@@ -1101,19 +1041,15 @@ impl Parser<'_> {
                     "max_fails" => {
                         let n = &self.args(sub, 1)?[0];
                         set.max_fails =
-                            n.text
-                                .parse::<u32>()
-                                .ok()
-                                .filter(|n| *n > 0)
-                                .ok_or_else(|| {
-                                    self.err(
-                                        n.line,
-                                        format!(
-                                            "invalid max_fails '{}': must be a positive integer",
-                                            n.text
-                                        ),
-                                    )
-                                })?;
+                            n.text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                                self.err(
+                                    n.line,
+                                    format!(
+                                        "invalid max_fails '{}': must be a positive integer",
+                                        n.text
+                                    ),
+                                )
+                            })?;
                     }
                     "flush_interval" => {
                         // Accepted for compatibility: ringproxy always streams, which is what
@@ -1172,24 +1108,14 @@ impl Parser<'_> {
     fn upstream(&self, token: &Token) -> Result<Upstream, ConfigError> {
         let parsed = address::parse_upstream(&token.text).map_err(|m| self.err(token.line, m))?;
         let addrs = address::resolve_upstream(&parsed, &*self.options.resolver).map_err(|e| {
-            self.err(
-                token.line,
-                format!("cannot resolve upstream '{}': {e}", token.text),
-            )
+            self.err(token.line, format!("cannot resolve upstream '{}': {e}", token.text))
         })?;
-        Ok(Upstream {
-            display: token.text.clone(),
-            addrs,
-        })
+        Ok(Upstream { display: token.text.clone(), addrs })
     }
 
     fn header_op(&self, d: &Directive, up: bool) -> Result<HeaderOp, ConfigError> {
         self.no_block(d)?;
-        let context = if up {
-            Context::HeaderUp
-        } else {
-            Context::Response
-        };
+        let context = if up { Context::HeaderUp } else { Context::Response };
         let field_name = |t: &Token, name: &str| -> Result<String, ConfigError> {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(self.err(t.line, format!("invalid header name '{}'", t.text)));
@@ -1200,24 +1126,16 @@ impl Parser<'_> {
             |t: &Token| placeholder::compile(&t.text, context).map_err(|m| self.err(t.line, m));
         match &d.args[..] {
             [field] => match field.text.strip_prefix('-') {
-                Some(name) => Ok(HeaderOp::Remove {
-                    name: field_name(field, name)?,
-                }),
+                Some(name) => Ok(HeaderOp::Remove { name: field_name(field, name)? }),
                 None => Err(self.arg_err(field)),
             },
             [field, v] => {
                 if let Some(name) = field.text.strip_prefix('+') {
-                    Ok(HeaderOp::Add {
-                        name: field_name(field, name)?,
-                        value: value(v)?,
-                    })
+                    Ok(HeaderOp::Add { name: field_name(field, name)?, value: value(v)? })
                 } else if field.text.starts_with('-') {
                     Err(self.arg_err(field))
                 } else {
-                    Ok(HeaderOp::Set {
-                        name: field_name(field, &field.text)?,
-                        value: value(v)?,
-                    })
+                    Ok(HeaderOp::Set { name: field_name(field, &field.text)?, value: value(v)? })
                 }
             }
             [] => Err(self.arg_err(&d.name)),
@@ -1289,10 +1207,7 @@ impl Parser<'_> {
             let line = lines.https_port.or(lines.http_port).unwrap_or(1);
             return Err(self.err(
                 line,
-                format!(
-                    "http_port and https_port must differ (both are {})",
-                    g.http_port
-                ),
+                format!("http_port and https_port must differ (both are {})", g.http_port),
             ));
         }
         struct Building {
@@ -1349,10 +1264,7 @@ impl Parser<'_> {
                         self.err(key.line, format!("ambiguous site definition: {}", key.text))
                     );
                 }
-                match placed
-                    .iter_mut()
-                    .find(|(p, policy, _, _)| *p == port && *policy == tls)
-                {
+                match placed.iter_mut().find(|(p, policy, _, _)| *p == port && *policy == tls) {
                     Some((_, _, index, catch_all)) => match &addr.host {
                         Some(h) => building.sites[*index].hosts.push(h.clone()),
                         None => *catch_all = true,
@@ -1382,11 +1294,7 @@ impl Parser<'_> {
             .into_iter()
             .map(|(port, b)| ListenerConfig {
                 bind: any_addr(port),
-                kind: if b.tls {
-                    ListenerKind::Tls
-                } else {
-                    ListenerKind::Plaintext
-                },
+                kind: if b.tls { ListenerKind::Tls } else { ListenerKind::Plaintext },
                 sites: b.sites,
             })
             .collect();
@@ -1418,10 +1326,9 @@ impl Parser<'_> {
         if (addr.scheme == Some(Scheme::Http) && port == g.https_port)
             || (addr.scheme == Some(Scheme::Https) && port == g.http_port)
         {
-            return Err(self.err(
-                key.line,
-                format!("[{}] scheme and port violate convention", key.text),
-            ));
+            return Err(
+                self.err(key.line, format!("[{}] scheme and port violate convention", key.text))
+            );
         }
         let explicit = site.extras.tls.as_ref();
         let wants_tls = match addr.scheme {
@@ -1496,13 +1403,7 @@ impl Parser<'_> {
 fn add_redirects(listeners: &mut Vec<ListenerConfig>, g: &Globals) {
     let http_index = listeners.iter().position(|l| l.bind.port() == g.http_port);
     let served: Vec<HostPattern> = http_index
-        .map(|i| {
-            listeners[i]
-                .sites
-                .iter()
-                .flat_map(|s| s.hosts.iter().cloned())
-                .collect()
-        })
+        .map(|i| listeners[i].sites.iter().flat_map(|s| s.hosts.iter().cloned()).collect())
         .unwrap_or_default();
     let user_catch_all =
         http_index.is_some_and(|i| listeners[i].sites.iter().any(|s| s.hosts.is_empty()));
@@ -1523,11 +1424,7 @@ fn add_redirects(listeners: &mut Vec<ListenerConfig>, g: &Globals) {
             }
             redirected.extend(hosts.iter().cloned());
             let keep_port = port != g.https_port && port != limits::DEFAULT_HTTPS_PORT;
-            sites.push(redirect_site(
-                hosts,
-                keep_port.then_some(port),
-                site.origin.clone(),
-            ));
+            sites.push(redirect_site(hosts, keep_port.then_some(port), site.origin.clone()));
         }
     }
     let Some(origin) = sites.first().map(|s| s.origin.clone()) else {
@@ -1564,11 +1461,7 @@ fn redirect_site(hosts: Vec<HostPattern>, port: Option<u16>, origin: Origin) -> 
 fn site_class(site: &Site) -> u8 {
     if site.hosts.is_empty() {
         2
-    } else if site
-        .hosts
-        .iter()
-        .any(|h| matches!(h, HostPattern::Exact(_)))
-    {
+    } else if site.hosts.iter().any(|h| matches!(h, HostPattern::Exact(_))) {
         0
     } else {
         1
@@ -1590,10 +1483,7 @@ fn empty_matcher() -> Matcher {
 }
 
 fn path_only(paths: Vec<super::PathPattern>) -> Matcher {
-    Matcher {
-        paths,
-        ..empty_matcher()
-    }
+    Matcher { paths, ..empty_matcher() }
 }
 
 fn pend(order: u8, def: Option<MatcherDef>, handler: Handler) -> Pending {
@@ -1601,15 +1491,7 @@ fn pend(order: u8, def: Option<MatcherDef>, handler: Handler) -> Pending {
         Some(d) => (Some(d.matcher), d.single_path),
         None => (None, None),
     };
-    Pending {
-        order,
-        single_path,
-        route: Route {
-            matcher,
-            handler,
-            group: None,
-        },
-    }
+    Pending { order, single_path, route: Route { matcher, handler, group: None } }
 }
 
 /// Caddy's `sortRoutes`: directive order first; for the same directive, the longer single path
@@ -1660,16 +1542,9 @@ fn finish_routes(pending: Vec<Pending>) -> Vec<Route> {
             if route.group.is_some() && last.group == route.group && last.matcher == route.matcher {
                 let first = std::mem::replace(
                     &mut last.handler,
-                    Handler::Subroute {
-                        routes: Vec::new(),
-                        strip_prefix: None,
-                    },
+                    Handler::Subroute { routes: Vec::new(), strip_prefix: None },
                 );
-                let unguarded = |handler| Route {
-                    matcher: None,
-                    handler,
-                    group: None,
-                };
+                let unguarded = |handler| Route { matcher: None, handler, group: None };
                 last.handler = Handler::Subroute {
                     routes: vec![unguarded(first), unguarded(route.handler)],
                     strip_prefix: None,

@@ -16,21 +16,9 @@ const NAMES: &[(&str, &str, Placeholder)] = &[
     ("query", "http.request.uri.query", Placeholder::Query),
     ("scheme", "http.request.scheme", Placeholder::Scheme),
     ("method", "http.request.method", Placeholder::Method),
-    (
-        "remote_host",
-        "http.request.remote.host",
-        Placeholder::RemoteHost,
-    ),
-    (
-        "remote_port",
-        "http.request.remote.port",
-        Placeholder::RemotePort,
-    ),
-    (
-        "upstream_hostport",
-        "http.reverse_proxy.upstream.hostport",
-        Placeholder::UpstreamHostPort,
-    ),
+    ("remote_host", "http.request.remote.host", Placeholder::RemoteHost),
+    ("remote_port", "http.request.remote.port", Placeholder::RemotePort),
+    ("upstream_hostport", "http.reverse_proxy.upstream.hostport", Placeholder::UpstreamHostPort),
 ];
 
 /// Where a template is used: `{upstream_hostport}` only has a value while proxying.
@@ -43,10 +31,7 @@ pub(crate) enum Context {
 impl Placeholder {
     /// The short name as written in a Caddyfile, e.g. `host` for `{host}`.
     pub fn short_name(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(_, _, p)| *p == self)
-            .map_or("?", |(short, _, _)| short)
+        NAMES.iter().find(|(_, _, p)| *p == self).map_or("?", |(short, _, _)| short)
     }
 }
 
@@ -80,9 +65,7 @@ pub(crate) fn compile(text: &str, context: Context) -> Result<Template, String> 
         let name = &tail[1..end];
         let placeholder = lookup(name).ok_or_else(|| unsupported(name))?;
         if placeholder == Placeholder::UpstreamHostPort && context != Context::HeaderUp {
-            return Err(format!(
-                "placeholder {{{name}}} is only available in header_up"
-            ));
+            return Err(format!("placeholder {{{name}}} is only available in header_up"));
         }
         if !literal.is_empty() {
             parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
@@ -98,17 +81,11 @@ pub(crate) fn compile(text: &str, context: Context) -> Result<Template, String> 
 }
 
 fn lookup(name: &str) -> Option<Placeholder> {
-    NAMES
-        .iter()
-        .find(|(short, long, _)| *short == name || *long == name)
-        .map(|(_, _, p)| *p)
+    NAMES.iter().find(|(short, long, _)| *short == name || *long == name).map(|(_, _, p)| *p)
 }
 
 fn unsupported(name: &str) -> String {
-    let supported: Vec<String> = NAMES
-        .iter()
-        .map(|(short, _, _)| format!("{{{short}}}"))
-        .collect();
+    let supported: Vec<String> = NAMES.iter().map(|(short, _, _)| format!("{{{short}}}")).collect();
     format!(
         "placeholder {{{name}}} is not supported by ringproxy (supported: {}, and their \
          http.request.* long forms)",
@@ -131,10 +108,7 @@ mod tests {
     #[test]
     fn short_and_long_names_compile_to_the_same_placeholder() {
         let t = compile("https://{host}{http.request.uri}", Context::Response).unwrap();
-        assert_eq!(
-            t.parts,
-            vec![lit("https://"), ph(Placeholder::Host), ph(Placeholder::Uri)]
-        );
+        assert_eq!(t.parts, vec![lit("https://"), ph(Placeholder::Host), ph(Placeholder::Uri)]);
     }
 
     #[test]

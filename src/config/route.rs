@@ -42,11 +42,7 @@ pub fn select_site<'c>(listener: &'c ListenerConfig, host: &str) -> Option<&'c S
     let sites = &listener.sites;
     sites
         .iter()
-        .find(|s| {
-            s.hosts
-                .iter()
-                .any(|h| matches!(h, HostPattern::Exact(e) if e == host))
-        })
+        .find(|s| s.hosts.iter().any(|h| matches!(h, HostPattern::Exact(e) if e == host)))
         .or_else(|| {
             sites.iter().find(|s| {
                 s.hosts.iter().any(|h| {
@@ -60,16 +56,9 @@ pub fn select_site<'c>(listener: &'c ListenerConfig, host: &str) -> Option<&'c S
 /// Evaluate a site's routes for a request.
 pub fn resolve<'c, R: RequestView>(site: &'c Site, request: &R) -> Resolution<'c> {
     let mut strip_prefixes = Vec::new();
-    let handler = evaluate(
-        &site.routes,
-        request,
-        PathView::new(request.match_path()),
-        &mut strip_prefixes,
-    );
-    Resolution {
-        handler,
-        strip_prefixes,
-    }
+    let handler =
+        evaluate(&site.routes, request, PathView::new(request.match_path()), &mut strip_prefixes);
+    Resolution { handler, strip_prefixes }
 }
 
 fn evaluate<'c, R: RequestView>(
@@ -96,10 +85,7 @@ fn evaluate<'c, R: RequestView>(
             groups_taken |= bit;
         }
         match &route.handler {
-            Handler::Subroute {
-                routes,
-                strip_prefix,
-            } => {
+            Handler::Subroute { routes, strip_prefix } => {
                 let depth = strip_prefixes.len();
                 let inner_path = match strip_prefix {
                     Some(prefix) => {
@@ -142,27 +128,16 @@ mod tests {
             self.method
         }
         fn header_values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
-            self.headers
-                .iter()
-                .filter(move |(n, _)| *n == name)
-                .map(|(_, v)| v.as_bytes())
+            self.headers.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v.as_bytes())
         }
     }
 
     fn get(path: &str) -> Req<'_> {
-        Req {
-            host: "a.com",
-            path,
-            method: "GET",
-            headers: &[],
-        }
+        Req { host: "a.com", path, method: "GET", headers: &[] }
     }
 
     fn respond(status: u16) -> Handler {
-        Handler::Respond {
-            status,
-            body: Template::default(),
-        }
+        Handler::Respond { status, body: Template::default() }
     }
 
     fn path_matcher(p: PathPattern) -> Option<Matcher> {
@@ -176,11 +151,7 @@ mod tests {
     }
 
     fn route(matcher: Option<Matcher>, handler: Handler, group: Option<u32>) -> Route {
-        Route {
-            matcher,
-            handler,
-            group,
-        }
+        Route { matcher, handler, group }
     }
 
     fn site(hosts: Vec<HostPattern>, routes: Vec<Route>) -> Site {
@@ -189,10 +160,7 @@ mod tests {
             tls: TlsPolicy::None,
             routes,
             access_log: None,
-            origin: Origin {
-                file: "Caddyfile".into(),
-                line: 1,
-            },
+            origin: Origin { file: "Caddyfile".into(), line: 1 },
         }
     }
 
@@ -211,10 +179,7 @@ mod tests {
             vec![
                 route(
                     path_matcher(PathPattern::Prefix("/a".into())),
-                    Handler::Subroute {
-                        routes: vec![],
-                        strip_prefix: None,
-                    },
+                    Handler::Subroute { routes: vec![], strip_prefix: None },
                     Some(0),
                 ),
                 route(None, respond(201), Some(0)),
@@ -228,25 +193,14 @@ mod tests {
     #[test]
     fn handle_path_strips_for_nested_matching_and_reports_the_prefix() {
         let inner = vec![
-            route(
-                path_matcher(PathPattern::Exact("/".into())),
-                respond(200),
-                None,
-            ),
-            route(
-                path_matcher(PathPattern::Exact("/x".into())),
-                respond(201),
-                None,
-            ),
+            route(path_matcher(PathPattern::Exact("/".into())), respond(200), None),
+            route(path_matcher(PathPattern::Exact("/x".into())), respond(201), None),
         ];
         let s = site(
             vec![],
             vec![route(
                 path_matcher(PathPattern::Prefix("/api/".into())),
-                Handler::Subroute {
-                    routes: inner,
-                    strip_prefix: Some("/api".into()),
-                },
+                Handler::Subroute { routes: inner, strip_prefix: Some("/api".into()) },
                 None,
             )],
         );
@@ -278,10 +232,8 @@ mod tests {
         assert_eq!(pick("x.a.com"), Some(3));
         assert_eq!(pick("y.a.com"), Some(2));
         assert_eq!(pick("b.com"), Some(1));
-        let no_catch_all = ListenerConfig {
-            sites: listener.sites[1..].to_vec(),
-            ..listener.clone()
-        };
+        let no_catch_all =
+            ListenerConfig { sites: listener.sites[1..].to_vec(), ..listener.clone() };
         assert!(select_site(&no_catch_all, "b.com").is_none());
     }
 
@@ -300,16 +252,9 @@ mod tests {
             not: vec![],
         };
         let s = site(vec![], vec![route(Some(m), respond(101), None)]);
-        let ws = Req {
-            host: "a.com",
-            path: "/",
-            method: "GET",
-            headers: &[("upgrade", "websocket")],
-        };
-        let post = Req {
-            method: "POST",
-            ..ws
-        };
+        let ws =
+            Req { host: "a.com", path: "/", method: "GET", headers: &[("upgrade", "websocket")] };
+        let post = Req { method: "POST", ..ws };
         assert_eq!(status(&resolve(&s, &ws)), Some(101));
         assert_eq!(status(&resolve(&s, &post)), None);
         assert_eq!(status(&resolve(&s, &get("/"))), None);

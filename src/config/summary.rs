@@ -52,11 +52,7 @@ pub fn summary(config: &Config) -> String {
                 TlsPolicy::Internal => ", tls internal".to_string(),
                 TlsPolicy::Files { cert, .. } => format!(", tls {}", cert.display()),
             };
-            let log = if site.access_log.is_some() {
-                ", access log"
-            } else {
-                ""
-            };
+            let log = if site.access_log.is_some() { ", access log" } else { "" };
             let _ = writeln!(out, "  site {hosts} ({}{tls}{log})", site.origin);
             if site.routes.is_empty() {
                 let _ = writeln!(out, "    (no routes: empty 200)");
@@ -91,23 +87,11 @@ pub fn summary(config: &Config) -> String {
 fn routes(out: &mut String, config: &Config, routes: &[Route], indent: usize) {
     for route in routes {
         let pad = " ".repeat(indent);
-        let m = route
-            .matcher
-            .as_ref()
-            .map_or_else(|| "*".to_string(), matcher);
-        let group = if route.group.is_some() {
-            " [first match]"
-        } else {
-            ""
-        };
+        let m = route.matcher.as_ref().map_or_else(|| "*".to_string(), matcher);
+        let group = if route.group.is_some() { " [first match]" } else { "" };
         match &route.handler {
-            Handler::Subroute {
-                routes: inner,
-                strip_prefix,
-            } => {
-                let strip = strip_prefix
-                    .as_ref()
-                    .map_or(String::new(), |p| format!(" strip {p}"));
+            Handler::Subroute { routes: inner, strip_prefix } => {
+                let strip = strip_prefix.as_ref().map_or(String::new(), |p| format!(" strip {p}"));
                 let _ = writeln!(out, "{pad}{m}{group} →{strip}");
                 if inner.is_empty() {
                     let _ = writeln!(out, "{pad}  (nothing)");
@@ -128,11 +112,7 @@ fn handler(config: &Config, h: &Handler) -> String {
                 .upstream_sets
                 .get(*i)
                 .map(|s| {
-                    s.upstreams
-                        .iter()
-                        .map(|u| u.display.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    s.upstreams.iter().map(|u| u.display.as_str()).collect::<Vec<_>>().join(" ")
                 })
                 .unwrap_or_default();
             format!("reverse_proxy #{i} ({first})")
@@ -180,10 +160,7 @@ fn matcher(m: &Matcher) -> String {
         parts.push(m.paths.iter().map(path).collect::<Vec<_>>().join("|"));
     }
     if !m.hosts.is_empty() {
-        parts.push(format!(
-            "host {}",
-            m.hosts.iter().map(host).collect::<Vec<_>>().join("|")
-        ));
+        parts.push(format!("host {}", m.hosts.iter().map(host).collect::<Vec<_>>().join("|")));
     }
     if !m.methods.is_empty() {
         parts.push(format!("method {}", m.methods.join("|")));

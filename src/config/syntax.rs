@@ -69,10 +69,7 @@ pub(crate) fn parse_document(
         last_line,
         snippets: HashMap::new(),
         depth: 0,
-        frames: vec![Frame {
-            snippet: String::new(),
-            parent: None,
-        }],
+        frames: vec![Frame { snippet: String::new(), parent: None }],
     };
     p.document()
 }
@@ -97,11 +94,7 @@ struct Structure<'f> {
 
 impl Structure<'_> {
     fn err(&self, line: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.to_string(),
-            line,
-            message: message.into(),
-        }
+        ConfigError { file: self.file.to_string(), line, message: message.into() }
     }
 
     fn peek(&self) -> Option<&Token> {
@@ -184,10 +177,9 @@ impl Structure<'_> {
                 break;
             }
             if token.is_close_brace() {
-                return Err(self.err(
-                    token.line,
-                    "Unexpected '}' because no matching opening brace",
-                ));
+                return Err(
+                    self.err(token.line, "Unexpected '}' because no matching opening brace")
+                );
             }
             if !token.quoted && token.text.starts_with('@') {
                 return Err(self.err(
@@ -225,10 +217,7 @@ impl Structure<'_> {
                 ));
             }
             if !text.is_empty() {
-                keys.push(Token {
-                    text: text.to_string(),
-                    ..token
-                });
+                keys.push(Token { text: text.to_string(), ..token });
             }
         }
 
@@ -239,10 +228,7 @@ impl Structure<'_> {
         if keys.len() == 1 && keys[0].text.starts_with("&(") && keys[0].text.ends_with(')') {
             return Err(self.err(
                 keys[0].line,
-                format!(
-                    "named routes ('{}') are not supported by ringproxy",
-                    keys[0].text
-                ),
+                format!("named routes ('{}') are not supported by ringproxy", keys[0].text),
             ));
         }
 
@@ -270,10 +256,7 @@ impl Structure<'_> {
                 let line = keys[0].line;
                 return Err(self.err(
                     line,
-                    format!(
-                        "snippet {} must be followed by a block {{ ... }}",
-                        keys[0].text
-                    ),
+                    format!("snippet {} must be followed by a block {{ ... }}", keys[0].text),
                 ));
             }
             _ => {
@@ -299,10 +282,7 @@ impl Structure<'_> {
                          than one",
                     ));
                 }
-                let body = Block {
-                    line: key_line,
-                    items,
-                };
+                let body = Block { line: key_line, items };
                 doc.sites.push(SiteBlock { keys, body });
             }
         }
@@ -343,19 +323,15 @@ impl Structure<'_> {
         let mut items = Vec::new();
         loop {
             let Some(token) = self.peek() else {
-                return Err(self.err(
-                    open_line,
-                    "unexpected EOF: the '{' on this line is never closed",
-                ));
+                return Err(
+                    self.err(open_line, "unexpected EOF: the '{' on this line is never closed")
+                );
             };
             if token.is_close_brace() {
                 let line = token.line;
                 self.pos += 1;
                 self.expect_close_stands_alone(line)?;
-                return Ok(Block {
-                    line: open_line,
-                    items,
-                });
+                return Ok(Block { line: open_line, items });
             }
             if token.is_import_at(self, self.pos) {
                 self.expand_import()?;
@@ -369,10 +345,9 @@ impl Structure<'_> {
         let mut items = Vec::new();
         while let Some(token) = self.peek() {
             if token.is_close_brace() {
-                return Err(self.err(
-                    token.line,
-                    "Unexpected '}' because no matching opening brace",
-                ));
+                return Err(
+                    self.err(token.line, "Unexpected '}' because no matching opening brace")
+                );
             }
             if token.is_import_at(self, self.pos) {
                 self.expand_import()?;
@@ -433,10 +408,7 @@ impl Structure<'_> {
             }
             self.pos += 1;
         }
-        Err(self.err(
-            open_line,
-            "unexpected EOF: the '{' on this line is never closed",
-        ))
+        Err(self.err(open_line, "unexpected EOF: the '{' on this line is never closed"))
     }
 
     /// Replaces the `import name args…` line at the cursor with the snippet's tokens.
@@ -497,20 +469,13 @@ impl Structure<'_> {
         }
         let frame_id = u32::try_from(self.frames.len())
             .map_err(|_| self.err(import.line, "too many imports"))?;
-        self.frames.push(Frame {
-            snippet: name.to_string(),
-            parent: Some(import.frame),
-        });
+        self.frames.push(Frame { snippet: name.to_string(), parent: Some(import.frame) });
         let args: Vec<&str> = line[2..].iter().map(|t| t.text.as_str()).collect();
         let mut expanded = Vec::with_capacity(body.len());
         for token in body {
             let text = substitute_args(&token.text, &args)
                 .map_err(|message| self.err(token.line, message))?;
-            expanded.push(Token {
-                text,
-                frame: frame_id,
-                ..token.clone()
-            });
+            expanded.push(Token { text, frame: frame_id, ..token.clone() });
         }
         let at = self.pos;
         self.tokens.splice(at..at, expanded);
@@ -645,20 +610,14 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let input = "a {\n".repeat(100_000);
         let err = doc(&input).unwrap_err();
-        assert_eq!(
-            err,
-            "Caddyfile:33 - blocks are nested too deeply (more than 32 levels)"
-        );
+        assert_eq!(err, "Caddyfile:33 - blocks are nested too deeply (more than 32 levels)");
     }
 
     #[test]
     fn exponential_imports_are_bounded() {
         let mut input = String::from("(s0) {\n respond x\n}\n");
         for i in 1..30 {
-            input.push_str(&format!(
-                "(s{i}) {{\n import s{0}\n import s{0}\n}}\n",
-                i - 1
-            ));
+            input.push_str(&format!("(s{i}) {{\n import s{0}\n import s{0}\n}}\n", i - 1));
         }
         input.push_str("a {\n import s29\n}\n");
         let err = doc(&input).unwrap_err();

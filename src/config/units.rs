@@ -23,17 +23,14 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total_nanos: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let number_len =
+            rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let number = &rest[..number_len];
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return Err(invalid());
         }
         rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let unit_nanos: u128 = match unit {
@@ -44,19 +41,12 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
             "d" => 86_400_000_000_000,
-            "" => {
-                return Err(format!(
-                    "invalid duration '{text}': missing unit (e.g. 10s)"
-                ))
-            }
+            "" => return Err(format!("invalid duration '{text}': missing unit (e.g. 10s)")),
             _ => return Err(format!("invalid duration '{text}': unknown unit '{unit}'")),
         };
         let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| invalid())?
-        };
+        let whole: u128 =
+            if whole.is_empty() { 0 } else { whole.parse().map_err(|_| invalid())? };
         let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(invalid)?;
         // Fractions are exact to the nanosecond: digits beyond the unit's precision are dropped.
         let mut scale = unit_nanos;
@@ -76,9 +66,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     let invalid = || format!("invalid size '{text}'");
     let s = text.trim();
-    let number_len = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let number_len = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, unit) = s.split_at(number_len);
     if number.is_empty() {
         return Err(invalid());
@@ -91,12 +79,7 @@ pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
         "mi" | "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => {
-            return Err(format!(
-                "invalid size '{text}': unknown unit '{}'",
-                unit.trim()
-            ))
-        }
+        _ => return Err(format!("invalid size '{text}': unknown unit '{}'", unit.trim())),
     };
     let value: f64 = number.parse().map_err(|_| invalid())?;
     let bytes = value * multiplier;
@@ -126,16 +109,7 @@ mod tests {
         for (text, want) in ok {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
         }
-        for bad in [
-            "10",
-            "",
-            "s",
-            "1x",
-            "-1s",
-            "1..2s",
-            "99999999999999999999999h",
-            ".",
-        ] {
+        for bad in ["10", "", "s", "1x", "-1s", "1..2s", "99999999999999999999999h", "."] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(

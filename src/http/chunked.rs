@@ -124,10 +124,7 @@ impl ChunkedTracker {
         }
         match self.state {
             State::Failed(err) => Err(err),
-            state => Ok(ChunkProgress {
-                consumed: i,
-                done: state == State::Done,
-            }),
+            state => Ok(ChunkProgress { consumed: i, done: state == State::Done }),
         }
     }
 
@@ -226,22 +223,14 @@ mod tests {
         let mut offset = 0;
         let mut k = 0;
         loop {
-            let size = sizes
-                .get(k % sizes.len().max(1))
-                .copied()
-                .unwrap_or(input.len())
-                .max(1);
+            let size = sizes.get(k % sizes.len().max(1)).copied().unwrap_or(input.len()).max(1);
             k += 1;
             let piece = &input[offset..(offset + size).min(input.len())];
             let progress = tracker.advance(piece)?;
             if progress.done {
                 return Ok((offset + progress.consumed, true));
             }
-            assert_eq!(
-                progress.consumed,
-                piece.len(),
-                "not done, so everything is body"
-            );
+            assert_eq!(progress.consumed, piece.len(), "not done, so everything is body");
             offset += piece.len();
             if offset >= input.len() {
                 return Ok((offset, false));
@@ -293,13 +282,7 @@ mod tests {
     fn largest_chunk_size_is_accepted() {
         let mut tracker = ChunkedTracker::new();
         let progress = tracker.advance(b"ffffffffffffffff\r\nabc").unwrap();
-        assert_eq!(
-            progress,
-            ChunkProgress {
-                consumed: 21,
-                done: false
-            }
-        );
+        assert_eq!(progress, ChunkProgress { consumed: 21, done: false });
         assert_eq!(tracker.size, u64::MAX - 3);
     }
 
@@ -307,12 +290,8 @@ mod tests {
     fn rejections_table() {
         use ChunkError::*;
         let long_ext = [b"1;".as_slice(), &[b'x'; MAX_CHUNK_LINE_BYTES], b"\r\n"].concat();
-        let long_trailer = [
-            b"0\r\nX: ".as_slice(),
-            &[b'v'; MAX_TRAILER_BYTES],
-            b"\r\n\r\n",
-        ]
-        .concat();
+        let long_trailer =
+            [b"0\r\nX: ".as_slice(), &[b'v'; MAX_TRAILER_BYTES], b"\r\n\r\n"].concat();
         let cases: &[(&[u8], ChunkError)] = &[
             (b"\r\n", BadSize),
             (b";x\r\n", BadSize),
@@ -345,12 +324,7 @@ mod tests {
             (&long_trailer, TooLong),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                whole(input),
-                Err(*want),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(whole(input), Err(*want), "{:?}", String::from_utf8_lossy(input));
             assert_eq!(feed_split(input, &[1]), Err(*want));
         }
     }
@@ -365,19 +339,10 @@ mod tests {
         let mut tracker = ChunkedTracker::new();
         assert_eq!(
             tracker.advance(b"0\r\n\r\nrest"),
-            Ok(ChunkProgress {
-                consumed: 5,
-                done: true
-            })
+            Ok(ChunkProgress { consumed: 5, done: true })
         );
         assert!(tracker.is_done());
-        assert_eq!(
-            tracker.advance(b"more"),
-            Ok(ChunkProgress {
-                consumed: 0,
-                done: true
-            })
-        );
+        assert_eq!(tracker.advance(b"more"), Ok(ChunkProgress { consumed: 0, done: true }));
     }
 
     /// A valid chunked body built from arbitrary chunks, extensions and trailers.
@@ -388,11 +353,8 @@ mod tests {
             any::<bool>(),
         );
         let trailer = ("[A-Za-z-]{1,8}", "[ -~]{0,12}");
-        (
-            prop::collection::vec(chunk, 0..6),
-            prop::collection::vec(trailer, 0..3),
-        )
-            .prop_map(|(chunks, trailers)| {
+        (prop::collection::vec(chunk, 0..6), prop::collection::vec(trailer, 0..3)).prop_map(
+            |(chunks, trailers)| {
                 let mut out = Vec::new();
                 for (data, ext, upper) in chunks {
                     let size = if upper {
@@ -415,7 +377,8 @@ mod tests {
                 }
                 out.extend_from_slice(b"\r\n");
                 out
-            })
+            },
+        )
     }
 
     /// A valid body with a few bytes overwritten, inserted or removed: mostly invalid input.

@@ -209,11 +209,7 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Option<Request
     if method == Method::Connect {
         return Err(HeadError::Connect);
     }
-    let version = if minor == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
-    };
+    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
 
     let target_bytes = target_str.as_bytes();
     if target_bytes.contains(&b'#') {
@@ -232,17 +228,12 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Option<Request
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
-        fields.push(HeaderField {
-            name: Span::within(buf, name),
-            value: Span::within(buf, value),
-        });
+        fields.push(HeaderField { name: Span::within(buf, name), value: Span::within(buf, value) });
         if name.eq_ignore_ascii_case(b"host") {
             host_fields += 1;
             host_value = value;
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            length
-                .add(value)
-                .map_err(|()| HeadError::BadContentLength)?;
+            length.add(value).map_err(|()| HeadError::BadContentLength)?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             coding.add(value);
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -262,11 +253,7 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Option<Request
     if host_fields == 0 && version == Version::Http11 {
         return Err(HeadError::MissingHost);
     }
-    let header_host = if host_fields == 1 {
-        Some(parse_authority(host_value)?)
-    } else {
-        None
-    };
+    let header_host = if host_fields == 1 { Some(parse_authority(host_value)?) } else { None };
     let (host, host_port) = match authority {
         Some(auth) => {
             if auth.is_empty() {
@@ -279,15 +266,8 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Option<Request
 
     let body = request_framing(version, &length, &coding)?;
 
-    let path_len = target
-        .get(buf)
-        .iter()
-        .position(|&b| b == b'?')
-        .unwrap_or(target.len());
-    let path = Span {
-        start: target.start,
-        end: target.start + path_len as u32,
-    };
+    let path_len = target.get(buf).iter().position(|&b| b == b'?').unwrap_or(target.len());
+    let path = Span { start: target.start, end: target.start + path_len as u32 };
     let mut match_path = String::new();
     normalize_path(path.get(buf), &mut match_path);
 
@@ -319,15 +299,9 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Option<Request
 /// A version that is well-formed but unsupported (`HTTP/2.0`, `HTTP/9.9`) deserves 505; anything
 /// else is a garbage request line (400).
 fn classify_bad_version(window: &[u8]) -> HeadError {
-    let start = window
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(window.len());
+    let start = window.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(window.len());
     let line = &window[start..];
-    let line = &line[..line
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(line.len())];
+    let line = &line[..line.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(line.len())];
     // httparse has already accepted the method and the target, each followed by one space.
     let mut parts = line.splitn(3, |&b| b == b' ');
     let version = match (parts.next(), parts.next(), parts.next()) {
@@ -363,10 +337,7 @@ fn split_target<'b>(
             let rest = strip_prefix_ci(target, b"http://")
                 .or_else(|| strip_prefix_ci(target, b"https://"))
                 .ok_or(HeadError::Malformed)?;
-            let auth_len = rest
-                .iter()
-                .position(|&b| b == b'/' || b == b'?')
-                .unwrap_or(rest.len());
+            let auth_len = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
             let (authority, origin) = rest.split_at(auth_len);
             if authority.contains(&b'@') {
                 // userinfo is deprecated (RFC 9110 §4.2.4) and only good for confusing logs.
@@ -388,10 +359,7 @@ fn split_target<'b>(
 
 impl Span {
     fn last_byte(self) -> Span {
-        Span {
-            start: self.end - 1,
-            end: self.end,
-        }
+        Span { start: self.end - 1, end: self.end }
     }
 }
 
@@ -407,10 +375,7 @@ fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 /// spaces, non-ASCII and URI delimiters are rejected, as Go's `ValidHostHeader` does.
 fn parse_authority(value: &[u8]) -> Result<&str, HeadError> {
     let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
-        let close = rest
-            .iter()
-            .position(|&b| b == b']')
-            .ok_or(HeadError::BadHost)?;
+        let close = rest.iter().position(|&b| b == b']').ok_or(HeadError::BadHost)?;
         let (inside, after) = (&rest[..close], &rest[close + 1..]);
         let ipv6_byte = |b: &u8| b.is_ascii_hexdigit() || *b == b':' || *b == b'.';
         if inside.is_empty() || !inside.iter().all(ipv6_byte) {
@@ -509,9 +474,7 @@ fn parse_decimal(s: &[u8]) -> Result<u64, ()> {
         if !b.is_ascii_digit() {
             return Err(());
         }
-        n.checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(b - b'0')))
-            .ok_or(())
+        n.checked_mul(10).and_then(|n| n.checked_add(u64::from(b - b'0'))).ok_or(())
     })
 }
 
@@ -688,15 +651,8 @@ pub fn parse_response(
     let (Some(minor), Some(status)) = (resp.version, resp.code) else {
         return Err(UpstreamHeadError::Malformed);
     };
-    let version = if minor == 0 {
-        Version::Http10
-    } else {
-        Version::Http11
-    };
-    let reason = resp
-        .reason
-        .map(|r| Span::within(buf, r.as_bytes()))
-        .unwrap_or_default();
+    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let reason = resp.reason.map(|r| Span::within(buf, r.as_bytes())).unwrap_or_default();
 
     let mut fields = Vec::with_capacity(resp.headers.len());
     let mut length = LengthState::default();
@@ -704,14 +660,10 @@ pub fn parse_response(
     let mut conn = ConnectionTokens::default();
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        fields.push(HeaderField {
-            name: Span::within(buf, name),
-            value: Span::within(buf, h.value),
-        });
+        fields
+            .push(HeaderField { name: Span::within(buf, name), value: Span::within(buf, h.value) });
         if name.eq_ignore_ascii_case(b"content-length") {
-            length
-                .add(h.value)
-                .map_err(|()| UpstreamHeadError::BadContentLength)?;
+            length.add(h.value).map_err(|()| UpstreamHeadError::BadContentLength)?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             coding.add(h.value);
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -802,11 +754,7 @@ mod tests {
     fn incomplete_heads_ask_for_more() {
         let raw = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n";
         for cut in 0..raw.len() {
-            assert_eq!(
-                req(&raw[..cut]).map(|h| h.is_some()),
-                Ok(false),
-                "cut at {cut}"
-            );
+            assert_eq!(req(&raw[..cut]).map(|h| h.is_some()), Ok(false), "cut at {cut}");
         }
         assert_eq!(ok(raw).body, RequestBody::Length(3));
     }
@@ -815,22 +763,13 @@ mod tests {
     fn a_head_over_the_limit_is_too_large() {
         let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
         raw.extend(std::iter::repeat_n(b'a', 200));
-        assert_eq!(
-            parse_request(&raw, 100).map(|h| h.is_some()),
-            Err(HeadError::TooLarge)
-        );
+        assert_eq!(parse_request(&raw, 100).map(|h| h.is_some()), Err(HeadError::TooLarge));
         // A complete head that only ends past the limit is too large as well.
         raw.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(
-            parse_request(&raw, 100).map(|h| h.is_some()),
-            Err(HeadError::TooLarge)
-        );
+        assert_eq!(parse_request(&raw, 100).map(|h| h.is_some()), Err(HeadError::TooLarge));
         assert!(parse_request(&raw, raw.len()).unwrap().is_some());
         // Under the limit and incomplete: read more.
-        assert_eq!(
-            parse_request(&raw[..50], 100).map(|h| h.is_some()),
-            Ok(false)
-        );
+        assert_eq!(parse_request(&raw[..50], 100).map(|h| h.is_some()), Ok(false));
     }
 
     #[test]
@@ -953,27 +892,9 @@ mod tests {
         let cases: &[(&[u8], &str, &str, &str, RequestBody)] = &[
             // raw, host, host_port, target, body
             (b"GET / HTTP/1.0\r\n\r\n", "", "", "/", RequestBody::None),
-            (
-                b"GET / HTTP/1.1\r\nHost:\r\n\r\n",
-                "",
-                "",
-                "/",
-                RequestBody::None,
-            ),
-            (
-                b"GET / HTTP/1.1\nHost: a\n\n",
-                "a",
-                "a",
-                "/",
-                RequestBody::None,
-            ),
-            (
-                b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
-                "a",
-                "a",
-                "/",
-                RequestBody::None,
-            ),
+            (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", "", "", "/", RequestBody::None),
+            (b"GET / HTTP/1.1\nHost: a\n\n", "a", "a", "/", RequestBody::None),
+            (b"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "a", "a", "/", RequestBody::None),
             (
                 b"GET / HTTP/1.1\r\nhOsT: [::1]:8080\r\n\r\n",
                 "::1",
@@ -1002,34 +923,10 @@ mod tests {
                 "/p?q",
                 RequestBody::None,
             ),
-            (
-                b"GET HTTPS://b HTTP/1.1\r\nHost: a\r\n\r\n",
-                "b",
-                "b",
-                "/",
-                RequestBody::None,
-            ),
-            (
-                b"GET http://b HTTP/1.0\r\n\r\n",
-                "b",
-                "b",
-                "/",
-                RequestBody::None,
-            ),
-            (
-                b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
-                "a",
-                "a",
-                "*",
-                RequestBody::None,
-            ),
-            (
-                b"PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n",
-                "a",
-                "a",
-                "/x",
-                RequestBody::None,
-            ),
+            (b"GET HTTPS://b HTTP/1.1\r\nHost: a\r\n\r\n", "b", "b", "/", RequestBody::None),
+            (b"GET http://b HTTP/1.0\r\n\r\n", "b", "b", "/", RequestBody::None),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "a", "a", "*", RequestBody::None),
+            (b"PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n", "a", "a", "/x", RequestBody::None),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
                 "a",
@@ -1205,9 +1102,7 @@ mod tests {
         ];
         for (raw, method, body, keep_alive) in cases {
             let what = String::from_utf8_lossy(raw);
-            let head = resp(raw, *method)
-                .unwrap()
-                .unwrap_or_else(|| panic!("{what:?}"));
+            let head = resp(raw, *method).unwrap().unwrap_or_else(|| panic!("{what:?}"));
             assert_eq!(head.head_len, raw.len(), "{what:?}");
             assert_eq!(head.body, *body, "{what:?}");
             assert_eq!(head.keep_alive, *keep_alive, "{what:?}");
@@ -1222,9 +1117,7 @@ mod tests {
         assert!(interim.is_interim());
         assert_eq!(interim.status, 100);
         assert_eq!(interim.reason.get(raw), b"Continue");
-        let final_head = resp(&raw[interim.head_len..], Method::Post)
-            .unwrap()
-            .unwrap();
+        let final_head = resp(&raw[interim.head_len..], Method::Post).unwrap().unwrap();
         assert!(!final_head.is_interim());
         assert_eq!(final_head.status, 201);
         assert_eq!(final_head.body, ResponseBody::Length(2));
@@ -1242,36 +1135,21 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
                 BadContentLength,
             ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n",
-                BadContentLength,
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                BadTransferEncoding,
-            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n", BadContentLength),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", BadTransferEncoding),
             (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
                 BadTransferEncoding,
             ),
-            (
-                b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-                BadTransferEncoding,
-            ),
+            (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", BadTransferEncoding),
         ];
         for (raw, want) in cases {
             let got = resp(raw, Method::Get).map(|h| h.map(|h| h.status));
             assert_eq!(got, Err(*want), "{:?}", String::from_utf8_lossy(raw));
         }
         let big = b"HTTP/1.1 200 OK\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-        assert_eq!(
-            parse_response(big, Method::Get, 20).map(|h| h.is_some()),
-            Err(TooLarge)
-        );
-        assert_eq!(
-            parse_response(&big[..10], Method::Get, 20).map(|h| h.is_some()),
-            Ok(false)
-        );
+        assert_eq!(parse_response(big, Method::Get, 20).map(|h| h.is_some()), Err(TooLarge));
+        assert_eq!(parse_response(&big[..10], Method::Get, 20).map(|h| h.is_some()), Ok(false));
     }
 
     proptest::proptest! {

@@ -34,10 +34,7 @@ impl Span {
     fn within(buf: &[u8], part: &[u8]) -> Span {
         let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
         debug_assert!(start + part.len() <= buf.len(), "span outside its buffer");
-        Span {
-            start: start as u32,
-            end: (start + part.len()) as u32,
-        }
+        Span { start: start as u32, end: (start + part.len()) as u32 }
     }
 }
 
@@ -63,10 +60,7 @@ pub fn field_values<'a, 'b: 'a>(
 /// The elements of a comma-separated field value (RFC 9110 §5.6.1), trimmed of optional
 /// whitespace; empty elements are skipped as the RFC requires of recipients.
 pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim_ows)
-        .filter(|e| !e.is_empty())
+    value.split(|&b| b == b',').map(trim_ows).filter(|e| !e.is_empty())
 }
 
 /// Strip leading and trailing SP / HTAB.

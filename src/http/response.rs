@@ -89,10 +89,7 @@ fn write_text_body(status: u16, close: bool, out: &mut Vec<u8>) {
     let reason = reason_phrase(status);
     // "NNN " + reason + "\n"
     let len = 4 + reason.len() + 1;
-    let _ = write!(
-        out,
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len}\r\n"
-    );
+    let _ = write!(out, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len}\r\n");
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }
@@ -119,12 +116,7 @@ pub fn write_simple(
     write_status_line(status, out);
     if let Some(location) = location {
         out.extend_from_slice(b"Location: ");
-        out.extend(
-            location
-                .iter()
-                .copied()
-                .filter(|&b| b == b'\t' || !b.is_ascii_control()),
-        );
+        out.extend(location.iter().copied().filter(|&b| b == b'\t' || !b.is_ascii_control()));
         out.extend_from_slice(b"\r\n");
     }
     let no_length = (100..200).contains(&status) || status == 204;
@@ -133,11 +125,7 @@ pub fn write_simple(
         out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
     }
     if !no_length {
-        let _ = write!(
-            out,
-            "Content-Length: {}\r\n",
-            if status == 304 { 0 } else { body.len() }
-        );
+        let _ = write!(out, "Content-Length: {}\r\n", if status == 304 { 0 } else { body.len() });
     }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -237,14 +225,8 @@ mod tests {
             b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n\
               Content-Length: 20\r\n\r\n504 Gateway Timeout\n"
         );
-        assert_eq!(
-            answer(Answer::Continue, true),
-            b"HTTP/1.1 100 Continue\r\n\r\n"
-        );
-        assert_eq!(
-            answer(Answer::EmptyOk, false),
-            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
-        );
+        assert_eq!(answer(Answer::Continue, true), b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(answer(Answer::EmptyOk, false), b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     }
 
     #[test]
@@ -293,14 +275,7 @@ mod tests {
     #[test]
     fn simple_responses() {
         let mut out = Vec::new();
-        write_simple(
-            308,
-            Some(b"https://a.example/x?y"),
-            b"",
-            false,
-            true,
-            &mut out,
-        );
+        write_simple(308, Some(b"https://a.example/x?y"), b"", false, true, &mut out);
         assert_eq!(
             out,
             b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://a.example/x?y\r\n\
@@ -333,20 +308,10 @@ mod tests {
     #[test]
     fn location_cannot_split_the_head() {
         let mut out = Vec::new();
-        write_simple(
-            302,
-            Some(b"/a\r\nSet-Cookie: x=1\r\n\r\n"),
-            b"",
-            false,
-            false,
-            &mut out,
-        );
+        write_simple(302, Some(b"/a\r\nSet-Cookie: x=1\r\n\r\n"), b"", false, false, &mut out);
         let head = parse_response(&out, Method::Get, 4096).unwrap().unwrap();
         assert_eq!(head.headers.len(), 2);
         assert_eq!(head.head_len, out.len());
-        assert_eq!(
-            head.values(&out, "location").next(),
-            Some(&b"/aSet-Cookie: x=1"[..])
-        );
+        assert_eq!(head.values(&out, "location").next(), Some(&b"/aSet-Cookie: x=1"[..]));
     }
 }

@@ -41,14 +41,8 @@ pub struct ForwardContext<'a> {
 }
 
 /// Fields that describe one connection, never a message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
+const HOP_BY_HOP: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
 
 /// Fields the request writer generates itself; received copies are dropped.
 const REGENERATED: [&str; 6] = [
@@ -128,10 +122,7 @@ pub fn write_request_head(
 /// that asked for keep-alive and keeps it gets `Connection: keep-alive` (without it a 1.0 client
 /// assumes close); interim (1xx) heads get no Connection field. The status line is always
 /// HTTP/1.1 (RFC 9110 §2.5: a server sends its own version); an empty reason is filled in.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "signature fixed by the connection driver"
-)]
+#[allow(clippy::too_many_arguments, reason = "signature fixed by the connection driver")]
 pub fn write_response_head(
     buf: &[u8],
     head: &ResponseHead,
@@ -425,29 +416,19 @@ mod tests {
     }
 
     fn lit(s: &str) -> Template {
-        Template {
-            parts: vec![TemplatePart::Literal(s.to_string())],
-        }
+        Template { parts: vec![TemplatePart::Literal(s.to_string())] }
     }
 
     fn set(name: &str, value: Template) -> HeaderOp {
-        HeaderOp::Set {
-            name: name.to_string(),
-            value,
-        }
+        HeaderOp::Set { name: name.to_string(), value }
     }
 
     fn add(name: &str, value: Template) -> HeaderOp {
-        HeaderOp::Add {
-            name: name.to_string(),
-            value,
-        }
+        HeaderOp::Add { name: name.to_string(), value }
     }
 
     fn remove(name: &str) -> HeaderOp {
-        HeaderOp::Remove {
-            name: name.to_string(),
-        }
+        HeaderOp::Remove { name: name.to_string() }
     }
 
     fn upstream_head(raw: &[u8], ops: &[HeaderOp], ctx: &ForwardContext<'_>) -> String {
@@ -491,10 +472,7 @@ mod tests {
     fn absolute_form_is_forwarded_in_origin_form_with_its_authority_as_host() {
         let raw = b"GET http://B.example:81/p?q HTTP/1.1\r\nHost: a\r\n\r\n";
         let out = upstream_head(raw, &[], &ctx(&[]));
-        assert!(
-            out.starts_with("GET /p?q HTTP/1.1\r\nHost: B.example:81\r\n"),
-            "{out}"
-        );
+        assert!(out.starts_with("GET /p?q HTTP/1.1\r\nHost: B.example:81\r\n"), "{out}");
         assert!(!out.contains("Host: a\r\n"), "{out}");
 
         let raw = b"GET http://b HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -547,11 +525,7 @@ mod tests {
             let head = parse_request(raw.as_bytes(), 4096).unwrap().unwrap();
             out.clear();
             write_target(raw.as_bytes(), &head, prefixes, &mut out);
-            assert_eq!(
-                String::from_utf8_lossy(&out),
-                *want,
-                "{target} - {prefixes:?}"
-            );
+            assert_eq!(String::from_utf8_lossy(&out), *want, "{target} - {prefixes:?}");
         }
     }
 
@@ -591,10 +565,7 @@ mod tests {
         let out = upstream_head(raw, &ops, &ctx(&[]));
         assert!(out.contains("Content-Length: 3\r\n"), "{out}");
         assert!(!out.contains("99") && !out.contains("chunked") && !out.contains("Connection"));
-        assert!(
-            !out.contains("Upgrade") && !out.contains("Bad Name"),
-            "{out}"
-        );
+        assert!(!out.contains("Upgrade") && !out.contains("Bad Name"), "{out}");
     }
 
     #[test]
@@ -615,12 +586,7 @@ mod tests {
                 Placeholder::UpstreamHostPort,
             ]
             .into_iter()
-            .flat_map(|p| {
-                [
-                    TemplatePart::Placeholder(p),
-                    TemplatePart::Literal("|".into()),
-                ]
-            })
+            .flat_map(|p| [TemplatePart::Placeholder(p), TemplatePart::Literal("|".into())])
             .collect(),
         };
         let mut out = Vec::new();
@@ -630,10 +596,7 @@ mod tests {
             "h.example|H.example:8443|/p/a?q=1|/p/a|q=1|https|PUT|192.0.2.7|54321|localhost:8080|"
         );
 
-        let ops = [set(
-            "X-Evil",
-            lit("a\r\nInjected: yes\r\n\r\nGET /smuggled HTTP/1.1"),
-        )];
+        let ops = [set("X-Evil", lit("a\r\nInjected: yes\r\n\r\nGET /smuggled HTTP/1.1"))];
         let out = upstream_head(raw, &ops, &ctx(&[]));
         assert!(out.contains("X-Evil: aInjected: yes"), "{out}");
         assert!(!out.contains("\r\nInjected"), "{out}");
@@ -646,9 +609,7 @@ mod tests {
         close_client: bool,
     ) -> String {
         let request = parse_request(raw_req, 4096).unwrap().unwrap();
-        let head = parse_response(raw_resp, request.method, 4096)
-            .unwrap()
-            .unwrap();
+        let head = parse_response(raw_resp, request.method, 4096).unwrap().unwrap();
         let mut out = Vec::new();
         write_response_head(
             raw_resp,
@@ -709,10 +670,7 @@ mod tests {
     #[test]
     fn interim_responses_get_no_connection_field() {
         let resp = b"HTTP/1.1 100 Continue\r\n\r\n";
-        assert_eq!(
-            client_head(resp, GET, &[], true),
-            "HTTP/1.1 100 Continue\r\n\r\n"
-        );
+        assert_eq!(client_head(resp, GET, &[], true), "HTTP/1.1 100 Continue\r\n\r\n");
     }
 
     #[test]
@@ -733,11 +691,8 @@ mod tests {
     #[test]
     fn empty_reasons_are_filled_and_header_down_applies() {
         let resp = b"HTTP/1.0 404 \r\nServer: up\r\nX-Powered-By: php\r\nContent-Length: 0\r\n\r\n";
-        let ops = [
-            remove("X-Powered-By"),
-            set("Server", lit("ringproxy")),
-            add("X-Host", lit("h")),
-        ];
+        let ops =
+            [remove("X-Powered-By"), set("Server", lit("ringproxy")), add("X-Host", lit("h"))];
         assert_eq!(
             client_head(resp, GET, &ops, false),
             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nServer: ringproxy\r\nX-Host: h\r\n\r\n"

@@ -54,12 +54,7 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
         // SAFETY: `buf` is a valid readable region of `buf.len()` bytes for the whole call.
         // MSG_NOSIGNAL turns a write to a reset peer into EPIPE instead of killing the process.
         let ret = unsafe {
-            libc::send(
-                fd,
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
+            libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
         };
         match check(ret) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -80,14 +75,8 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
 pub fn idle_connection_usable(fd: RawFd) -> bool {
     let mut byte = [0u8; 1];
     // SAFETY: `byte` is a valid writable 1-byte region for the whole call.
-    let ret = unsafe {
-        libc::recv(
-            fd,
-            byte.as_mut_ptr().cast(),
-            1,
-            libc::MSG_DONTWAIT | libc::MSG_PEEK,
-        )
-    };
+    let ret =
+        unsafe { libc::recv(fd, byte.as_mut_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_PEEK) };
     if ret < 0 {
         io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     } else {
@@ -107,10 +96,7 @@ impl Pipe {
         // SAFETY: `fds` is a valid array of two ints that pipe2 fills on success.
         let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
         check(ret as isize)?;
-        Ok(Pipe {
-            read: fds[0],
-            write: fds[1],
-        })
+        Ok(Pipe { read: fds[0], write: fds[1] })
     }
 }
 
@@ -167,10 +153,7 @@ mod tests {
         let (mut a, b) = pair();
         set_nonblocking(b.as_raw_fd()).unwrap();
         let mut buf = [0u8; 16];
-        assert_eq!(
-            recv(b.as_raw_fd(), &mut buf).unwrap_err().kind(),
-            io::ErrorKind::WouldBlock
-        );
+        assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
         a.write_all(b"hello").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap(), 5);
@@ -195,9 +178,7 @@ mod tests {
         set_nonblocking(c.as_raw_fd()).unwrap();
         let pipe = Pipe::new().unwrap();
         assert_eq!(
-            splice(b.as_raw_fd(), pipe.write, 1 << 16)
-                .unwrap_err()
-                .kind(),
+            splice(b.as_raw_fd(), pipe.write, 1 << 16).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
         a.write_all(b"through the pipe").unwrap();

@@ -52,10 +52,7 @@ pub fn write(
     bytes: u64,
     took: Duration,
 ) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let mut line = String::with_capacity(256);
     match log.format {
         LogFormat::Json => {

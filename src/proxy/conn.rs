@@ -63,11 +63,7 @@ pub async fn serve<S: Stream>(client: S, ctx: ConnCtx) {
     let mut buf: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
-        let wait = if first {
-            limits.read_header_timeout
-        } else {
-            limits.idle_timeout
-        };
+        let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
         first = false;
         let head = match read_head(
             &client,
@@ -170,14 +166,7 @@ async fn serve_request<S: Stream>(
         .map(|log| (log, access_log::RequestLine::capture(head, buf)));
     let handled = handle_request(client, ctx, head, buf, site, listener.kind).await;
     if let Some((log, line)) = log_request {
-        access_log::write(
-            log,
-            ctx,
-            &line,
-            handled.status,
-            handled.bytes,
-            started.elapsed(),
-        );
+        access_log::write(log, ctx, &line, handled.status, handled.bytes, started.elapsed());
     }
     if handled.keep_alive {
         KeepAlive::Yes
@@ -206,16 +195,11 @@ async fn handle_request<S: Stream>(
     if let Some(answer) = acme_http_challenge(ctx, head, buf, kind) {
         return answer_direct(client, head, buf, 200, None, answer.as_bytes()).await;
     }
-    let request = RoutedRequest {
-        head,
-        buf: &buf[..],
-    };
+    let request = RoutedRequest { head, buf: &buf[..] };
     let resolution = site.map(|site| resolve(site, &request));
     let handler = resolution.as_ref().and_then(|r| r.handler);
-    let strip: Vec<&str> = resolution
-        .as_ref()
-        .map(|r| r.strip_prefixes.clone())
-        .unwrap_or_default();
+    let strip: Vec<&str> =
+        resolution.as_ref().map(|r| r.strip_prefixes.clone()).unwrap_or_default();
     let fctx = ForwardContext {
         client_ip: ctx.peer.ip(),
         client_port: ctx.peer.port(),
@@ -244,11 +228,7 @@ async fn handle_request<S: Stream>(
                             }
                         }
                     }
-                    Handled {
-                        keep_alive: false,
-                        status,
-                        bytes: 0,
-                    }
+                    Handled { keep_alive: false, status, bytes: 0 }
                 }
             }
         }
@@ -278,20 +258,9 @@ async fn handle_request<S: Stream>(
             }
             location.extend_from_slice(head.target.get(buf));
             let mut out = Vec::new();
-            write_simple(
-                308,
-                Some(&location),
-                b"",
-                head.method == Method::Head,
-                true,
-                &mut out,
-            );
+            write_simple(308, Some(&location), b"", head.method == Method::Head, true, &mut out);
             let sent = write_all(client, &out).await.is_ok();
-            Handled {
-                keep_alive: false,
-                status: if sent { 308 } else { 0 },
-                bytes: 0,
-            }
+            Handled { keep_alive: false, status: if sent { 308 } else { 0 }, bytes: 0 }
         }
         Some(Handler::Subroute { .. }) | None => {
             let close = !head.keep_alive || head.body != RequestBody::None;
@@ -331,19 +300,8 @@ async fn answer_direct<S: Stream>(
 ) -> Handled {
     let close = !head.keep_alive || head.body != RequestBody::None;
     let mut out = Vec::new();
-    write_simple(
-        status,
-        location,
-        body,
-        head.method == Method::Head,
-        close,
-        &mut out,
-    );
-    let bytes = if head.method == Method::Head {
-        0
-    } else {
-        body.len() as u64
-    };
+    write_simple(status, location, body, head.method == Method::Head, close, &mut out);
+    let bytes = if head.method == Method::Head { 0 } else { body.len() as u64 };
     finish_direct(client, head, buf, out, close, status, bytes).await
 }
 
@@ -357,18 +315,10 @@ async fn finish_direct<S: Stream>(
     bytes: u64,
 ) -> Handled {
     if write_all(client, &out).await.is_err() {
-        return Handled {
-            keep_alive: false,
-            status: 0,
-            bytes: 0,
-        };
+        return Handled { keep_alive: false, status: 0, bytes: 0 };
     }
     if !close {
         buf.drain(..head.head_len);
     }
-    Handled {
-        keep_alive: !close,
-        status,
-        bytes,
-    }
+    Handled { keep_alive: !close, status, bytes }
 }

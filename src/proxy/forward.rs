@@ -43,17 +43,11 @@ pub struct ForwardError {
 }
 
 fn before_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError {
-        error: error.into(),
-        response_started: false,
-    }
+    ForwardError { error: error.into(), response_started: false }
 }
 
 fn after_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError {
-        error: error.into(),
-        response_started: true,
-    }
+    ForwardError { error: error.into(), response_started: true }
 }
 
 /// Largest upstream response head accepted.
@@ -86,18 +80,12 @@ pub async fn forward<S: Stream>(
         let mut conn = match pool.take_idle(index) {
             Some(conn) => conn,
             None => match dial(upstream, transport.dial_timeout).await {
-                Ok(stream) => UpstreamConn {
-                    stream,
-                    upstream: index,
-                    reused: false,
-                },
+                Ok(stream) => UpstreamConn { stream, upstream: index, reused: false },
                 Err(source) => {
                     pool.record_failure(index);
                     tracing::warn!(conn = ctx.id, upstream = %upstream.display, "dial failed: {source}");
-                    last_error = Some(UpstreamError::Connect {
-                        upstream: upstream.display.clone(),
-                        source,
-                    });
+                    last_error =
+                        Some(UpstreamError::Connect { upstream: upstream.display.clone(), source });
                     continue;
                 }
             },
@@ -105,27 +93,16 @@ pub async fn forward<S: Stream>(
         if write_all(&conn.stream, &out).await.is_err() && conn.reused {
             // The pooled connection died while idle; one fresh dial to the same upstream.
             match dial(upstream, transport.dial_timeout).await {
-                Ok(stream) => {
-                    conn = UpstreamConn {
-                        stream,
-                        upstream: index,
-                        reused: false,
-                    }
-                }
+                Ok(stream) => conn = UpstreamConn { stream, upstream: index, reused: false },
                 Err(source) => {
                     pool.record_failure(index);
-                    last_error = Some(UpstreamError::Connect {
-                        upstream: upstream.display.clone(),
-                        source,
-                    });
+                    last_error =
+                        Some(UpstreamError::Connect { upstream: upstream.display.clone(), source });
                     continue;
                 }
             }
             if let Err(source) = write_all(&conn.stream, &out).await {
-                last_error = Some(UpstreamError::Io {
-                    upstream: upstream.display.clone(),
-                    source,
-                });
+                last_error = Some(UpstreamError::Io { upstream: upstream.display.clone(), source });
                 continue;
             }
         }
@@ -133,9 +110,7 @@ pub async fn forward<S: Stream>(
         break;
     }
     let Some(conn) = chosen else {
-        return Err(before_response(
-            last_error.unwrap_or(UpstreamError::NoneAvailable),
-        ));
+        return Err(before_response(last_error.unwrap_or(UpstreamError::NoneAvailable)));
     };
     pool.begin_request(conn.upstream);
     let result = exchange(client, ctx, pool, head, buf, conn, strip_prefixes).await;
@@ -164,17 +139,9 @@ async fn exchange<S: Stream>(
 ) -> Result<Outcome, ForwardError> {
     let upstream_name: &str = &pool.upstream(conn.upstream).display;
     let index = conn.upstream;
-    let result = exchange_inner(
-        client,
-        ctx,
-        pool,
-        head,
-        buf,
-        &mut conn,
-        strip_prefixes,
-        upstream_name,
-    )
-    .await;
+    let result =
+        exchange_inner(client, ctx, pool, head, buf, &mut conn, strip_prefixes, upstream_name)
+            .await;
     pool.end_request(index);
     match result {
         Ok((outcome, reusable)) => {
@@ -204,10 +171,8 @@ async fn exchange_inner<S: Stream>(
     upstream_name: &str,
 ) -> Result<(Outcome, bool), ForwardError> {
     let upstream = &conn.stream;
-    let upstream_err = |source: io::Error| UpstreamError::Io {
-        upstream: upstream_name.to_owned(),
-        source,
-    };
+    let upstream_err =
+        |source: io::Error| UpstreamError::Io { upstream: upstream_name.to_owned(), source };
     buf.drain(..head.head_len);
 
     // Request body, watching for an early response.
@@ -219,16 +184,8 @@ async fn exchange_inner<S: Stream>(
     };
     let mut request_complete = true;
     if !framing.is_done_at_start() {
-        match send_body(
-            client,
-            upstream,
-            buf,
-            &mut framing,
-            &mut response_buf,
-            head,
-            upstream_name,
-        )
-        .await
+        match send_body(client, upstream, buf, &mut framing, &mut response_buf, head, upstream_name)
+            .await
         {
             Ok(BodySent::Complete) => {}
             Ok(BodySent::ResponseArrived) => request_complete = false,
@@ -237,11 +194,7 @@ async fn exchange_inner<S: Stream>(
     }
 
     let fctx = forward_ctx(ctx, upstream_name, strip_prefixes);
-    let deadline = pool
-        .set
-        .transport
-        .response_header_timeout
-        .map(|t| Instant::now() + t);
+    let deadline = pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
     loop {
         let response = read_response_head(
@@ -272,9 +225,7 @@ async fn exchange_inner<S: Stream>(
                 false,
                 &mut out,
             );
-            write_all(client, &out)
-                .await
-                .map_err(|e| after_response(ClientError::Io(e)))?;
+            write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
             let upstream_rest = response_buf.split_off(response.head_len);
             let client_rest = std::mem::take(buf);
             let limits = &ctx.snapshot.config.globals.limits;
@@ -294,11 +245,7 @@ async fn exchange_inner<S: Stream>(
                     0
                 }
             };
-            let outcome = Outcome {
-                keep_alive: false,
-                status: 101,
-                bytes,
-            };
+            let outcome = Outcome { keep_alive: false, status: 101, bytes };
             return Ok((outcome, false));
         }
         if (100..200).contains(&response.status) {
@@ -312,9 +259,7 @@ async fn exchange_inner<S: Stream>(
                 false,
                 &mut out,
             );
-            write_all(client, &out)
-                .await
-                .map_err(|e| after_response(ClientError::Io(e)))?;
+            write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
             response_buf.drain(..response.head_len);
             continue;
         }
@@ -350,9 +295,7 @@ async fn exchange_inner<S: Stream>(
                 *n -= take as u64;
             }
         }
-        write_all(client, &out)
-            .await
-            .map_err(|e| after_response(ClientError::Io(e)))?;
+        write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
         let bytes = match pump_body(upstream, client, &mut response_buf, &mut framing).await {
             Ok(n) => n + take as u64,
             Err(PumpError::Destination(e)) => return Err(after_response(ClientError::Io(e))),
@@ -373,11 +316,7 @@ async fn exchange_inner<S: Stream>(
             && request_complete
             && response_buf.is_empty()
             && !matches!(framing, BodyFraming::UntilEof);
-        let outcome = Outcome {
-            keep_alive: !close_client,
-            status: response.status,
-            bytes,
-        };
+        let outcome = Outcome { keep_alive: !close_client, status: response.status, bytes };
         return Ok((outcome, reusable));
     }
 }
@@ -405,27 +344,17 @@ async fn send_body<S: Stream>(
     upstream_name: &str,
 ) -> Result<BodySent, ForwardError> {
     let upstream_io = |source: io::Error| {
-        before_response(UpstreamError::Io {
-            upstream: upstream_name.to_owned(),
-            source,
-        })
+        before_response(UpstreamError::Io { upstream: upstream_name.to_owned(), source })
     };
     loop {
         // Bytes already read from the client go first.
         if !buf.is_empty() {
-            let (n, done) = framing
-                .take(buf)
-                .map_err(|e| before_response(ClientError::Chunked(e)))?;
+            let (n, done) =
+                framing.take(buf).map_err(|e| before_response(ClientError::Chunked(e)))?;
             let chunk: Vec<u8> = buf.drain(..n).collect();
-            if let Some(arrived) = write_watching(
-                client,
-                upstream,
-                &chunk,
-                response_buf,
-                request,
-                upstream_name,
-            )
-            .await?
+            if let Some(arrived) =
+                write_watching(client, upstream, &chunk, response_buf, request, upstream_name)
+                    .await?
             {
                 return Ok(arrived);
             }
@@ -532,9 +461,7 @@ async fn forward_interim<S: Stream>(
         }
         let interim = response_buf[..head.head_len].to_vec();
         response_buf.drain(..head.head_len);
-        write_all(client, &interim)
-            .await
-            .map_err(|e| before_response(ClientError::Io(e)))?;
+        write_all(client, &interim).await.map_err(|e| before_response(ClientError::Io(e)))?;
     }
 }
 
@@ -550,16 +477,9 @@ async fn wait_for_response(
     upstream_name: &str,
 ) -> Result<(), ProxyError> {
     match read_append(upstream, response_buf, MAX_RESPONSE_HEAD).await {
-        Ok(0) => Err(UpstreamError::ClosedEarly {
-            upstream: upstream_name.to_owned(),
-        }
-        .into()),
+        Ok(0) => Err(UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()),
         Ok(_) => Ok(()),
-        Err(source) => Err(UpstreamError::Io {
-            upstream: upstream_name.to_owned(),
-            source,
-        }
-        .into()),
+        Err(source) => Err(UpstreamError::Io { upstream: upstream_name.to_owned(), source }.into()),
     }
 }
 
@@ -578,11 +498,9 @@ async fn read_response_head(
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(source) => {
-                    return Err(UpstreamError::Head {
-                        upstream: upstream_name.to_owned(),
-                        source,
-                    }
-                    .into())
+                    return Err(
+                        UpstreamError::Head { upstream: upstream_name.to_owned(), source }.into()
+                    )
                 }
             }
         }
@@ -605,18 +523,13 @@ async fn read_response_head(
         match got {
             Ok(0) => {
                 let _ = reused;
-                return Err(UpstreamError::ClosedEarly {
-                    upstream: upstream_name.to_owned(),
-                }
-                .into());
+                return Err(
+                    UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()
+                );
             }
             Ok(_) => {}
             Err(source) => {
-                return Err(UpstreamError::Io {
-                    upstream: upstream_name.to_owned(),
-                    source,
-                }
-                .into())
+                return Err(UpstreamError::Io { upstream: upstream_name.to_owned(), source }.into())
             }
         }
     }

@@ -146,9 +146,7 @@ pub async fn pump_body<R: Stream, W: Stream>(
     }
     if !prefix.is_empty() {
         let (n, done) = framing.take(prefix).map_err(PumpError::Framing)?;
-        write_all(dst, &prefix[..n])
-            .await
-            .map_err(PumpError::Destination)?;
+        write_all(dst, &prefix[..n]).await.map_err(PumpError::Destination)?;
         prefix.drain(..n);
         moved += n as u64;
         if done {
@@ -191,9 +189,7 @@ pub async fn pump_body<R: Stream, W: Stream>(
             }
             Step::WouldBlock => src.readable().await.map_err(PumpError::Source)?,
             Step::Pending(rest, done) => {
-                write_all(dst, &rest)
-                    .await
-                    .map_err(PumpError::Destination)?;
+                write_all(dst, &rest).await.map_err(PumpError::Destination)?;
                 if done {
                     return Ok(moved);
                 }

@@ -50,31 +50,12 @@ pub async fn relay<C: Stream, U: Stream>(
             idle_timeout,
             activity.clone()
         ));
-        let down = pin!(one_way_splice(
-            upstream,
-            u,
-            client,
-            c,
-            upstream_prefix,
-            idle_timeout,
-            activity
-        ));
+        let down =
+            pin!(one_way_splice(upstream, u, client, c, upstream_prefix, idle_timeout, activity));
         return both(up, down).await;
     }
-    let up = pin!(one_way(
-        client,
-        upstream,
-        client_prefix,
-        idle_timeout,
-        activity.clone()
-    ));
-    let down = pin!(one_way(
-        upstream,
-        client,
-        upstream_prefix,
-        idle_timeout,
-        activity
-    ));
+    let up = pin!(one_way(client, upstream, client_prefix, idle_timeout, activity.clone()));
+    let down = pin!(one_way(upstream, client, upstream_prefix, idle_timeout, activity));
     both(up, down).await
 }
 
@@ -167,10 +148,7 @@ async fn wait_readable<R: Stream>(
     loop {
         let left = limit.saturating_sub(activity.get().elapsed());
         if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "relay idle timeout",
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "relay idle timeout"));
         }
         // Dropping a readiness wait loses no data, so a plain timeout is safe here.
         if let Ok(ready) = monoio::time::timeout(left, src.readable()).await {

@@ -77,10 +77,7 @@ impl CertStore {
     }
 
     pub fn alpn_challenge_for(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        self.alpn_challenges
-            .load()
-            .get(&server_name.to_ascii_lowercase())
-            .cloned()
+        self.alpn_challenges.load().get(&server_name.to_ascii_lowercase()).cloned()
     }
 
     /// Serve `key_authorization` at `/.well-known/acme-challenge/<token>`.

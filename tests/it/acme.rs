@@ -35,11 +35,7 @@ fn settings(pebble: &Pebble, challenges: Vec<ChallengeKind>) -> AcmeSettings {
 }
 
 fn status_of(handle: &AcmeHandle) -> NameStatus {
-    handle
-        .status()
-        .into_iter()
-        .find(|s| s.name == TEST_NAME)
-        .expect("test name is managed")
+    handle.status().into_iter().find(|s| s.name == TEST_NAME).expect("test name is managed")
 }
 
 fn wait_until(
@@ -54,10 +50,7 @@ fn wait_until(
         if done(&status) {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; status: {status:?}"
-        );
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {status:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -79,9 +72,7 @@ fn order_flow_with(kind: ChallengeKind) {
         store.clone(),
         storage_dir.path().to_owned(),
     );
-    let status = wait_until(&handle, Duration::from_secs(60), "issuance", |s| {
-        s.issued == 1
-    });
+    let status = wait_until(&handle, Duration::from_secs(60), "issuance", |s| s.issued == 1);
     assert_eq!(status.state, CertState::Valid);
     assert_eq!(status.last_challenge, Some(kind));
     assert_eq!(status.orders, 1);
@@ -98,22 +89,13 @@ fn order_flow_with(kind: ChallengeKind) {
     let acme_storage = AcmeStorage::new(storage_dir.path(), &pebble.directory_url());
     let stored = acme_storage.load_cert(TEST_NAME).unwrap().unwrap();
     assert_eq!(stored.key.cert[0], leaf);
-    assert!(
-        stored.key.cert.len() >= 2,
-        "chain includes pebble's intermediate"
-    );
+    assert!(stored.key.cert.len() >= 2, "chain includes pebble's intermediate");
     assert_eq!(mode(&acme_storage.key_path(TEST_NAME)), 0o600);
-    assert_eq!(
-        mode(&acme_storage.account_path("ops@acme-test.example")),
-        0o600
-    );
+    assert_eq!(mode(&acme_storage.account_path("ops@acme-test.example")), 0o600);
     assert_eq!(mode(&acme_storage.cert_dir(TEST_NAME)), 0o700);
     assert_eq!(mode(&storage_dir.path().join("acme")), 0o700);
     // The lock is released.
-    assert_eq!(
-        std::fs::read_dir(acme_storage.locks_dir()).unwrap().count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(acme_storage.locks_dir()).unwrap().count(), 0);
     handle.shutdown();
 }
 
@@ -137,16 +119,11 @@ fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
     let storage_dir = TempDir::new("acme-fallback");
 
     let handle = acme::spawn_with(
-        settings(
-            &pebble,
-            vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01],
-        ),
+        settings(&pebble, vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01]),
         store.clone(),
         storage_dir.path().to_owned(),
     );
-    let status = wait_until(&handle, Duration::from_secs(60), "issuance", |s| {
-        s.issued == 1
-    });
+    let status = wait_until(&handle, Duration::from_secs(60), "issuance", |s| s.issued == 1);
     assert_eq!(status.last_challenge, Some(ChallengeKind::TlsAlpn01));
     assert_eq!(status.consecutive_failures, 0);
     // The failed HTTP-01 order, then the TLS-ALPN-01 one.
@@ -161,16 +138,12 @@ fn order_flow_reports_the_ca_problem_when_every_challenge_fails() {
     let store = Arc::new(CertStore::new());
     let storage_dir = TempDir::new("acme-fail");
     let handle = acme::spawn_with(
-        settings(
-            &pebble,
-            vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01],
-        ),
+        settings(&pebble, vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01]),
         store.clone(),
         storage_dir.path().to_owned(),
     );
-    let status = wait_until(&handle, Duration::from_secs(60), "a failure", |s| {
-        s.consecutive_failures == 1
-    });
+    let status =
+        wait_until(&handle, Duration::from_secs(60), "a failure", |s| s.consecutive_failures == 1);
     assert_eq!(status.state, CertState::Failing);
     let error = status.last_error.unwrap();
     // Pebble's problem documents name the problem type and what the validation saw.
@@ -178,11 +151,7 @@ fn order_flow_reports_the_ca_problem_when_every_challenge_fails() {
     assert!(error.contains("tls-alpn-01 challenge failed"), "{error}");
     assert!(error.contains("urn:ietf:params:acme:error:"), "{error}");
     // A failed order is not retried at once (rate limits): the next attempt is a minute out.
-    let next = status
-        .next_attempt
-        .unwrap()
-        .duration_since(std::time::SystemTime::now())
-        .unwrap();
+    let next = status.next_attempt.unwrap().duration_since(std::time::SystemTime::now()).unwrap();
     assert!(next > Duration::from_secs(30), "{next:?}");
     assert!(store.cert_for(TEST_NAME).is_none());
     handle.shutdown();
@@ -200,9 +169,7 @@ fn order_flow_with_stored_certificate_loads_it_before_returning_and_places_no_or
         first_store.clone(),
         storage_dir.path().to_owned(),
     );
-    wait_until(&first, Duration::from_secs(60), "issuance", |s| {
-        s.issued == 1
-    });
+    wait_until(&first, Duration::from_secs(60), "issuance", |s| s.issued == 1);
     first.shutdown();
     let issued = first_store.cert_for(TEST_NAME).unwrap();
 
@@ -240,40 +207,24 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
     // Rounds 0 and 1: both start at once. Rounds 2 and 3: B starts first and is seen holding
     // the lock before A starts, so B orders and only A's mirror of B's answer can satisfy the CA.
     for round in 0..4 {
-        let kind = if round % 2 == 0 {
-            ChallengeKind::Http01
-        } else {
-            ChallengeKind::TlsAlpn01
-        };
+        let kind = if round % 2 == 0 { ChallengeKind::Http01 } else { ChallengeKind::TlsAlpn01 };
         let name = format!("race{round}.acme-test.example");
         let mut settings = settings(&pebble, vec![kind]);
         settings.names[0].name = name.clone();
         let (a, b) = if round < 2 {
-            let a = acme::spawn_with(
-                settings.clone(),
-                store_a.clone(),
-                storage_dir.path().to_owned(),
-            );
-            (
-                a,
-                acme::spawn_with(settings, store_b.clone(), storage_dir.path().to_owned()),
-            )
+            let a =
+                acme::spawn_with(settings.clone(), store_a.clone(), storage_dir.path().to_owned());
+            (a, acme::spawn_with(settings, store_b.clone(), storage_dir.path().to_owned()))
         } else {
-            let b = acme::spawn_with(
-                settings.clone(),
-                store_b.clone(),
-                storage_dir.path().to_owned(),
-            );
+            let b =
+                acme::spawn_with(settings.clone(), store_b.clone(), storage_dir.path().to_owned());
             let lock = ringproxy::acme::lock::lock_path(&locks, &name);
             let deadline = Instant::now() + Duration::from_secs(10);
             while !lock.exists() {
                 assert!(Instant::now() < deadline, "B never took the lock");
                 std::thread::sleep(Duration::from_millis(5));
             }
-            (
-                acme::spawn_with(settings, store_a.clone(), storage_dir.path().to_owned()),
-                b,
-            )
+            (acme::spawn_with(settings, store_a.clone(), storage_dir.path().to_owned()), b)
         };
         let wait = |h: &AcmeHandle| {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -293,16 +244,9 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
             "round {round}: {a_status:?} {b_status:?}"
         );
         if round >= 2 {
-            assert_eq!(
-                (b_status.issued, a_status.loaded_from_storage),
-                (1, 1),
-                "round {round}"
-            );
+            assert_eq!((b_status.issued, a_status.loaded_from_storage), (1, 1), "round {round}");
         }
-        assert_eq!(
-            store_a.cert_for(&name).unwrap().cert,
-            store_b.cert_for(&name).unwrap().cert
-        );
+        assert_eq!(store_a.cert_for(&name).unwrap().cert, store_b.cert_for(&name).unwrap().cert);
         a.shutdown();
         b.shutdown();
     }
@@ -322,14 +266,10 @@ fn order_flow_keeps_retrying_while_the_ca_is_down_and_succeeds_once_it_is_up() {
         storage_dir.path().to_owned(),
     );
 
-    let status = wait_until(&handle, Duration::from_secs(10), "a failure", |s| {
-        s.consecutive_failures >= 1
-    });
+    let status =
+        wait_until(&handle, Duration::from_secs(10), "a failure", |s| s.consecutive_failures >= 1);
     let error = status.last_error.unwrap();
-    assert!(
-        error.contains("Connection refused") || error.contains("connect"),
-        "{error}"
-    );
+    assert!(error.contains("Connection refused") || error.contains("connect"), "{error}");
     // Unreachable CA: retried within seconds, not minutes.
     let next = status
         .next_attempt
@@ -339,12 +279,10 @@ fn order_flow_keeps_retrying_while_the_ca_is_down_and_succeeds_once_it_is_up() {
     assert!(next <= Duration::from_secs(3), "{next:?}");
 
     pebble.start();
-    let status = wait_until(
-        &handle,
-        Duration::from_secs(60),
-        "issuance after the CA came up",
-        |s| s.issued == 1,
-    );
+    let status =
+        wait_until(&handle, Duration::from_secs(60), "issuance after the CA came up", |s| {
+            s.issued == 1
+        });
     assert_eq!(status.consecutive_failures, 0);
     assert!(status.last_error.is_none());
     assert!(store.cert_for(TEST_NAME).is_some());
@@ -361,9 +299,7 @@ fn throwaway_cert(
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ringproxy test: expiring root");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ringproxy test: expiring root");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
@@ -401,9 +337,7 @@ fn order_flow_renews_a_stored_certificate_past_two_thirds_of_its_lifetime() {
     let tls_addr: SocketAddr = ([127, 0, 0, 1], tls_port).into();
     served_leaf(tls_addr, TEST_NAME, roots_of(old_root)).unwrap();
 
-    let status = wait_until(&handle, Duration::from_secs(60), "renewal", |s| {
-        s.issued == 1
-    });
+    let status = wait_until(&handle, Duration::from_secs(60), "renewal", |s| s.issued == 1);
     assert!(
         status.not_after.unwrap() > std::time::SystemTime::now() + Duration::from_secs(30 * 86_400)
     );
@@ -496,10 +430,7 @@ impl ProxySetup {
             self.storage.path(),
         )
         .unwrap();
-        let options = ringproxy::server::RunOptions {
-            workers: Some(2),
-            ..Default::default()
-        };
+        let options = ringproxy::server::RunOptions { workers: Some(2), ..Default::default() };
         ringproxy::server::Server::start(config, options).unwrap()
     }
 
@@ -523,11 +454,7 @@ fn site_gets_a_pebble_certificate_and_serves_seed_routes_and_websocket_over_http
 
     let leaf = wait_for_served_leaf(setup.https_addr(), TEST_NAME, &roots, ISSUE_TIMEOUT);
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
-    assert!(
-        cert.issuer().to_string().contains("Pebble"),
-        "{}",
-        cert.issuer()
-    );
+    assert!(cert.issuer().to_string().contains("Pebble"), "{}", cert.issuer());
 
     for (path, body) in [
         ("/", "moshi /"),
@@ -537,11 +464,7 @@ fn site_gets_a_pebble_certificate_and_serves_seed_routes_and_websocket_over_http
     ] {
         let (status, _, got) =
             https_get(setup.https_addr(), TEST_NAME, path, roots.clone()).unwrap();
-        assert_eq!(
-            (status, String::from_utf8_lossy(&got).as_ref()),
-            (200, body),
-            "{path}"
-        );
+        assert_eq!((status, String::from_utf8_lossy(&got).as_ref()), (200, body), "{path}");
     }
     let mut ws = wss_connect(setup.https_addr(), TEST_NAME, "/api/chat", roots.clone());
     for i in 0..10 {
@@ -620,12 +543,7 @@ fn certificate_near_expiry_is_renewed_in_the_background_without_dropping_a_live_
     let server = setup.start(&pebble);
 
     // The old certificate is served at once; a WebSocket opened with it stays up.
-    let mut ws = wss_connect(
-        setup.https_addr(),
-        TEST_NAME,
-        "/api/chat",
-        roots_of(old_root),
-    );
+    let mut ws = wss_connect(setup.https_addr(), TEST_NAME, "/api/chat", roots_of(old_root));
     ws_echo_roundtrip(&mut ws, "before renewal");
 
     wait_for_served_leaf(
@@ -650,16 +568,9 @@ fn ca_unreachable_at_start_proxy_serves_other_sites_and_obtains_the_certificate_
 
     let plain: SocketAddr = ([127, 0, 0, 1], setup.plain_port).into();
     let (status, _, body) = http_get(plain, "localhost", "/").unwrap();
-    assert_eq!(
-        (status, body.as_slice()),
-        (200, b"plain site up".as_slice())
-    );
+    assert_eq!((status, body.as_slice()), (200, b"plain site up".as_slice()));
     // No certificate yet: the handshake fails with an alert, the redirect listener still works.
-    let no_cert = served_leaf(
-        setup.https_addr(),
-        TEST_NAME,
-        rustls::RootCertStore::empty(),
-    );
+    let no_cert = served_leaf(setup.https_addr(), TEST_NAME, rustls::RootCertStore::empty());
     assert!(no_cert.is_err());
     let (status, _, _) = http_get(setup.http_addr(), TEST_NAME, "/").unwrap();
     assert_eq!(status, 308);
@@ -685,9 +596,8 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
     let b = ProxySetup::new();
     let shared_storage = a.storage.path().display().to_string();
     let b_caddyfile = b.storage.path().join("Caddyfile");
-    let b_text = b
-        .caddyfile(&pebble)
-        .replace(&b.storage.path().display().to_string(), &shared_storage);
+    let b_text =
+        b.caddyfile(&pebble).replace(&b.storage.path().display().to_string(), &shared_storage);
     std::fs::write(&b_caddyfile, b_text).unwrap();
     let a_caddyfile = a.write_caddyfile(&pebble);
 
@@ -701,10 +611,7 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
             .spawn()
             .unwrap()
     };
-    let mut procs = [
-        KillOnDrop(spawn(&a_caddyfile)),
-        KillOnDrop(spawn(&b_caddyfile)),
-    ];
+    let mut procs = [KillOnDrop(spawn(&a_caddyfile)), KillOnDrop(spawn(&b_caddyfile))];
 
     let roots = roots_of(pebble.issuing_root());
     let deadline = Instant::now() + ISSUE_TIMEOUT;

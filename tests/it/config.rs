@@ -41,22 +41,12 @@ fn options() -> ParseOptions {
 }
 
 fn parse(text: &str) -> Config {
-    parse_bytes(
-        text.as_bytes(),
-        "Caddyfile",
-        Path::new("/etc/caddy"),
-        &options(),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n--- input ---\n{text}"))
+    parse_bytes(text.as_bytes(), "Caddyfile", Path::new("/etc/caddy"), &options())
+        .unwrap_or_else(|e| panic!("{e}\n--- input ---\n{text}"))
 }
 
 fn parse_err(text: &str) -> String {
-    match parse_bytes(
-        text.as_bytes(),
-        "Caddyfile",
-        Path::new("/etc/caddy"),
-        &options(),
-    ) {
+    match parse_bytes(text.as_bytes(), "Caddyfile", Path::new("/etc/caddy"), &options()) {
         Ok(_) => "(parsed without error)".to_string(),
         Err(e) => e.to_string(),
     }
@@ -80,20 +70,12 @@ impl RequestView for Req {
         &self.method
     }
     fn header_values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 }
 
 fn req(host: &str, path: &str) -> Req {
-    Req {
-        host: host.into(),
-        path: path.into(),
-        method: "GET".into(),
-        headers: Vec::new(),
-    }
+    Req { host: host.into(), path: path.into(), method: "GET".into(), headers: Vec::new() }
 }
 
 fn listener(c: &Config, port: u16) -> &ListenerConfig {
@@ -104,10 +86,7 @@ fn listener(c: &Config, port: u16) -> &ListenerConfig {
 }
 
 fn ports(c: &Config) -> Vec<(u16, ListenerKind)> {
-    c.listeners
-        .iter()
-        .map(|l| (l.bind.port(), l.kind))
-        .collect()
+    c.listeners.iter().map(|l| (l.bind.port(), l.kind)).collect()
 }
 
 fn route_req<'c>(c: &'c Config, port: u16, r: &Req) -> Resolution<'c> {
@@ -123,11 +102,9 @@ fn route<'c>(c: &'c Config, port: u16, host: &str, path: &str) -> Option<&'c Han
 /// Where a request is proxied: the upstreams of its set, as written.
 fn proxied(c: &Config, port: u16, host: &str, path: &str) -> Vec<String> {
     match route(c, port, host, path) {
-        Some(Handler::Proxy(i)) => c.upstream_sets[*i]
-            .upstreams
-            .iter()
-            .map(|u| u.display.clone())
-            .collect(),
+        Some(Handler::Proxy(i)) => {
+            c.upstream_sets[*i].upstreams.iter().map(|u| u.display.clone()).collect()
+        }
         other => panic!("{host}{path} on {port}: expected a proxy, got {other:?}"),
     }
 }
@@ -185,22 +162,13 @@ fn sa(s: &str) -> SocketAddr {
 #[test]
 fn seed_proxies_everything_to_8080_over_acme_https_with_a_redirect() {
     let c = parse(SEED);
-    assert_eq!(
-        ports(&c),
-        vec![(80, ListenerKind::Redirect), (443, ListenerKind::Tls)]
-    );
-    assert_eq!(
-        tls_of(&c, 443, "stt.fullen.dev"),
-        TlsPolicy::Acme { email: None }
-    );
+    assert_eq!(ports(&c), vec![(80, ListenerKind::Redirect), (443, ListenerKind::Tls)]);
+    assert_eq!(tls_of(&c, 443, "stt.fullen.dev"), TlsPolicy::Acme { email: None });
     for path in ["/api/chat", "/", "/app.js", "/api/auth/x", "/health"] {
         assert_eq!(proxied(&c, 443, "stt.fullen.dev", path), ["localhost:8080"]);
     }
     assert_eq!(c.upstream_sets.len(), 1);
-    assert_eq!(
-        c.upstream_sets[0].upstreams[0].addrs,
-        [sa("127.0.0.1:8080"), sa("[::1]:8080")]
-    );
+    assert_eq!(c.upstream_sets[0].upstreams[0].addrs, [sa("127.0.0.1:8080"), sa("[::1]:8080")]);
     assert_eq!(https_redirect(&c, "stt.fullen.dev"), None);
     assert_eq!(https_redirect(&c, "anything.else"), None);
     assert!(select_site(listener(&c, 443), "other.host").is_none());
@@ -230,16 +198,12 @@ fn seed_files_parse_from_disk() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/config_cases");
     for name in ["seed.Caddyfile", "seed_auth.Caddyfile"] {
         let c = parse_file(&dir.join(name)).unwrap();
-        assert_eq!(
-            proxied(&c, 443, "stt.fullen.dev", "/api/chat"),
-            ["localhost:8080"]
-        );
+        assert_eq!(proxied(&c, 443, "stt.fullen.dev", "/api/chat"), ["localhost:8080"]);
     }
     let err = parse_file(&dir.join("missing.Caddyfile")).unwrap_err();
     assert_eq!(err.line, 0);
     assert!(
-        err.to_string()
-            .contains("missing.Caddyfile - cannot read the configuration file"),
+        err.to_string().contains("missing.Caddyfile - cannot read the configuration file"),
         "{err}"
     );
 }
@@ -744,10 +708,7 @@ fn invalid_caddyfiles_fail_with_the_exact_message() {
 
 fn assert_error_line_in_file(input: &[u8], line: usize) -> Result<(), TestCaseError> {
     let lines = line_count(input);
-    prop_assert!(
-        (1..=lines).contains(&line),
-        "error line {line} outside 1..={lines}"
-    );
+    prop_assert!((1..=lines).contains(&line), "error line {line} outside 1..={lines}");
     Ok(())
 }
 

@@ -130,8 +130,12 @@ impl Response {
 #[derive(Debug)]
 pub enum ReadError {
     /// The peer closed (EOF or reset) before a complete response; `partial` is what came.
-    Closed { partial: Vec<u8> },
-    TimedOut { partial: Vec<u8> },
+    Closed {
+        partial: Vec<u8>,
+    },
+    TimedOut {
+        partial: Vec<u8>,
+    },
     Malformed(String),
 }
 
@@ -194,7 +198,9 @@ impl HttpConn {
         let mut parsed = httparse::Response::new(&mut headers);
         match parsed.parse(&self.buf[..head_len]) {
             Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(ReadError::Malformed("partial head".into())),
+            Ok(httparse::Status::Partial) => {
+                return Err(ReadError::Malformed("partial head".into()))
+            }
             Err(e) => {
                 return Err(ReadError::Malformed(format!(
                     "{e}: {:?}",
@@ -220,11 +226,15 @@ impl HttpConn {
             || status == 304;
         let framing = if no_body {
             Framing::None
-        } else if header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
+        } else if header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
+        {
             Framing::Chunked
         } else if let Some(len) = header("content-length") {
             Framing::Length(
-                len.trim().parse().map_err(|_| ReadError::Malformed(format!("content-length {len:?}")))?,
+                len.trim()
+                    .parse()
+                    .map_err(|_| ReadError::Malformed(format!("content-length {len:?}")))?,
             )
         } else {
             Framing::Close
@@ -244,7 +254,9 @@ impl HttpConn {
         let mut hasher = Hasher::default();
         match framing {
             Framing::None => {}
-            Framing::Length(len) => self.read_exact_into(len, deadline, &mut hasher, &mut resp.body)?,
+            Framing::Length(len) => {
+                self.read_exact_into(len, deadline, &mut hasher, &mut resp.body)?
+            }
             Framing::Chunked => self.read_chunked(deadline, &mut hasher, &mut resp)?,
             Framing::Close => loop {
                 if !self.buf.is_empty() {
@@ -316,7 +328,9 @@ impl HttpConn {
             self.read_exact_into(size, deadline, hasher, &mut resp.body)?;
             let crlf = self.line(deadline)?;
             if !crlf.is_empty() {
-                return Err(ReadError::Malformed(format!("chunk data not followed by CRLF: {crlf:?}")));
+                return Err(ReadError::Malformed(format!(
+                    "chunk data not followed by CRLF: {crlf:?}"
+                )));
             }
         }
         loop {
@@ -414,10 +428,16 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn describe(e: &ReadError) -> String {
     match e {
         ReadError::Closed { partial } => {
-            format!("connection closed after {:?}", String::from_utf8_lossy(&partial[..partial.len().min(400)]))
+            format!(
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&partial[..partial.len().min(400)])
+            )
         }
         ReadError::TimedOut { partial } => {
-            format!("timed out after {:?}", String::from_utf8_lossy(&partial[..partial.len().min(400)]))
+            format!(
+                "timed out after {:?}",
+                String::from_utf8_lossy(&partial[..partial.len().min(400)])
+            )
         }
         ReadError::Malformed(m) => format!("malformed response: {m}"),
     }

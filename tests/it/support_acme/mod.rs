@@ -26,11 +26,7 @@ pub const TEST_NAME: &str = "acme-test.example";
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -44,10 +40,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "ringproxy-it-{tag}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir()
+            .join(format!("ringproxy-it-{tag}-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
     }
@@ -74,20 +68,14 @@ fn api_tls() -> ApiTls {
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ringproxy test: pebble API root");
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ringproxy test: pebble API root");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let params =
         rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
     let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    ApiTls {
-        root_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
+    ApiTls { root_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
 }
 
 /// A pebble + challtestsrv pair. Created stopped by [`Pebble::prepare`] (so a test can
@@ -153,20 +141,8 @@ impl Pebble {
         assert!(self.children.is_empty(), "already started");
         let dns = format!("127.0.0.1:{}", self.dns_port);
         let challtestsrv = Command::new("pebble-challtestsrv")
-            .args([
-                "-dns01",
-                &dns,
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-            ])
-            .args([
-                "-management",
-                &format!("127.0.0.1:{}", self.challtestsrv_management_port),
-            ])
+            .args(["-dns01", &dns, "-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{}", self.challtestsrv_management_port)])
             .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -200,14 +176,8 @@ impl Pebble {
 
     fn adopt(&mut self, mut child: Child, tag: &'static str) {
         for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -256,9 +226,7 @@ impl Pebble {
     /// chains to. Pebble makes a new one each run.
     pub fn issuing_root(&self) -> CertificateDer<'static> {
         let roots = roots_from_pem(self.api_root_pem.as_bytes());
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.management_port)
-            .parse()
-            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.management_port).parse().unwrap();
         let (status, _, body) = https_get(addr, "localhost", "/roots/0", roots).unwrap();
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         rustls::pki_types::pem::PemObject::from_pem_slice(&body).unwrap()
@@ -282,10 +250,7 @@ impl Drop for Pebble {
 fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listening on 127.0.0.1:{port} after 20 s"
-        );
+        assert!(Instant::now() < deadline, "nothing listening on 127.0.0.1:{port} after 20 s");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -345,13 +310,8 @@ pub fn served_leaf(
     roots: rustls::RootCertStore,
 ) -> Result<CertificateDer<'static>, std::io::Error> {
     let stream = tls_connect(addr, sni, roots)?;
-    let leaf = stream
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .cloned();
-    leaf.map(CertificateDer::into_owned)
-        .ok_or_else(|| std::io::Error::other("no peer certificate"))
+    let leaf = stream.conn.peer_certificates().and_then(|c| c.first()).cloned();
+    leaf.map(CertificateDer::into_owned).ok_or_else(|| std::io::Error::other("no peer certificate"))
 }
 
 /// Poll until `addr` serves, for `sni`, a certificate that verifies against `roots`.
@@ -380,10 +340,7 @@ pub fn http_exchange(
     host: &str,
     path: &str,
 ) -> std::io::Result<(u16, String, Vec<u8>)> {
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
     stream.flush()?;
     let mut raw = Vec::new();
     match stream.read_to_end(&mut raw) {
@@ -451,11 +408,7 @@ impl AcceptLoop {
                 std::thread::spawn(move || handle(conn));
             }
         });
-        AcceptLoop {
-            stop,
-            addr,
-            thread: Some(thread),
-        }
+        AcceptLoop { stop, addr, thread: Some(thread) }
     }
 }
 
@@ -506,10 +459,7 @@ impl HttpOrigin {
                 }
             }
         });
-        HttpOrigin {
-            addr,
-            _accept: accept,
-        }
+        HttpOrigin { addr, _accept: accept }
     }
 }
 
@@ -536,10 +486,7 @@ impl WsEcho {
                 }
             }
         });
-        WsEcho {
-            addr,
-            _accept: accept,
-        }
+        WsEcho { addr, _accept: accept }
     }
 }
 
@@ -576,9 +523,8 @@ pub struct ChallengeResponder {
 impl ChallengeResponder {
     pub fn start(store: Arc<CertStore>, http_port: u16, tls_port: u16) -> ChallengeResponder {
         let http_store = store.clone();
-        let http = AcceptLoop::start(
-            TcpListener::bind(("127.0.0.1", http_port)).unwrap(),
-            move |conn| {
+        let http =
+            AcceptLoop::start(TcpListener::bind(("127.0.0.1", http_port)).unwrap(), move |conn| {
                 let mut reader = BufReader::new(&conn);
                 let Some(target) = read_request_target(&mut reader) else {
                     return;
@@ -598,8 +544,7 @@ impl ChallengeResponder {
                 };
                 let _ = (&conn).write_all(response.as_bytes());
                 let _ = conn.shutdown(Shutdown::Write);
-            },
-        );
+            });
 
         let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -627,10 +572,7 @@ impl ChallengeResponder {
                 let _ = session.complete_io(&mut conn);
             },
         );
-        ChallengeResponder {
-            _http: http,
-            _tls: tls,
-        }
+        ChallengeResponder { _http: http, _tls: tls }
     }
 }
 
@@ -648,9 +590,8 @@ impl rustls::server::ResolvesServerCert for StoreResolver {
         hello: rustls::server::ClientHello<'_>,
     ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let name = hello.server_name()?.to_owned();
-        let acme_alpn = hello
-            .alpn()
-            .is_some_and(|mut protocols| protocols.any(|p| p == b"acme-tls/1"));
+        let acme_alpn =
+            hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == b"acme-tls/1"));
         if acme_alpn {
             self.0.alpn_challenge_for(&name)
         } else {
