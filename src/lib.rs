@@ -28,11 +28,10 @@ pub mod upstream;
 
 use std::sync::Arc;
 
-/// Start a proxy for `config` the way `ringproxy run` does: prepare certificates (TLS sites,
-/// the local CA, ACME) on this thread, then start the workers.
+/// Start a proxy for `config` the way `ringproxy run` does (see [`server::Server::start`]).
 pub fn start(
     config: Arc<config::Config>,
     options: server::RunOptions,
 ) -> Result<server::Server, server::StartError> {
-    server::Server::start_with(config, options, None)
+    server::Server::start_shared(config, options)
 }

@@ -24,7 +24,8 @@ use crate::config::{Config, ListenerKind};
 use crate::net::stream::PlainStream;
 use crate::proxy::{conn, ConnCtx, Snapshot};
 use crate::server::DriverChoice;
-use crate::tls::store::CertStore;
+use crate::tls::acceptor::TlsAcceptor;
+use crate::tls::TlsContext;
 use crate::upstream::{run_health_checks, UpstreamPool};
 
 /// io_uring submission queue entries per worker.
@@ -63,7 +64,7 @@ pub struct WorkerSetup {
     /// One socket per entry of `config.listeners`, same order.
     pub sockets: Vec<StdTcpListener>,
     pub config: Arc<Config>,
-    pub certs: Option<Arc<CertStore>>,
+    pub tls: Option<Arc<TlsContext>>,
     /// Becomes readable (EOF) when the server shuts down.
     pub shutdown: StdUnixStream,
     pub splice_relay: bool,
@@ -99,8 +100,7 @@ pub fn run_worker(setup: WorkerSetup) {
 }
 
 async fn worker_main(setup: WorkerSetup) {
-    let WorkerSetup { id, driver, sockets, config, certs, shutdown, ready, splice_relay, .. } =
-        setup;
+    let WorkerSetup { id, driver, sockets, config, tls, shutdown, ready, splice_relay, .. } = setup;
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -112,7 +112,12 @@ async fn worker_main(setup: WorkerSetup) {
         .enumerate()
         .map(|(i, set)| Rc::new(UpstreamPool::new(set.clone(), seed.wrapping_add(i as u64))))
         .collect::<Vec<_>>();
-    let snapshot = Rc::new(Snapshot { config: config.clone(), pools, certs, splice_relay });
+    let snapshot = Rc::new(Snapshot {
+        config: config.clone(),
+        pools,
+        certs: tls.as_ref().map(|ctx| ctx.store().clone()),
+        splice_relay,
+    });
 
     let shutdown = match shutdown.set_nonblocking(true).and_then(|_| UnixStream::from_std(shutdown))
     {
@@ -148,6 +153,9 @@ async fn worker_main(setup: WorkerSetup) {
 
     let active = Rc::new(Cell::new(0usize));
     let next_id = Rc::new(Cell::new(0u64));
+    // One acceptor per worker: its own rustls config and session cache, so handshakes on
+    // different workers never contend on a lock.
+    let acceptor = tls.as_ref().map(|ctx| Rc::new(TlsAcceptor::new(ctx)));
     let accept_loops: Vec<Pin<Box<dyn Future<Output = ()>>>> = listeners
         .into_iter()
         .enumerate()
@@ -159,6 +167,7 @@ async fn worker_main(setup: WorkerSetup) {
                 snapshot.clone(),
                 active.clone(),
                 next_id.clone(),
+                acceptor.clone(),
             )) as Pin<Box<dyn Future<Output = ()>>>
         })
         .collect();
@@ -206,8 +215,10 @@ async fn accept_loop(
     snapshot: Rc<Snapshot>,
     active: Rc<Cell<usize>>,
     next_id: Rc<Cell<u64>>,
+    tls: Option<Rc<TlsAcceptor>>,
 ) {
     let kind = snapshot.config.listeners[index].kind;
+    let handshake_timeout = snapshot.config.globals.limits.tls_handshake_timeout;
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -235,7 +246,7 @@ async fn accept_loop(
             snapshot: snapshot.clone(),
             listener: index,
             peer,
-            scheme: "http",
+            scheme: if kind == ListenerKind::Tls { "https" } else { "http" },
             id: conn_id,
         };
         active.set(active.get() + 1);
@@ -248,8 +259,21 @@ async fn accept_loop(
                 });
             }
             ListenerKind::Tls => {
-                tracing::error!(worker, "TLS listener without a TLS acceptor; closing connection");
-                drop(guard);
+                let Some(acceptor) = tls.clone() else {
+                    // Server::start builds a TLS context whenever a TLS listener exists.
+                    tracing::error!(
+                        worker,
+                        "TLS listener without a TLS context; closing connection"
+                    );
+                    continue;
+                };
+                monoio::spawn(async move {
+                    match acceptor.accept(stream, handshake_timeout).await {
+                        Ok(tls_stream) => conn::serve(tls_stream, ctx).await,
+                        Err(e) => tracing::debug!(conn = conn_id, "TLS: {e}"),
+                    }
+                    drop(guard);
+                });
             }
         }
     }

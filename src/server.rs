@@ -7,10 +7,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::config::Config;
+use crate::acme::{self, AcmeHandle};
+use crate::config::{Config, ListenerKind};
 use crate::listener::{bind_reuseport, BindError};
 use crate::runtime::{run_worker, Driver, WorkerSetup};
-use crate::tls::store::CertStore;
+use crate::tls::{self, TlsContext};
 
 /// Which monoio driver workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,6 +64,10 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     /// Our ends of each worker's shutdown socket pair: closing them wakes the workers.
     shutdown: Vec<StdUnixStream>,
+    /// Certificates for TLS listeners; `None` when the config has none.
+    tls: Option<Arc<TlsContext>>,
+    acme: Option<AcmeHandle>,
+    renewals: Option<tls::renewal::InternalRenewals>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,17 +83,43 @@ pub enum StartError {
 }
 
 impl Server {
-    /// Bind every listener and start the workers. A listener configured on port 0 gets an
-    /// ephemeral port, shared by all workers; [`Server::local_addrs`] reports it.
+    /// Prepare certificates (files, the local CA, stored ACME certificates), bind every
+    /// listener and start the workers; ACME ordering and renewal continue in the background. A
+    /// listener configured on port 0 gets an ephemeral port, shared by all workers;
+    /// [`Server::local_addrs`] reports it.
     pub fn start(config: Config, options: RunOptions) -> Result<Server, StartError> {
-        Self::start_with(Arc::new(config), options, None)
+        Self::start_shared(Arc::new(config), options)
     }
 
-    /// As [`Server::start`], with a certificate store for TLS listeners and ACME challenges.
-    pub fn start_with(
+    /// As [`Server::start`], for a config the caller keeps a handle on.
+    pub fn start_shared(config: Arc<Config>, options: RunOptions) -> Result<Server, StartError> {
+        let needs_tls = config.listeners.iter().any(|l| l.kind == ListenerKind::Tls);
+        // The store also carries HTTP-01 answers, so it exists whenever certificates are managed.
+        let tls = if needs_tls {
+            let storage = tls::storage::storage_dir(&config.globals)
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+            let ctx =
+                tls::prepare(&config, &storage).map_err(|e| StartError::Tls(e.to_string()))?;
+            let acme = acme::spawn(&config, ctx.store().clone(), storage);
+            Some((ctx, acme))
+        } else {
+            None
+        };
+        let (tls, acme) = match tls {
+            Some((ctx, acme)) => (Some(ctx), Some(acme)),
+            None => (None, None),
+        };
+        let mut server = Self::start_workers(config, options, tls.clone())?;
+        server.renewals =
+            tls.as_ref().and_then(|ctx| tls::renewal::InternalRenewals::spawn(ctx.clone()));
+        server.acme = acme;
+        Ok(server)
+    }
+
+    fn start_workers(
         config: Arc<Config>,
         options: RunOptions,
-        certs: Option<Arc<CertStore>>,
+        tls: Option<Arc<TlsContext>>,
     ) -> Result<Server, StartError> {
         let workers = options
             .workers
@@ -122,7 +153,7 @@ impl Server {
                 driver,
                 sockets: sockets.iter_mut().filter_map(|s| s.next()).collect(),
                 config: config.clone(),
-                certs: certs.clone(),
+                tls: tls.clone(),
                 shutdown: theirs,
                 ready: ready_tx.clone(),
                 splice_relay: options.splice_relay,
@@ -134,7 +165,15 @@ impl Server {
             );
         }
         drop(ready_tx);
-        let mut server = Server { addrs, drivers: Vec::new(), threads, shutdown };
+        let mut server = Server {
+            addrs,
+            drivers: Vec::new(),
+            threads,
+            shutdown,
+            tls,
+            acme: None,
+            renewals: None,
+        };
         for _ in 0..workers {
             match ready_rx.recv() {
                 Ok(Ok(driver)) => server.drivers.push(driver),
@@ -149,6 +188,16 @@ impl Server {
             }
         }
         Ok(server)
+    }
+
+    /// The TLS context (certificate store, local CA), when the config has TLS listeners.
+    pub fn tls(&self) -> Option<&Arc<TlsContext>> {
+        self.tls.as_ref()
+    }
+
+    /// The ACME manager, when the config has TLS listeners.
+    pub fn acme(&self) -> Option<&AcmeHandle> {
+        self.acme.as_ref()
     }
 
     /// Bound addresses, in the order of `Config::listeners`.
@@ -174,6 +223,10 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        if let Some(acme) = self.acme.take() {
+            acme.shutdown();
+        }
+        self.renewals = None;
         self.shutdown.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();

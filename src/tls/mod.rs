@@ -21,6 +21,7 @@ pub mod acceptor;
 pub mod certs;
 pub mod config;
 pub mod local_ca;
+pub mod renewal;
 pub mod resolver;
 pub mod session;
 pub mod storage;
