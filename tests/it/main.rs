@@ -16,4 +16,5 @@ mod headers;
 mod routing;
 mod slow_clients;
 mod tls;
+mod tls_datapath;
 mod websocket;
