@@ -13,6 +13,7 @@ mod bodies;
 mod config;
 mod failures;
 mod headers;
+mod redirect;
 mod routing;
 mod slow_clients;
 mod tls;
