@@ -129,19 +129,19 @@ per_driver! {
         let (ports, _) = Ports::start(None, &["stt.test"], driver);
         let h = ports.http;
         let cases = [
-            (format!("GET /api/build_info HTTP/1.1\r\nHost: stt.test\r\n\r\n"), "https://stt.test/api/build_info"),
+            ("GET /api/build_info HTTP/1.1\r\nHost: stt.test\r\n\r\n".to_string(), "https://stt.test/api/build_info"),
             // The port the client used is dropped; the query and escapes stay as sent.
             (format!("GET /a%20b/c?x=%2F&y=1 HTTP/1.1\r\nHost: stt.test:{h}\r\n\r\n"), "https://stt.test/a%20b/c?x=%2F&y=1"),
             (format!("HEAD /health HTTP/1.1\r\nHost: stt.test:{h}\r\n\r\n"), "https://stt.test/health"),
-            (format!("POST /api/auth/login HTTP/1.1\r\nHost: stt.test\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{{\"user\":\"a\"}}"), "https://stt.test/api/auth/login"),
-            (format!("PUT /upload HTTP/1.1\r\nHost: stt.test\r\nContent-Length: 5\r\n\r\nhello"), "https://stt.test/upload"),
-            (format!("PUT /upload HTTP/1.1\r\nHost: stt.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "https://stt.test/upload"),
+            ("POST /api/auth/login HTTP/1.1\r\nHost: stt.test\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"user\":\"a\"}".to_string(), "https://stt.test/api/auth/login"),
+            ("PUT /upload HTTP/1.1\r\nHost: stt.test\r\nContent-Length: 5\r\n\r\nhello".to_string(), "https://stt.test/upload"),
+            ("PUT /upload HTTP/1.1\r\nHost: stt.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_string(), "https://stt.test/upload"),
             // Hosts no site names are redirected too.
             (format!("GET / HTTP/1.1\r\nHost: other.example:{h}\r\n\r\n"), "https://other.example/"),
             (format!("DELETE /x?y HTTP/1.1\r\nHost: 127.0.0.1:{h}\r\n\r\n"), "https://127.0.0.1/x?y"),
-            (format!("OPTIONS /cors HTTP/1.1\r\nHost: alt.test\r\n\r\n"), "https://alt.test/cors"),
+            ("OPTIONS /cors HTTP/1.1\r\nHost: alt.test\r\n\r\n".to_string(), "https://alt.test/cors"),
             // A keep-alive request is answered with a close all the same.
-            (format!("GET /k HTTP/1.1\r\nHost: stt.test\r\nConnection: keep-alive\r\n\r\n"), "https://stt.test/k"),
+            ("GET /k HTTP/1.1\r\nHost: stt.test\r\nConnection: keep-alive\r\n\r\n".to_string(), "https://stt.test/k"),
         ];
         for (request, location) in &cases {
             assert_redirect(&ports, request, location);
