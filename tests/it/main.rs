@@ -13,6 +13,7 @@ mod bodies;
 mod config;
 mod failures;
 mod headers;
+mod idle_memory;
 mod redirect;
 mod routing;
 mod slow_clients;
