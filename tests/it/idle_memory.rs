@@ -3,7 +3,7 @@
 //! After a warm-up batch (allocator arenas, first-use tables) the test opens 1,000 more
 //! WebSockets, one echo each, lets them go idle for a second and reads the growth of VmRSS.
 //!
-//! The bounds are loose enough for a debug build; the figure is printed. Point
+//! The figures are printed (`-- --nocapture`). Point
 //! `RINGPROXY_BIN` at a release binary (`cargo build --release`, then
 //! `RINGPROXY_BIN=target/release/ringproxy cargo test --test it idle_memory -- --nocapture`)
 //! to measure what users run.
@@ -32,9 +32,12 @@ const MEASURED: usize = 1000;
 /// Opening threads: enough to keep the handshakes of a debug build short.
 const OPENERS: usize = 4;
 
-/// Bounds for a debug build; a release build is expected well below them.
-const WSS_BOUND_KIB: f64 = 48.0;
-const WS_BOUND_KIB: f64 = 32.0;
+/// The TLS issue's target for an idle wss connection (Caddy: ~88 KiB, HAProxy: ~19 KiB). Both
+/// debug and release builds measured 17.5 KiB (ws: 7.2 KiB) on both drivers: idle memory is
+/// allocation sizes, not code, so one bound serves both builds with room for allocator and
+/// kernel differences.
+const WSS_BOUND_KIB: f64 = 24.0;
+const WS_BOUND_KIB: f64 = 16.0;
 
 fn proxy_binary() -> PathBuf {
     std::env::var_os("RINGPROXY_BIN")
@@ -152,7 +155,7 @@ where
 }
 
 per_driver! {
-    fn an_idle_wss_connection_costs_the_proxy_under_48_kib_and_an_idle_ws_under_32_kib(driver) {
+    fn an_idle_wss_connection_costs_the_proxy_under_24_kib_and_an_idle_ws_under_16_kib(driver) {
         if std::env::var_os("RINGPROXY_TEST_TARGET").is_some_and(|t| t == "caddy") {
             eprintln!("SKIPPED against Caddy: this test measures the ringproxy binary");
             return;
