@@ -21,7 +21,7 @@ use ringproxy::server::DriverChoice;
 use tungstenite::{Message, WebSocket};
 
 use crate::support::client::ClientStream;
-use crate::support::net::free_port;
+use crate::support::net::unassigned_port;
 use crate::support::per_driver;
 use crate::support::proxy::TempDir;
 use crate::support::tls_client::{client_config, wss_connect, TestCa, TlsClientStream};
@@ -164,7 +164,7 @@ per_driver! {
         let build = if std::env::var_os("RINGPROXY_BIN").is_some() { "RINGPROXY_BIN" } else { "test build" };
 
         // Plaintext WebSocket.
-        let port = free_port();
+        let port = unassigned_port();
         let proxy = ProxyProcess::start(
             &format!("{{\n\tadmin off\n}}\n\n:{port} {{\n\treverse_proxy {}\n}}\n", origin.addr),
             port,
@@ -181,7 +181,7 @@ per_driver! {
         let ca = TestCa::new("idle-wss");
         let (cert, key) = ca.leaf("stt", &["stt.test"]);
         let dir = TempDir::new("idle-wss");
-        let port = free_port();
+        let port = unassigned_port();
         let proxy = ProxyProcess::start(
             &format!(
                 "{{\n\tadmin off\n\tauto_https disable_redirects\n\tstorage file_system {}\n}}\n\n\

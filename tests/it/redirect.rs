@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::support::client::{find, ClientStream, HttpConn};
-use crate::support::net::free_port;
+use crate::support::net::unassigned_port;
 use crate::support::proxy::TempDir;
 use crate::support::tls_client::{client_config, https_conn, TestCa};
 use crate::support::{per_driver, Proxy};
@@ -34,8 +34,8 @@ impl Ports {
         sites: &[&str],
         driver: ringproxy::server::DriverChoice,
     ) -> (Ports, u16) {
-        let (http, https, other) = (free_port(), free_port(), free_port());
-        assert!(http != https && https != other && http != other, "free_port repeated itself");
+        let (http, https, other) = (unassigned_port(), unassigned_port(), unassigned_port());
+        assert!(http != https && https != other && http != other, "the same port picked twice");
         let ca = TestCa::new("redirect");
         let (cert, key) = ca.leaf("sites", &["stt.test", "alt.test"]);
         let storage = TempDir::new("redirect-storage");

@@ -27,6 +27,41 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// A free port below the kernel's ephemeral range, for a port that must be named in a config
+/// (`http_port`, `https_port`, a child process's site). A port from [`free_port`] can be handed
+/// out again by the kernel to any `bind(0)` or outgoing connection before the proxy binds it,
+/// which the tests that open hundreds of connections make likely; a port outside the
+/// ephemeral range is never handed out that way.
+pub fn unassigned_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|n| n.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    const LOW: u16 = 20_000;
+    if ephemeral_low < LOW + 1000 {
+        return free_port();
+    }
+    for _ in 0..200 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+        let port = LOW + (h.finish() % u64::from(ephemeral_low - LOW)) as u16;
+        // `[::]` is dual-stack, so this also proves the port free on IPv4.
+        let free = match TcpListener::bind(("::", port)) {
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => false,
+            Err(_) => TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok(),
+        };
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {ephemeral_low}");
+}
+
 /// A listener whose accept queue is full, so new SYNs are dropped and a dial neither succeeds
 /// nor fails until the dialer's own timeout: the loopback stand-in for an unreachable host.
 pub struct Blackhole {
