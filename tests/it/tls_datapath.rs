@@ -179,6 +179,31 @@ per_driver! {
 }
 
 per_driver! {
+    fn small_wss_frames_are_relayed_at_once_in_both_directions(driver) {
+        let origin = WsOrigin::start();
+        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), driver);
+        let mut ws = wss_connect(https.stream(), &https.host(), "/audio");
+        // 20 ms of 24 kHz 16-bit mono per frame, lock-step: a relay that waits to fill a TLS
+        // record, or a write split so that Nagle holds its tail until a delayed ACK (40 ms on
+        // Linux), shows up as a median in tens of milliseconds instead of well under one.
+        let mut took = Vec::with_capacity(300);
+        for i in 0..300u32 {
+            let mut frame = vec![(i % 251) as u8; 960];
+            frame[..4].copy_from_slice(&i.to_be_bytes());
+            let t = Instant::now();
+            ws.send(Message::Binary(frame.clone())).unwrap();
+            assert_eq!(next_data(&mut ws), Message::Binary(frame), "frame {i}");
+            took.push(t.elapsed());
+        }
+        took.sort();
+        let median = took[took.len() / 2];
+        eprintln!("wss echo of a 960-byte frame: median {median:?}, p99 {:?}", took[took.len() * 99 / 100]);
+        assert!(median < Duration::from_millis(15), "median echo {median:?}: frames are being held back");
+        ws.close(None).unwrap();
+    }
+}
+
+per_driver! {
     fn twenty_megabyte_upload_and_fifty_megabyte_download_over_https_are_byte_exact(driver) {
         let origin = Origin::start("o");
         let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), driver);
