@@ -10,7 +10,10 @@ use crate::support::payload::{self, Rng};
 use crate::support::{per_driver, Proxy};
 
 fn proxy_to(origin: &Origin, driver: ringproxy::server::DriverChoice) -> Proxy {
-    Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver)
+    Proxy::start(
+        &format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr),
+        driver,
+    )
 }
 
 per_driver! {
@@ -51,11 +54,13 @@ per_driver! {
         let rec = &origin.requests()[0];
         assert_eq!(rec.body, b"hello, worldabcdefghijklmnopqrstuvwxyz");
         assert!(rec.chunked, "a chunked request stays chunked: its length is unknown up front");
-        assert_eq!(
-            rec.trailers,
-            vec![("X-Checksum".to_string(), "abc123".to_string())],
-            "request trailers are forwarded"
-        );
+        if !proxy.skip_on_caddy("Caddy drops request trailers; the trailer check is ringproxy's") {
+            assert_eq!(
+                rec.trailers,
+                vec![("X-Checksum".to_string(), "abc123".to_string())],
+                "request trailers are forwarded"
+            );
+        }
         // The connection is still usable: the proxy found the end of the chunked body.
         assert_eq!(conn.get(&proxy.host(), "/after").status, 200);
     }

@@ -7,7 +7,12 @@ use crate::support::{per_driver, Proxy};
 
 /// Lower-case tokens of every Connection header value.
 fn connection_tokens(values: &[&str]) -> Vec<String> {
-    values.iter().flat_map(|v| v.split(',')).map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty()).collect()
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 per_driver! {

@@ -16,15 +16,21 @@ use crate::support::ws::{ws_connect, WsOrigin};
 use crate::support::{per_driver, Proxy};
 
 fn proxy_to(origin: &WsOrigin, driver: ringproxy::server::DriverChoice) -> Proxy {
-    Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver)
+    Proxy::start(
+        &format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr),
+        driver,
+    )
 }
 
 /// Read the next data message, skipping control frames.
 fn next_data(ws: &mut WebSocket<ClientStream>) -> Message {
     loop {
-        match ws.read().unwrap_or_else(|e| panic!("WebSocket read: {e}")) {
-            msg @ (Message::Text(_) | Message::Binary(_) | Message::Close(_)) => return msg,
-            _ => {}
+        let msg = ws.read().unwrap_or_else(|e| panic!("WebSocket read: {e}"));
+        if matches!(
+            msg,
+            Message::Text(_) | Message::Binary(_) | Message::Close(_)
+        ) {
+            return msg;
         }
     }
 }
@@ -172,6 +178,9 @@ per_driver! {
     fn half_close_from_the_client_reaches_the_backend_and_its_answer_still_arrives(driver) {
         let origin = WsOrigin::start();
         let proxy = proxy_to(&origin, driver);
+        if proxy.skip_on_caddy("Caddy closes both directions of a relay as soon as one side ends") {
+            return;
+        }
         let mut conn: HttpConn = proxy.connect();
         conn.send(
             format!(

@@ -106,7 +106,10 @@ pub const KEEP_BODY: u64 = 64 << 20;
 impl Response {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
@@ -118,7 +121,10 @@ impl Response {
     }
 
     pub fn trailer(&self, name: &str) -> Option<&str> {
-        self.trailers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.trailers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -130,8 +136,12 @@ impl Response {
 #[derive(Debug)]
 pub enum ReadError {
     /// The peer closed (EOF or reset) before a complete response; `partial` is what came.
-    Closed { partial: Vec<u8> },
-    TimedOut { partial: Vec<u8> },
+    Closed {
+        partial: Vec<u8>,
+    },
+    TimedOut {
+        partial: Vec<u8>,
+    },
     Malformed(String),
 }
 
@@ -145,11 +155,17 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub fn new(stream: ClientStream) -> HttpConn {
-        HttpConn { stream, buf: Vec::new(), deadline_after: IO_TIMEOUT }
+        HttpConn {
+            stream,
+            buf: Vec::new(),
+            deadline_after: IO_TIMEOUT,
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("write to proxy: {e}"));
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("write to proxy: {e}"));
     }
 
     /// Write, tolerating a proxy that already closed the connection (bad-input tests send
@@ -166,7 +182,8 @@ impl HttpConn {
 
     /// Read the next response (interim 1xx included: the caller sees them one by one).
     pub fn response(&mut self, method: &str) -> Response {
-        self.try_response(method).unwrap_or_else(|e| panic!("reading a response: {}", describe(&e)))
+        self.try_response(method)
+            .unwrap_or_else(|e| panic!("reading a response: {}", describe(&e)))
     }
 
     /// Read the next non-1xx response, returning the 1xx statuses seen before it.
@@ -194,7 +211,9 @@ impl HttpConn {
         let mut parsed = httparse::Response::new(&mut headers);
         match parsed.parse(&self.buf[..head_len]) {
             Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => return Err(ReadError::Malformed("partial head".into())),
+            Ok(httparse::Status::Partial) => {
+                return Err(ReadError::Malformed("partial head".into()))
+            }
             Err(e) => {
                 return Err(ReadError::Malformed(format!(
                     "{e}: {:?}",
@@ -207,12 +226,20 @@ impl HttpConn {
         let headers: Vec<(String, String)> = parsed
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect();
         self.buf.drain(..head_len);
 
         let header = |name: &str| {
-            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
         };
         let no_body = method.eq_ignore_ascii_case("HEAD")
             || (100..200).contains(&status)
@@ -220,11 +247,15 @@ impl HttpConn {
             || status == 304;
         let framing = if no_body {
             Framing::None
-        } else if header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
+        } else if header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
+        {
             Framing::Chunked
         } else if let Some(len) = header("content-length") {
             Framing::Length(
-                len.trim().parse().map_err(|_| ReadError::Malformed(format!("content-length {len:?}")))?,
+                len.trim()
+                    .parse()
+                    .map_err(|_| ReadError::Malformed(format!("content-length {len:?}")))?,
             )
         } else {
             Framing::Close
@@ -244,7 +275,9 @@ impl HttpConn {
         let mut hasher = Hasher::default();
         match framing {
             Framing::None => {}
-            Framing::Length(len) => self.read_exact_into(len, deadline, &mut hasher, &mut resp.body)?,
+            Framing::Length(len) => {
+                self.read_exact_into(len, deadline, &mut hasher, &mut resp.body)?
+            }
             Framing::Chunked => self.read_chunked(deadline, &mut hasher, &mut resp)?,
             Framing::Close => loop {
                 if !self.buf.is_empty() {
@@ -316,7 +349,9 @@ impl HttpConn {
             self.read_exact_into(size, deadline, hasher, &mut resp.body)?;
             let crlf = self.line(deadline)?;
             if !crlf.is_empty() {
-                return Err(ReadError::Malformed(format!("chunk data not followed by CRLF: {crlf:?}")));
+                return Err(ReadError::Malformed(format!(
+                    "chunk data not followed by CRLF: {crlf:?}"
+                )));
             }
         }
         loop {
@@ -327,7 +362,8 @@ impl HttpConn {
             let (name, value) = line
                 .split_once(':')
                 .ok_or_else(|| ReadError::Malformed(format!("trailer {line:?}")))?;
-            resp.trailers.push((name.trim().to_string(), value.trim().to_string()));
+            resp.trailers
+                .push((name.trim().to_string(), value.trim().to_string()));
         }
     }
 
@@ -335,21 +371,34 @@ impl HttpConn {
     fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
         let now = Instant::now();
         if now >= deadline {
-            return Err(ReadError::TimedOut { partial: std::mem::take(&mut self.buf) });
+            return Err(ReadError::TimedOut {
+                partial: std::mem::take(&mut self.buf),
+            });
         }
         self.stream.set_read_timeout(deadline - now);
         let mut chunk = [0u8; 64 * 1024];
         match self.stream.read(&mut chunk) {
-            Ok(0) => Err(ReadError::Closed { partial: std::mem::take(&mut self.buf) }),
+            Ok(0) => Err(ReadError::Closed {
+                partial: std::mem::take(&mut self.buf),
+            }),
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(())
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                Err(ReadError::TimedOut { partial: std::mem::take(&mut self.buf) })
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(ReadError::TimedOut {
+                    partial: std::mem::take(&mut self.buf),
+                })
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(_) => Err(ReadError::Closed { partial: std::mem::take(&mut self.buf) }),
+            Err(_) => Err(ReadError::Closed {
+                partial: std::mem::take(&mut self.buf),
+            }),
         }
     }
 
@@ -414,10 +463,16 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn describe(e: &ReadError) -> String {
     match e {
         ReadError::Closed { partial } => {
-            format!("connection closed after {:?}", String::from_utf8_lossy(&partial[..partial.len().min(400)]))
+            format!(
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&partial[..partial.len().min(400)])
+            )
         }
         ReadError::TimedOut { partial } => {
-            format!("timed out after {:?}", String::from_utf8_lossy(&partial[..partial.len().min(400)]))
+            format!(
+                "timed out after {:?}",
+                String::from_utf8_lossy(&partial[..partial.len().min(400)])
+            )
         }
         ReadError::Malformed(m) => format!("malformed response: {m}"),
     }

@@ -60,7 +60,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
@@ -128,7 +131,11 @@ impl Origin {
                     .unwrap()
             })
             .collect();
-        Origin { addr, shared, acceptors }
+        Origin {
+            addr,
+            shared,
+            acceptors,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -142,7 +149,10 @@ impl Origin {
 
     /// Requests whose path is `path`.
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path() == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path() == path)
+            .collect()
     }
 
     /// Connections accepted so far.
@@ -189,7 +199,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                         let _ = serve_connection(stream, peer, conn, &shared);
                     });
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5))
+            }
             Err(_) => thread::sleep(Duration::from_millis(5)),
         }
     }
@@ -222,7 +234,12 @@ impl Wire {
         }
     }
 
-    fn body_bytes(&mut self, mut len: u64, hasher: &mut Hasher, body: &mut Vec<u8>) -> io::Result<()> {
+    fn body_bytes(
+        &mut self,
+        mut len: u64,
+        hasher: &mut Hasher,
+        body: &mut Vec<u8>,
+    ) -> io::Result<()> {
         while len > 0 {
             if self.buf.is_empty() && !self.fill()? {
                 return Err(io::ErrorKind::UnexpectedEof.into());
@@ -239,11 +256,19 @@ impl Wire {
     }
 }
 
-fn serve_connection(stream: TcpStream, peer: SocketAddr, conn: usize, shared: &Shared) -> io::Result<()> {
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: usize,
+    shared: &Shared,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    let mut wire = Wire { stream, buf: Vec::new() };
+    let mut wire = Wire {
+        stream,
+        buf: Vec::new(),
+    };
     loop {
         // Head.
         let head_len = loop {
@@ -257,7 +282,9 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, conn: usize, shared: &S
         let mut header_buf = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut header_buf);
         if req.parse(&wire.buf[..head_len]).is_err() {
-            wire.stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+            wire.stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
             return Ok(());
         }
         let mut rec = Recorded {
@@ -267,7 +294,12 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, conn: usize, shared: &S
             headers: req
                 .headers
                 .iter()
-                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect(),
             body: Vec::new(),
             body_len: 0,
@@ -280,14 +312,19 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, conn: usize, shared: &S
         };
         wire.buf.drain(..head_len);
 
-        if rec.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        if rec
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+        {
             wire.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
 
         // Body.
         let mut hasher = Hasher::default();
         let mut body = Vec::new();
-        let te = rec.header("transfer-encoding").map(|v| v.to_ascii_lowercase());
+        let te = rec
+            .header("transfer-encoding")
+            .map(|v| v.to_ascii_lowercase());
         if te.as_deref().is_some_and(|te| te.contains("chunked")) {
             rec.chunked = true;
             loop {
@@ -313,18 +350,24 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, conn: usize, shared: &S
                     break;
                 }
                 if let Some((n, v)) = line.split_once(':') {
-                    rec.trailers.push((n.trim().to_string(), v.trim().to_string()));
+                    rec.trailers
+                        .push((n.trim().to_string(), v.trim().to_string()));
                 }
             }
         } else if let Some(len) = rec.header("content-length") {
-            let len: u64 = len.trim().parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "length"))?;
+            let len: u64 = len
+                .trim()
+                .parse()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "length"))?;
             wire.body_bytes(len, &mut hasher, &mut body)?;
         }
         rec.body = body;
         rec.body_len = hasher.len;
         rec.body_sha256 = hasher.finish();
 
-        let close_requested = rec.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+        let close_requested = rec
+            .header("connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
             || rec.version == 0;
         shared.log.lock().unwrap().push(rec.clone());
 
@@ -408,7 +451,11 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
         while offset < len {
             let n = piece.min(len - offset) as usize;
             payload::fill(offset, &mut chunk[..n]);
-            let ext = if index % 2 == 0 { format!(";piece={index}") } else { String::new() };
+            let ext = if index % 2 == 0 {
+                format!(";piece={index}")
+            } else {
+                String::new()
+            };
             let mut out = format!("{n:x}{ext}\r\n").into_bytes();
             out.extend_from_slice(&chunk[..n]);
             out.extend_from_slice(b"\r\n");
@@ -421,7 +468,9 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
         return Ok(true);
     }
     if let Some(len) = path_num(&path, "/close-delimited/") {
-        stream.write_all(format!("HTTP/1.1 200 OK\r\nX-Origin: {name}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        stream.write_all(
+            format!("HTTP/1.1 200 OK\r\nX-Origin: {name}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )?;
         if !head_only {
             write_pattern(stream, len)?;
         }
@@ -430,7 +479,8 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
     if let Some(status) = path_num(&path, "/status/") {
         let out = match status {
             204 => format!("HTTP/1.1 204 No Content\r\nX-Origin: {name}\r\n\r\n").into_bytes(),
-            304 => format!("HTTP/1.1 304 Not Modified\r\nX-Origin: {name}\r\nETag: \"v1\"\r\n\r\n").into_bytes(),
+            304 => format!("HTTP/1.1 304 Not Modified\r\nX-Origin: {name}\r\nETag: \"v1\"\r\n\r\n")
+                .into_bytes(),
             s => simple(s as u16, "Status", "", format!("status {s}").as_bytes()),
         };
         stream.write_all(&out)?;
@@ -461,29 +511,39 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
         "/drip" => {
             let n = query_num(&rec.target, "n", 10);
             let ms = query_num(&rec.target, "ms", 50);
-            stream.write_all(format!("HTTP/1.1 200 OK\r\nX-Origin: {name}\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes())?;
+            stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nX-Origin: {name}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                )
+                .as_bytes(),
+            )?;
             for i in 0..n {
                 thread::sleep(Duration::from_millis(ms));
-                stream.write_all(format!("1\r\n{}\r\n", (b'a' + (i % 26) as u8) as char).as_bytes())?;
+                stream.write_all(
+                    format!("1\r\n{}\r\n", (b'a' + (i % 26) as u8) as char).as_bytes(),
+                )?;
             }
             stream.write_all(b"0\r\n\r\n")?;
             Ok(true)
         }
         "/hop-headers" => {
-            let extra = "Connection: X-Resp-Hop\r\nX-Resp-Hop: secret\r\nKeep-Alive: timeout=99\r\n\
+            let extra =
+                "Connection: X-Resp-Hop\r\nX-Resp-Hop: secret\r\nKeep-Alive: timeout=99\r\n\
                          Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-End-To-End: kept\r\n";
             stream.write_all(&simple(200, "OK", extra, b"hop"))?;
             Ok(true)
         }
         "/header-down" => {
-            let extra = "X-Origin-Secret: s3cr3t\r\nX-Down-Set: from-origin\r\nX-Down-Add: from-origin\r\n";
+            let extra =
+                "X-Origin-Secret: s3cr3t\r\nX-Down-Set: from-origin\r\nX-Down-Add: from-origin\r\n";
             stream.write_all(&simple(200, "OK", extra, b"down"))?;
             Ok(true)
         }
         p if p.starts_with("/close-mid-body/") => {
             let len = path_num(p, "/close-mid-body/").unwrap_or(1 << 20);
             stream.write_all(
-                format!("HTTP/1.1 200 OK\r\nX-Origin: {name}\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+                format!("HTTP/1.1 200 OK\r\nX-Origin: {name}\r\nContent-Length: {len}\r\n\r\n")
+                    .as_bytes(),
             )?;
             write_pattern(stream, len / 2)?;
             thread::sleep(Duration::from_millis(50));

@@ -45,7 +45,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("ringproxy-it-{}-{tag}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("ringproxy-it-{}-{tag}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -108,10 +109,20 @@ impl Proxy {
                 fs::write(dir.path().join("Caddyfile"), &text).unwrap();
                 let config = ringproxy::config::parse_caddyfile(&text, "Caddyfile", dir.path())
                     .unwrap_or_else(|e| panic!("test Caddyfile rejected: {e}\n{text}"));
-                let server = Server::start(config, RunOptions { workers: Some(2), driver })
-                    .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
+                let server = Server::start(
+                    config,
+                    RunOptions {
+                        workers: Some(2),
+                        driver,
+                    },
+                )
+                .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
-                Proxy { addrs, running: Running::Ringproxy(Some(server)), dir }
+                Proxy {
+                    addrs,
+                    running: Running::Ringproxy(Some(server)),
+                    dir,
+                }
             }
             Target::Caddy => {
                 let port = super::net::free_port();
@@ -152,7 +163,11 @@ impl Proxy {
                     panic!("caddy exited with {status}:\n{}", self.caddy_log());
                 }
             }
-            assert!(Instant::now() < deadline, "caddy did not listen in time:\n{}", self.caddy_log());
+            assert!(
+                Instant::now() < deadline,
+                "caddy did not listen in time:\n{}",
+                self.caddy_log()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
@@ -215,8 +230,12 @@ impl Drop for Proxy {
 
 fn loopback(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
         _ => addr,
     }
 }

@@ -36,7 +36,10 @@ pub struct Handshake {
 
 impl Handshake {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -67,9 +70,16 @@ impl WsOrigin {
         });
         let acceptor = {
             let shared = shared.clone();
-            thread::Builder::new().name("ws-origin".into()).spawn(move || accept_loop(listener, shared)).unwrap()
+            thread::Builder::new()
+                .name("ws-origin".into())
+                .spawn(move || accept_loop(listener, shared))
+                .unwrap()
         };
-        WsOrigin { addr, shared, acceptor: Some(acceptor) }
+        WsOrigin {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -106,10 +116,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 stream.set_nonblocking(false).unwrap();
                 let shared = shared.clone();
                 // Small stacks: the 500-connection test runs one thread per connection.
-                let spawned = thread::Builder::new().name("ws-conn".into()).stack_size(256 * 1024).spawn(move || {
-                    let _ = serve(stream, &shared);
-                    shared.finished.fetch_add(1, Ordering::SeqCst);
-                });
+                let spawned = thread::Builder::new()
+                    .name("ws-conn".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        let _ = serve(stream, &shared);
+                        shared.finished.fetch_add(1, Ordering::SeqCst);
+                    });
                 if spawned.is_err() {
                     thread::sleep(Duration::from_millis(5));
                 }
@@ -130,6 +143,8 @@ fn query_num(path: &str, key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+// tungstenite fixes the callback's error type (an HTTP response), which clippy finds large.
+#[allow(clippy::result_large_err)]
 fn serve(stream: TcpStream, shared: &Shared) -> Result<(), Box<dyn std::error::Error>> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -140,14 +155,30 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<(), Box<dyn std::error::E
         let headers = req
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
-        shared.handshakes.lock().unwrap().push(Handshake { path: path.clone(), headers });
+        shared.handshakes.lock().unwrap().push(Handshake {
+            path: path.clone(),
+            headers,
+        });
         Ok(resp)
     })
     // The handshake error holds the callback (and its borrows): keep only its text.
     .map_err(|e| e.to_string())?;
-    let route = path.split('?').next().unwrap_or("").trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
+    let route = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_string();
 
     match route.as_str() {
         "halfclose" => return half_close(ws.get_mut()),
@@ -161,7 +192,10 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<(), Box<dyn std::error::E
         }
         "close" => {
             let code = query_num(&path, "code", 4000) as u16;
-            ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: "server closing".into() }))?;
+            ws.close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "server closing".into(),
+            }))?;
             ws.flush()?;
         }
         _ => {}
@@ -205,7 +239,8 @@ fn half_close(stream: &mut TcpStream) -> Result<(), Box<dyn std::error::Error>> 
 /// Open a WebSocket through `stream` (already connected to the proxy) for `host` + `path`.
 pub fn ws_connect(stream: ClientStream, host: &str, path: &str) -> WebSocket<ClientStream> {
     let url = format!("ws://{host}{path}");
-    let (ws, resp) = tungstenite::client(url.as_str(), stream).unwrap_or_else(|e| panic!("WebSocket handshake to {url}: {e}"));
+    let (ws, resp) = tungstenite::client(url.as_str(), stream)
+        .unwrap_or_else(|e| panic!("WebSocket handshake to {url}: {e}"));
     assert_eq!(resp.status(), 101);
     ws
 }
