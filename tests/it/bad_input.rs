@@ -118,9 +118,9 @@ const LEAKS: &[&str] = &[
 ];
 
 per_driver! {
-    fn each_malformed_or_ambiguous_request_gets_its_status_and_a_closed_connection(driver) {
+    fn each_malformed_or_ambiguous_request_gets_its_status_and_a_closed_connection(setup) {
         let origin = Origin::start("o");
-        let proxy = Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut failures = Vec::new();
         for (i, case) in cases().into_iter().enumerate() {
             if let Some(reason) = case.caddy_differs {
@@ -167,15 +167,15 @@ per_driver! {
 }
 
 per_driver! {
-    fn absolute_form_target_is_routed_by_its_authority_and_forwarded_in_origin_form(driver) {
+    fn absolute_form_target_is_routed_by_its_authority_and_forwarded_in_origin_form(setup) {
         let origin = Origin::start("routed");
         let elsewhere = Origin::start("elsewhere");
         let proxy = Proxy::start(
             &format!(
-                ":$PORT {{\n\t@other host other.example\n\thandle @other {{\n\t\treverse_proxy {}\n\t}}\n\thandle {{\n\t\trespond \"wrong site\" 404\n\t}}\n}}\n",
+                "$SITE {{\n\t@other host other.example\n\thandle @other {{\n\t\treverse_proxy {}\n\t}}\n\thandle {{\n\t\trespond \"wrong site\" 404\n\t}}\n}}\n",
                 origin.addr
             ),
-            driver,
+            setup,
         );
         let mut conn = proxy.connect();
         // The URI names the `elsewhere` origin's address; a forward proxy would contact it.

@@ -9,7 +9,7 @@ use crate::support::{per_driver, Proxy};
 /// upstream ports.
 fn seed_caddyfile(auth_port: u16, moshi_port: u16) -> String {
     r#"
-:$PORT {
+$SITE {
     # Auth server routes
     handle /api/auth/* {
         reverse_proxy localhost:3001
@@ -29,10 +29,10 @@ fn seed_caddyfile(auth_port: u16, moshi_port: u16) -> String {
 }
 
 per_driver! {
-    fn seed_routes_alternate_between_backends_on_one_keepalive_connection(driver) {
+    fn seed_routes_alternate_between_backends_on_one_keepalive_connection(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = Origin::start_localhost("moshi");
-        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), driver);
+        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), setup);
         let host = proxy.host();
 
         let plan: &[(&str, &str, &str)] = &[
@@ -100,10 +100,10 @@ per_driver! {
 }
 
 per_driver! {
-    fn seed_path_matching_is_case_insensitive_like_caddy(driver) {
+    fn seed_path_matching_is_case_insensitive_like_caddy(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = Origin::start_localhost("moshi");
-        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), driver);
+        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), setup);
         let mut conn = proxy.connect();
         for (path, backend) in [("/API/Auth/login", "auth"), ("/HEALTH", "auth"), ("/Api/Build_Info", "moshi")] {
             let resp = conn.get(&proxy.host(), path);
@@ -116,12 +116,12 @@ per_driver! {
 }
 
 per_driver! {
-    fn seed_websocket_route_reaches_moshi_server(driver) {
+    fn seed_websocket_route_reaches_moshi_server(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = WsOrigin::start();
         let proxy = Proxy::start(
             &seed_caddyfile(auth.port(), moshi.port()).replace(&format!("localhost:{}", moshi.port()), &moshi.addr.to_string()),
-            driver,
+            setup,
         );
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/api/chat");
         ws.send(tungstenite::Message::Binary(b"audio frame".to_vec())).unwrap();

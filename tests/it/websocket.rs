@@ -12,15 +12,8 @@ use tungstenite::{Message, WebSocket};
 use crate::support::client::{ClientStream, HttpConn};
 use crate::support::net::IO_TIMEOUT;
 use crate::support::payload::{self, Rng};
+use crate::support::per_driver;
 use crate::support::ws::{ws_connect, WsOrigin};
-use crate::support::{per_driver, Proxy};
-
-fn proxy_to(origin: &WsOrigin, driver: ringproxy::server::DriverChoice) -> Proxy {
-    Proxy::start(
-        &format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr),
-        driver,
-    )
-}
 
 /// Read the next data message, skipping control frames.
 fn next_data(ws: &mut WebSocket<ClientStream>) -> Message {
@@ -36,9 +29,9 @@ fn next_data(ws: &mut WebSocket<ClientStream>) -> Message {
 }
 
 per_driver! {
-    fn upgrade_is_answered_101_through_the_proxy(driver) {
+    fn upgrade_is_answered_101_through_the_proxy(setup) {
         let origin = WsOrigin::start();
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         conn.send(
             format!(
@@ -65,9 +58,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn two_thousand_messages_from_1_byte_to_256_kib_echo_byte_exact_in_order(driver) {
+    fn two_thousand_messages_from_1_byte_to_256_kib_echo_byte_exact_in_order(setup) {
         let origin = WsOrigin::start();
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
         let mut rng = Rng::new(2000);
         let edges = [1usize, 2, 125, 126, 127, 65_535, 65_536, 65_537, 131_072, 262_144];
@@ -109,9 +102,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn server_initiated_messages_reach_the_client(driver) {
+    fn server_initiated_messages_reach_the_client(setup) {
         let origin = WsOrigin::start();
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/push?n=300");
         // The client says nothing: these come from the server on its own.
         for i in 0..300 {
@@ -139,9 +132,9 @@ fn expect_tcp_eof(ws: &mut WebSocket<ClientStream>) {
 }
 
 per_driver! {
-    fn client_initiated_close_handshake_completes(driver) {
+    fn client_initiated_close_handshake_completes(setup) {
         let origin = WsOrigin::start();
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
         ws.send(Message::Text("before close".into())).unwrap();
         assert_eq!(next_data(&mut ws), Message::Text("before close".into()));
@@ -160,9 +153,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn server_initiated_close_handshake_completes(driver) {
+    fn server_initiated_close_handshake_completes(setup) {
         let origin = WsOrigin::start();
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/close?code=4001");
         let msg = next_data(&mut ws);
         let Message::Close(Some(frame)) = msg else { panic!("expected a close frame, got {msg:?}") };
@@ -175,9 +168,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn half_close_from_the_client_reaches_the_backend_and_its_answer_still_arrives(driver) {
+    fn half_close_from_the_client_reaches_the_backend_and_its_answer_still_arrives(setup) {
         let origin = WsOrigin::start();
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         if proxy.skip_on_caddy("Caddy closes both directions of a relay as soon as one side ends") {
             return;
         }
@@ -204,12 +197,12 @@ per_driver! {
 }
 
 per_driver! {
-    fn five_hundred_concurrent_websockets_echo_fifty_messages_each_with_nothing_lost(driver) {
+    fn five_hundred_concurrent_websockets_echo_fifty_messages_each_with_nothing_lost(setup) {
         const CONNS: usize = 500;
         const MESSAGES: usize = 50;
         const THREADS: usize = 10;
         let origin = WsOrigin::start();
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let started = Instant::now();
         // Open all of them first, so that all 500 relays are live at the same time.
         let mut sockets: Vec<(usize, WebSocket<ClientStream>)> =
