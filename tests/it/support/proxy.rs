@@ -150,6 +150,7 @@ impl Proxy {
                     RunOptions {
                         workers: Some(2),
                         driver,
+                        ..RunOptions::default()
                     },
                 )
                 .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
