@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::{mpsc, Once};
 use std::time::{Duration, Instant};
 
 use ringproxy::server::{DriverChoice, RunOptions, Server};
@@ -145,15 +145,13 @@ impl Proxy {
                 fs::write(dir.path().join("Caddyfile"), &text).unwrap();
                 let config = ringproxy::config::parse_caddyfile(&text, "Caddyfile", dir.path())
                     .unwrap_or_else(|e| panic!("test Caddyfile rejected: {e}\n{text}"));
-                let server = Server::start(
-                    config,
-                    RunOptions {
-                        workers: Some(2),
-                        driver,
-                        ..RunOptions::default()
-                    },
-                )
-                .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
+                let options = RunOptions {
+                    workers: Some(2),
+                    driver,
+                    ..RunOptions::default()
+                };
+                let server = bounded("start", move || Server::start(config, options))
+                    .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
                 Proxy {
                     addrs,
@@ -258,7 +256,12 @@ impl Drop for Proxy {
         match &mut self.running {
             Running::Ringproxy(server) => {
                 if let Some(server) = server.take() {
-                    server.shutdown();
+                    if std::thread::panicking() {
+                        // The test already failed; do not risk hiding that behind a hang.
+                        std::thread::spawn(move || server.shutdown());
+                    } else {
+                        bounded("shut down", move || server.shutdown());
+                    }
                 }
             }
             Running::Caddy(child) => {
@@ -266,6 +269,25 @@ impl Drop for Proxy {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// How long starting or stopping the in-process proxy may take before the test fails.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Run `f` on its own thread and wait at most [`LIFECYCLE_TIMEOUT`] for it: a worker that dies
+/// during startup, or a shutdown that never finishes, fails the test instead of hanging it.
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(LIFECYCLE_TIMEOUT) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the proxy did not {what} within {LIFECYCLE_TIMEOUT:?}")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the proxy panicked trying to {what}"),
     }
 }
 
