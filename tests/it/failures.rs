@@ -137,3 +137,25 @@ per_driver! {
         assert_eq!(live.wait_for_requests(80, IO_TIMEOUT).len(), 80);
     }
 }
+
+per_driver! {
+    fn pooled_upstream_connection_closed_by_the_upstream_is_not_reused(setup) {
+        let origin = Origin::start("o");
+        let proxy = setup.proxy_to(origin.addr);
+        let mut conn = proxy.connect();
+        // Each answer is followed by the upstream closing that connection while the proxy
+        // holds it idle in its pool; the next request must get a fresh connection, including a
+        // POST, which a proxy must not blindly retry.
+        for (i, method) in ["GET", "POST", "GET", "POST"].iter().enumerate() {
+            conn.send(
+                format!("{method} /then-close HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", proxy.host())
+                    .as_bytes(),
+            );
+            let resp = conn.response(method);
+            assert_eq!(resp.status, 200, "request {i} ({method}) after the upstream closed its idle connection");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(origin.requests().len(), 4);
+        assert_eq!(origin.connections(), 4, "one upstream connection per request, each closed by the upstream");
+    }
+}

@@ -116,3 +116,28 @@ per_driver! {
         assert!(earliest >= Duration::from_millis(1500), "slow clients closed after {earliest:?}, before the 2 s timeout");
     }
 }
+
+per_driver! {
+    fn idle_keepalive_connection_is_closed_at_the_idle_timeout(setup) {
+        let origin = Origin::start("o");
+        let proxy = Proxy::start(
+            &format!(
+                "{{\n\tservers {{\n\t\ttimeouts {{\n\t\t\tidle 1s\n\t\t}}\n\t}}\n}}\n\n$SITE {{\n\treverse_proxy {}\n}}\n",
+                origin.addr
+            ),
+            setup,
+        );
+        let mut conn = proxy.connect();
+        assert_eq!(conn.get(&proxy.host(), "/first").status, 200);
+        let idle_from = Instant::now();
+        let _ = conn.expect_closed(Duration::from_secs(4));
+        let idle = idle_from.elapsed();
+        assert!(idle >= Duration::from_millis(800), "idle connection closed after only {idle:?}");
+        // A connection that keeps working is not closed by the idle timeout.
+        let mut busy = proxy.connect();
+        for i in 0..6 {
+            assert_eq!(busy.get(&proxy.host(), &format!("/busy/{i}")).status, 200);
+            thread::sleep(Duration::from_millis(400));
+        }
+    }
+}

@@ -244,3 +244,26 @@ per_driver! {
         eprintln!("500 WebSockets opened in {opened:?}, 25,000 echoes done in {:?}", started.elapsed());
     }
 }
+
+per_driver! {
+    fn upgrade_refused_by_the_backend_is_a_normal_response(setup) {
+        // A plain HTTP origin ignores the Upgrade request and answers 200.
+        let origin = crate::support::origin::Origin::start("plain");
+        let proxy = setup.proxy_to(origin.addr);
+        let mut conn = proxy.connect();
+        conn.send(
+            format!(
+                "GET /not-ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                proxy.host()
+            )
+            .as_bytes(),
+        );
+        let resp = conn.response("GET");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.text(), "plain GET /not-ws");
+        // The connection is still HTTP: the next request is answered as one.
+        let next = conn.get(&proxy.host(), "/after");
+        assert_eq!(next.text(), "plain GET /after");
+    }
+}
