@@ -145,6 +145,9 @@ impl Proxy {
                 fs::write(dir.path().join("Caddyfile"), &text).unwrap();
                 let config = ringproxy::config::parse_caddyfile(&text, "Caddyfile", dir.path())
                     .unwrap_or_else(|e| panic!("test Caddyfile rejected: {e}\n{text}"));
+                // The rest of RunOptions (pinning, relay flavour) keeps its defaults, as for
+                // `ringproxy run`.
+                #[allow(clippy::needless_update)]
                 let options = RunOptions {
                     workers: Some(2),
                     driver,
