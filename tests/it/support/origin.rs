@@ -20,6 +20,7 @@
 //! | `/drip?n=N&ms=M` | 200, chunked, N one-byte chunks M ms apart |
 //! | `/hop-headers` | 200 with every kind of hop-by-hop response header |
 //! | `/header-down` | 200 with `X-Origin-Secret` and `X-Down-Set` headers for header_down tests |
+//! | `/then-close` | 200 with a length (and no `Connection: close`), then closes 50 ms later, as an upstream's idle timeout would |
 //! | anything else | 200, the request body echoed, or `"<origin> <method> <target>"` if empty |
 //!
 //! Every response carries `X-Origin: <name>`. `Expect: 100-continue` is answered with
@@ -60,7 +61,10 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
@@ -128,7 +132,11 @@ impl Origin {
                     .unwrap()
             })
             .collect();
-        Origin { addr, shared, acceptors }
+        Origin {
+            addr,
+            shared,
+            acceptors,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -142,7 +150,10 @@ impl Origin {
 
     /// Requests whose path is `path`.
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path() == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path() == path)
+            .collect()
     }
 
     /// Connections accepted so far.
@@ -255,7 +266,10 @@ fn serve_connection(
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    let mut wire = Wire { stream, buf: Vec::new() };
+    let mut wire = Wire {
+        stream,
+        buf: Vec::new(),
+    };
     loop {
         // Head.
         let head_len = loop {
@@ -281,7 +295,12 @@ fn serve_connection(
             headers: req
                 .headers
                 .iter()
-                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect(),
             body: Vec::new(),
             body_len: 0,
@@ -294,14 +313,19 @@ fn serve_connection(
         };
         wire.buf.drain(..head_len);
 
-        if rec.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        if rec
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+        {
             wire.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
 
         // Body.
         let mut hasher = Hasher::default();
         let mut body = Vec::new();
-        let te = rec.header("transfer-encoding").map(|v| v.to_ascii_lowercase());
+        let te = rec
+            .header("transfer-encoding")
+            .map(|v| v.to_ascii_lowercase());
         if te.as_deref().is_some_and(|te| te.contains("chunked")) {
             rec.chunked = true;
             loop {
@@ -327,7 +351,8 @@ fn serve_connection(
                     break;
                 }
                 if let Some((n, v)) = line.split_once(':') {
-                    rec.trailers.push((n.trim().to_string(), v.trim().to_string()));
+                    rec.trailers
+                        .push((n.trim().to_string(), v.trim().to_string()));
                 }
             }
         } else if let Some(len) = rec.header("content-length") {
@@ -341,9 +366,10 @@ fn serve_connection(
         rec.body_len = hasher.len;
         rec.body_sha256 = hasher.finish();
 
-        let close_requested =
-            rec.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("close"))
-                || rec.version == 0;
+        let close_requested = rec
+            .header("connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+            || rec.version == 0;
         shared.log.lock().unwrap().push(rec.clone());
 
         let keep_going = respond(&mut wire.stream, &rec, shared)?;
@@ -426,7 +452,11 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
         while offset < len {
             let n = piece.min(len - offset) as usize;
             payload::fill(offset, &mut chunk[..n]);
-            let ext = if index % 2 == 0 { format!(";piece={index}") } else { String::new() };
+            let ext = if index % 2 == 0 {
+                format!(";piece={index}")
+            } else {
+                String::new()
+            };
             let mut out = format!("{n:x}{ext}\r\n").into_bytes();
             out.extend_from_slice(&chunk[..n]);
             out.extend_from_slice(b"\r\n");
@@ -509,6 +539,12 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
                 "X-Origin-Secret: s3cr3t\r\nX-Down-Set: from-origin\r\nX-Down-Add: from-origin\r\n";
             stream.write_all(&simple(200, "OK", extra, b"down"))?;
             Ok(true)
+        }
+        "/then-close" => {
+            let body = format!("{name} {} {}", rec.method, rec.target);
+            stream.write_all(&simple(200, "OK", "", body.as_bytes()))?;
+            thread::sleep(Duration::from_millis(50));
+            Ok(false)
         }
         p if p.starts_with("/close-mid-body/") => {
             let len = path_num(p, "/close-mid-body/").unwrap_or(1 << 20);
