@@ -22,19 +22,12 @@ struct Case {
 }
 
 fn case(name: &'static str, request: impl Into<String>, statuses: &'static [u16]) -> Case {
-    Case {
-        name,
-        request: request.into(),
-        statuses,
-        caddy_differs: None,
-    }
+    Case { name, request: request.into(), statuses, caddy_differs: None }
 }
 
 fn cases() -> Vec<Case> {
-    let big_header = format!(
-        "GET /{{victim}} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(70 * 1024)
-    );
+    let big_header =
+        format!("GET /{{victim}} HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024));
     let huge_header = format!(
         "GET /{{victim}} HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n",
         "a".repeat(1100 * 1024)
@@ -107,15 +100,8 @@ fn cases() -> Vec<Case> {
 }
 
 /// Error text a Rust program might leak; a synthesized body must contain none of it.
-const LEAKS: &[&str] = &[
-    "HeadError",
-    "Error(",
-    "Err(",
-    "os error",
-    "panicked",
-    "io::",
-    "Malformed",
-];
+const LEAKS: &[&str] =
+    &["HeadError", "Error(", "Err(", "os error", "panicked", "io::", "Malformed"];
 
 per_driver! {
     fn each_malformed_or_ambiguous_request_gets_its_status_and_a_closed_connection(setup) {

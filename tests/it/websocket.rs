@@ -19,10 +19,7 @@ use crate::support::ws::{ws_connect, WsOrigin};
 fn next_data(ws: &mut WebSocket<ClientStream>) -> Message {
     loop {
         let msg = ws.read().unwrap_or_else(|e| panic!("WebSocket read: {e}"));
-        if matches!(
-            msg,
-            Message::Text(_) | Message::Binary(_) | Message::Close(_)
-        ) {
+        if matches!(msg, Message::Text(_) | Message::Binary(_) | Message::Close(_)) {
             return msg;
         }
     }

@@ -106,10 +106,7 @@ pub const KEEP_BODY: u64 = 64 << 20;
 impl Response {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
@@ -121,10 +118,7 @@ impl Response {
     }
 
     pub fn trailer(&self, name: &str) -> Option<&str> {
-        self.trailers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.trailers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -155,17 +149,11 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub fn new(stream: ClientStream) -> HttpConn {
-        HttpConn {
-            stream,
-            buf: Vec::new(),
-            deadline_after: IO_TIMEOUT,
-        }
+        HttpConn { stream, buf: Vec::new(), deadline_after: IO_TIMEOUT }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("write to proxy: {e}"));
+        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("write to proxy: {e}"));
     }
 
     /// Write, tolerating a proxy that already closed the connection (bad-input tests send
@@ -182,8 +170,7 @@ impl HttpConn {
 
     /// Read the next response (interim 1xx included: the caller sees them one by one).
     pub fn response(&mut self, method: &str) -> Response {
-        self.try_response(method)
-            .unwrap_or_else(|e| panic!("reading a response: {}", describe(&e)))
+        self.try_response(method).unwrap_or_else(|e| panic!("reading a response: {}", describe(&e)))
     }
 
     /// Read the next non-1xx response, returning the 1xx statuses seen before it.
@@ -226,20 +213,12 @@ impl HttpConn {
         let headers: Vec<(String, String)> = parsed
             .headers
             .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
+            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
             .collect();
         self.buf.drain(..head_len);
 
         let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
+            headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
         };
         let no_body = method.eq_ignore_ascii_case("HEAD")
             || (100..200).contains(&status)
@@ -362,8 +341,7 @@ impl HttpConn {
             let (name, value) = line
                 .split_once(':')
                 .ok_or_else(|| ReadError::Malformed(format!("trailer {line:?}")))?;
-            resp.trailers
-                .push((name.trim().to_string(), value.trim().to_string()));
+            resp.trailers.push((name.trim().to_string(), value.trim().to_string()));
         }
     }
 
@@ -371,34 +349,21 @@ impl HttpConn {
     fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
         let now = Instant::now();
         if now >= deadline {
-            return Err(ReadError::TimedOut {
-                partial: std::mem::take(&mut self.buf),
-            });
+            return Err(ReadError::TimedOut { partial: std::mem::take(&mut self.buf) });
         }
         self.stream.set_read_timeout(deadline - now);
         let mut chunk = [0u8; 64 * 1024];
         match self.stream.read(&mut chunk) {
-            Ok(0) => Err(ReadError::Closed {
-                partial: std::mem::take(&mut self.buf),
-            }),
+            Ok(0) => Err(ReadError::Closed { partial: std::mem::take(&mut self.buf) }),
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(())
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Err(ReadError::TimedOut {
-                    partial: std::mem::take(&mut self.buf),
-                })
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(ReadError::TimedOut { partial: std::mem::take(&mut self.buf) })
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(_) => Err(ReadError::Closed {
-                partial: std::mem::take(&mut self.buf),
-            }),
+            Err(_) => Err(ReadError::Closed { partial: std::mem::take(&mut self.buf) }),
         }
     }
 

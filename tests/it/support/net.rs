@@ -38,9 +38,7 @@ pub struct Blackhole {
 impl Blackhole {
     pub fn start() -> Blackhole {
         let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        listener
-            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-            .unwrap();
+        listener.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).unwrap();
         // Backlog 0: Linux keeps one completed connection queued, then drops further SYNs.
         listener.listen(0).unwrap();
         let addr = listener.local_addr().unwrap().as_socket().unwrap();
@@ -49,11 +47,7 @@ impl Blackhole {
             match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
                 Ok(stream) => fillers.push(stream),
                 Err(_) => {
-                    return Blackhole {
-                        addr,
-                        _listener: listener,
-                        _fillers: fillers,
-                    };
+                    return Blackhole { addr, _listener: listener, _fillers: fillers };
                 }
             }
         }

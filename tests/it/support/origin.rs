@@ -61,10 +61,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
@@ -132,11 +129,7 @@ impl Origin {
                     .unwrap()
             })
             .collect();
-        Origin {
-            addr,
-            shared,
-            acceptors,
-        }
+        Origin { addr, shared, acceptors }
     }
 
     pub fn port(&self) -> u16 {
@@ -150,10 +143,7 @@ impl Origin {
 
     /// Requests whose path is `path`.
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path() == path)
-            .collect()
+        self.requests().into_iter().filter(|r| r.path() == path).collect()
     }
 
     /// Connections accepted so far.
@@ -266,10 +256,7 @@ fn serve_connection(
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
-    let mut wire = Wire {
-        stream,
-        buf: Vec::new(),
-    };
+    let mut wire = Wire { stream, buf: Vec::new() };
     loop {
         // Head.
         let head_len = loop {
@@ -295,12 +282,7 @@ fn serve_connection(
             headers: req
                 .headers
                 .iter()
-                .map(|h| {
-                    (
-                        h.name.to_string(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
+                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
                 .collect(),
             body: Vec::new(),
             body_len: 0,
@@ -313,19 +295,14 @@ fn serve_connection(
         };
         wire.buf.drain(..head_len);
 
-        if rec
-            .header("expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-        {
+        if rec.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
             wire.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         }
 
         // Body.
         let mut hasher = Hasher::default();
         let mut body = Vec::new();
-        let te = rec
-            .header("transfer-encoding")
-            .map(|v| v.to_ascii_lowercase());
+        let te = rec.header("transfer-encoding").map(|v| v.to_ascii_lowercase());
         if te.as_deref().is_some_and(|te| te.contains("chunked")) {
             rec.chunked = true;
             loop {
@@ -351,8 +328,7 @@ fn serve_connection(
                     break;
                 }
                 if let Some((n, v)) = line.split_once(':') {
-                    rec.trailers
-                        .push((n.trim().to_string(), v.trim().to_string()));
+                    rec.trailers.push((n.trim().to_string(), v.trim().to_string()));
                 }
             }
         } else if let Some(len) = rec.header("content-length") {
@@ -366,10 +342,9 @@ fn serve_connection(
         rec.body_len = hasher.len;
         rec.body_sha256 = hasher.finish();
 
-        let close_requested = rec
-            .header("connection")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
-            || rec.version == 0;
+        let close_requested =
+            rec.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+                || rec.version == 0;
         shared.log.lock().unwrap().push(rec.clone());
 
         let keep_going = respond(&mut wire.stream, &rec, shared)?;
@@ -452,11 +427,7 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
         while offset < len {
             let n = piece.min(len - offset) as usize;
             payload::fill(offset, &mut chunk[..n]);
-            let ext = if index % 2 == 0 {
-                format!(";piece={index}")
-            } else {
-                String::new()
-            };
+            let ext = if index % 2 == 0 { format!(";piece={index}") } else { String::new() };
             let mut out = format!("{n:x}{ext}\r\n").into_bytes();
             out.extend_from_slice(&chunk[..n]);
             out.extend_from_slice(b"\r\n");

@@ -144,10 +144,6 @@ mod tests {
         let mut part = vec![0; super::BLOCK + 10];
         super::fill(super::BLOCK as u64 - 5, &mut part);
         assert_eq!(part, whole[super::BLOCK - 5..2 * super::BLOCK + 5]);
-        assert_ne!(
-            whole[..super::BLOCK],
-            whole[super::BLOCK..2 * super::BLOCK],
-            "blocks differ"
-        );
+        assert_ne!(whole[..super::BLOCK], whole[super::BLOCK..2 * super::BLOCK], "blocks differ");
     }
 }

@@ -64,10 +64,7 @@ impl Setup {
 
     /// A proxy with one catch-all site that sends everything to `upstream`.
     pub fn proxy_to(&self, upstream: impl std::fmt::Display) -> Proxy {
-        Proxy::start(
-            &format!("$SITE {{\n\treverse_proxy {upstream}\n}}\n"),
-            *self,
-        )
+        Proxy::start(&format!("$SITE {{\n\treverse_proxy {upstream}\n}}\n"), *self)
     }
 }
 
@@ -148,20 +145,11 @@ impl Proxy {
                 // The rest of RunOptions (pinning, relay flavour) keeps its defaults, as for
                 // `ringproxy run`.
                 #[allow(clippy::needless_update)]
-                let options = RunOptions {
-                    workers: Some(2),
-                    driver,
-                    ..RunOptions::default()
-                };
+                let options = RunOptions { workers: Some(2), driver, ..RunOptions::default() };
                 let server = bounded("start", move || Server::start(config, options))
                     .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
-                Proxy {
-                    addrs,
-                    running: Running::Ringproxy(Some(server)),
-                    leg,
-                    dir,
-                }
+                Proxy { addrs, running: Running::Ringproxy(Some(server)), leg, dir }
             }
             Target::Caddy => {
                 let port = super::net::free_port();

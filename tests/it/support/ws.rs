@@ -36,10 +36,7 @@ pub struct Handshake {
 
 impl Handshake {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -75,11 +72,7 @@ impl WsOrigin {
                 .spawn(move || accept_loop(listener, shared))
                 .unwrap()
         };
-        WsOrigin {
-            addr,
-            shared,
-            acceptor: Some(acceptor),
-        }
+        WsOrigin { addr, shared, acceptor: Some(acceptor) }
     }
 
     pub fn port(&self) -> u16 {
@@ -156,16 +149,10 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<(), Box<dyn std::error::E
             .headers()
             .iter()
             .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
+                (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())
             })
             .collect();
-        shared.handshakes.lock().unwrap().push(Handshake {
-            path: path.clone(),
-            headers,
-        });
+        shared.handshakes.lock().unwrap().push(Handshake { path: path.clone(), headers });
         Ok(resp)
     })
     // The handshake error holds the callback (and its borrows): keep only its text.
