@@ -159,3 +159,21 @@ per_driver! {
         assert_eq!(origin.connections(), 4, "one upstream connection per request, each closed by the upstream");
     }
 }
+
+per_driver! {
+    fn requests_sent_just_before_the_upstreams_idle_close_all_succeed(setup) {
+        let origin = Origin::start("o");
+        let proxy = setup.proxy_to(origin.addr);
+        let mut conn = proxy.connect();
+        // The origin closes each connection 50 ms after answering: a request sent 25 ms later
+        // finds the pooled connection still open, and the upstream closes it under the request.
+        // The proxy must still answer 200 (fresh dial when the write fails, or one retry when
+        // the connection ends before any response byte), never 502.
+        for i in 0..8 {
+            conn.send(format!("GET /then-close HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes());
+            let resp = conn.response("GET");
+            assert_eq!(resp.status, 200, "request {i}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
