@@ -139,16 +139,28 @@ pub enum ReadError {
     Malformed(String),
 }
 
+/// What [`HttpConn`] needs from its connection: bytes both ways and a settable read timeout.
+/// [`ClientStream`] is the plaintext one; `tls_client` adds a TLS one.
+pub trait Wire: Read + Write {
+    fn set_read_timeout(&self, timeout: Duration);
+}
+
+impl Wire for ClientStream {
+    fn set_read_timeout(&self, timeout: Duration) {
+        ClientStream::set_read_timeout(self, timeout)
+    }
+}
+
 /// A client connection speaking HTTP/1.1 as raw bytes.
-pub struct HttpConn {
-    pub stream: ClientStream,
+pub struct HttpConn<S = ClientStream> {
+    pub stream: S,
     /// Bytes read but not yet consumed (the start of the next response).
     buf: Vec<u8>,
     pub deadline_after: Duration,
 }
 
-impl HttpConn {
-    pub fn new(stream: ClientStream) -> HttpConn {
+impl<S: Wire> HttpConn<S> {
+    pub fn new(stream: S) -> HttpConn<S> {
         HttpConn { stream, buf: Vec::new(), deadline_after: IO_TIMEOUT }
     }
 

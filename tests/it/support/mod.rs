@@ -7,6 +7,7 @@ pub mod net;
 pub mod origin;
 pub mod payload;
 pub mod proxy;
+pub mod tls_client;
 pub mod ws;
 
 #[allow(unused_imports)]

@@ -1,0 +1,208 @@
+//! Memory held by idle WebSockets: the proxy runs as a child process (`ringproxy run --workers
+//! 1`), so its RSS counts only the proxy; clients and the echo backend live in this process.
+//! After a warm-up batch (allocator arenas, first-use tables) the test opens 1,000 more
+//! WebSockets, one echo each, lets them go idle for a second and reads the growth of VmRSS.
+//!
+//! The bounds are loose enough for a debug build; the figure is printed. Point
+//! `RINGPROXY_BIN` at a release binary (`cargo build --release`, then
+//! `RINGPROXY_BIN=target/release/ringproxy cargo test --test it idle_memory -- --nocapture`)
+//! to measure what users run.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ringproxy::server::DriverChoice;
+use tungstenite::{Message, WebSocket};
+
+use crate::support::client::ClientStream;
+use crate::support::net::free_port;
+use crate::support::per_driver;
+use crate::support::proxy::TempDir;
+use crate::support::tls_client::{client_config, wss_connect, TestCa, TlsClientStream};
+use crate::support::ws::{ws_connect, WsOrigin};
+
+const WARMUP: usize = 100;
+const MEASURED: usize = 1000;
+/// Opening threads: enough to keep the handshakes of a debug build short.
+const OPENERS: usize = 4;
+
+/// Bounds for a debug build; a release build is expected well below them.
+const WSS_BOUND_KIB: f64 = 48.0;
+const WS_BOUND_KIB: f64 = 32.0;
+
+fn proxy_binary() -> PathBuf {
+    std::env::var_os("RINGPROXY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringproxy")))
+}
+
+/// `ringproxy run` in a child process, killed on drop.
+struct ProxyProcess {
+    child: Child,
+    dir: TempDir,
+}
+
+impl ProxyProcess {
+    fn start(caddyfile: &str, port: u16, driver: DriverChoice, dir: TempDir) -> ProxyProcess {
+        let config = dir.path().join("Caddyfile");
+        fs::write(&config, caddyfile).unwrap();
+        let log = fs::File::create(dir.path().join("proxy.log")).unwrap();
+        let driver = match driver {
+            DriverChoice::IoUring => "io_uring",
+            DriverChoice::Epoll => "epoll",
+            DriverChoice::Auto => "auto",
+        };
+        let child = Command::new(proxy_binary())
+            .args(["run", "--workers", "1", "--no-pin", "--driver", driver, "--config"])
+            .arg(&config)
+            .env("RINGPROXY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", proxy_binary().display()));
+        let mut proxy = ProxyProcess { child, dir };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!("ringproxy exited with {status}:\n{}", proxy.log());
+            }
+            assert!(Instant::now() < deadline, "ringproxy did not listen:\n{}", proxy.log());
+            thread::sleep(Duration::from_millis(25));
+        }
+        proxy
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
+    }
+
+    /// Resident set size in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc status:\n{status}"))
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Open `count` WebSockets with `open`, one echo each, spread over a few threads.
+fn open_idle<S, F>(count: usize, open: Arc<F>) -> Vec<WebSocket<S>>
+where
+    S: Read + Write + Send + 'static,
+    F: Fn(usize) -> WebSocket<S> + Send + Sync + 'static,
+{
+    let threads: Vec<_> = (0..OPENERS)
+        .map(|t| {
+            let open = open.clone();
+            thread::spawn(move || {
+                (t..count)
+                    .step_by(OPENERS)
+                    .map(|i| {
+                        let mut ws = open(i);
+                        let msg = Message::Binary(format!("hello {i}").into_bytes().repeat(16));
+                        ws.send(msg.clone()).unwrap();
+                        loop {
+                            let got = ws.read().unwrap();
+                            if got.is_binary() {
+                                assert_eq!(got, msg);
+                                break;
+                            }
+                        }
+                        ws
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    threads.into_iter().flat_map(|t| t.join().expect("an opening thread failed")).collect()
+}
+
+/// KiB of proxy RSS per idle WebSocket, measured over `MEASURED` connections after a warm-up.
+fn growth_per_connection<S, F>(proxy: &ProxyProcess, open: F) -> f64
+where
+    S: Read + Write + Send + 'static,
+    F: Fn(usize) -> WebSocket<S> + Send + Sync + 'static,
+{
+    let open = Arc::new(open);
+    let _warm = open_idle(WARMUP, open.clone());
+    thread::sleep(Duration::from_secs(1));
+    let before = proxy.rss_kib();
+    let idle = open_idle(MEASURED, open);
+    thread::sleep(Duration::from_secs(1));
+    let after = proxy.rss_kib();
+    assert_eq!(idle.len(), MEASURED);
+    after.saturating_sub(before) as f64 / MEASURED as f64
+}
+
+per_driver! {
+    fn an_idle_wss_connection_costs_the_proxy_under_48_kib_and_an_idle_ws_under_32_kib(driver) {
+        if std::env::var_os("RINGPROXY_TEST_TARGET").is_some_and(|t| t == "caddy") {
+            eprintln!("SKIPPED against Caddy: this test measures the ringproxy binary");
+            return;
+        }
+        let origin = WsOrigin::start();
+        let build = if std::env::var_os("RINGPROXY_BIN").is_some() { "RINGPROXY_BIN" } else { "test build" };
+
+        // Plaintext WebSocket.
+        let port = free_port();
+        let proxy = ProxyProcess::start(
+            &format!("{{\n\tadmin off\n}}\n\n:{port} {{\n\treverse_proxy {}\n}}\n", origin.addr),
+            port,
+            driver,
+            TempDir::new("idle-ws"),
+        );
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let ws = growth_per_connection(&proxy, move |i| {
+            ws_connect(ClientStream::connect_plain(addr), &format!("localhost:{port}"), &format!("/idle/{i}"))
+        });
+        drop(proxy);
+
+        // WebSocket over TLS (TLS 1.3, ECDSA P-256, ALPN http/1.1).
+        let ca = TestCa::new("idle-wss");
+        let (cert, key) = ca.leaf("stt", &["stt.test"]);
+        let dir = TempDir::new("idle-wss");
+        let port = free_port();
+        let proxy = ProxyProcess::start(
+            &format!(
+                "{{\n\tadmin off\n\tauto_https disable_redirects\n\tstorage file_system {}\n}}\n\n\
+                 stt.test:{port} {{\n\ttls {} {}\n\treverse_proxy {}\n}}\n",
+                dir.path().join("storage").display(),
+                cert.display(),
+                key.display(),
+                origin.addr
+            ),
+            port,
+            driver,
+            dir,
+        );
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let client = client_config(&[ca.root()]);
+        let wss = growth_per_connection(&proxy, move |i| {
+            wss_connect(TlsClientStream::connect(addr, "stt.test", &client), &format!("stt.test:{port}"), &format!("/idle/{i}"))
+        });
+        drop(proxy);
+
+        eprintln!(
+            "idle memory ({build}, {driver:?}): {ws:.1} KiB per ws, {wss:.1} KiB per wss (RSS growth over {MEASURED} connections)"
+        );
+        assert!(ws < WS_BOUND_KIB, "{ws:.1} KiB of proxy RSS per idle ws connection");
+        assert!(wss < WSS_BOUND_KIB, "{wss:.1} KiB of proxy RSS per idle wss connection");
+    }
+}
