@@ -176,8 +176,16 @@ impl Metrics {
     }
 }
 
-/// Sets the calling thread's timer slack to 1 ns (`/proc/thread-self/timerslack_ns`) so its
-/// sleeps end when asked rather than up to 50 µs later; best effort (older kernels refuse).
+/// Sets the calling thread's timer slack to 1 ns so its sleeps end when asked rather than up to
+/// 50 µs later. Only `/proc/<tid>/timerslack_ns` exists (not under thread-self), and the tid is
+/// read from the `/proc/thread-self` link (`<pid>/task/<tid>`). Best effort: older kernels and
+/// restricted /proc refuse, and the paced scenario reports its ticker's lateness either way.
 pub fn tighten_timer_slack() {
-    let _ = std::fs::write("/proc/thread-self/timerslack_ns", "1");
+    let Ok(link) = std::fs::read_link("/proc/thread-self") else {
+        return;
+    };
+    let Some(tid) = link.file_name().and_then(|t| t.to_str()).map(str::to_owned) else {
+        return;
+    };
+    let _ = std::fs::write(format!("/proc/{tid}/timerslack_ns"), "1");
 }

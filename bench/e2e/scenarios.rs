@@ -209,20 +209,20 @@ pub async fn paced(
     let cpu_before = t.cpu()?;
     let ticker = std::thread::spawn(move || {
         tighten_timer_slack();
-        let mut late_max = Duration::ZERO;
+        // How late each send was handed over: the client's own share of the latency.
+        let mut late = Vec::with_capacity(total as usize);
         for j in 0..total {
             let due = t0 + period.saturating_mul(u32::try_from(j).unwrap_or(u32::MAX));
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
-            } else {
-                late_max = late_max.max(now - due);
             }
+            late.push(Instant::now().saturating_duration_since(due).as_nanos() as u64);
             if txs[(j % txs.len() as u64) as usize].send(j).is_err() {
                 break;
             }
         }
-        late_max
+        late
     });
     let deadline = Duration::from_secs_f64(secs + warmup_secs.max(0.0) + 30.0);
     let mut samples = Vec::with_capacity(total as usize);
@@ -239,13 +239,16 @@ pub async fn paced(
         .await
         .map_err(|_| ToolError::Timeout("paced echoes"))??;
     let elapsed = t0.elapsed();
-    let late = ticker
+    let mut late = ticker
         .join()
         .map_err(|_| ToolError::Usage("ticker panicked".into()))?;
     put_cpu(&mut m, t, cpu_before, total as f64, "cpu_us_per_msg", 1e6)?;
     m.put("messages", total as f64);
     m.put("elapsed_s", elapsed.as_secs_f64());
-    m.put("ticker_late_max_us", micros(late));
+    late.sort_unstable();
+    for (name, p) in [("ticker_late_p50_us", 50.0), ("ticker_late_p99_us", 99.0)] {
+        m.put(name, percentile(&late, p).unwrap_or(0) as f64 / 1000.0);
+    }
     put_latency(&mut m, &mut samples);
     Ok(m)
 }
