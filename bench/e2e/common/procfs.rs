@@ -1,8 +1,11 @@
 //! The proxy's CPU time and resident memory, read from `/proc/<pid>` around a measured window.
 //!
-//! `/proc/<pid>/stat` utime+stime cover every thread of the process, including threads that
-//! have exited, which matters for Go's runtime; the unit is USER_HZ ticks (100 per second on
-//! every Linux ABI we run on, and bench/run passes `getconf CLK_TCK` anyway).
+//! CPU time is the larger of two readings:
+//! - utime+stime from `/proc/<pid>/stat`: every thread, including threads that have exited, but
+//!   in USER_HZ ticks (10 ms; bench/run passes `getconf CLK_TCK`), too coarse for a 0.1 s window;
+//! - the sum of `/proc/<pid>/task/*/schedstat` on-CPU nanoseconds: exact, but only for threads
+//!   alive at the reading (Go and ringproxy keep their threads; a thread that exits inside the
+//!   window makes the tick figure the larger one, which is then used).
 
 use std::time::Duration;
 
