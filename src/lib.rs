@@ -14,8 +14,24 @@
 //! Nothing on the hot path is shared between workers: pools, counters and scratch buffers are
 //! per worker. Configuration arrives as an immutable `Arc<Config>` snapshot per connection.
 
+pub mod acme;
 pub mod config;
+pub mod error;
 pub mod http;
+pub mod listener;
 pub mod net;
+pub mod proxy;
+pub mod runtime;
 pub mod server;
 pub mod tls;
+pub mod upstream;
+
+use std::sync::Arc;
+
+/// Start a proxy for `config` the way `ringproxy run` does (see [`server::Server::start`]).
+pub fn start(
+    config: Arc<config::Config>,
+    options: server::RunOptions,
+) -> Result<server::Server, server::StartError> {
+    server::Server::start_shared(config, options)
+}

@@ -1,9 +1,17 @@
-//! Starting and stopping a running proxy: worker threads, listeners, shutdown.
-//! (Stub: signatures fixed for tests; the data path fills it in.)
+//! Starting and stopping a running proxy: bind every listener once per worker, start the
+//! worker threads, and on shutdown signal them and join.
 
 use std::net::SocketAddr;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use crate::config::Config;
+use crate::acme::{self, AcmeHandle};
+use crate::config::{Config, ListenerKind};
+use crate::listener::{bind_reuseport, BindError};
+use crate::runtime::{run_worker, Driver, WorkerSetup};
+use crate::tls::{self, TlsContext};
 
 /// Which monoio driver workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,30 +23,181 @@ pub enum DriverChoice {
     Epoll,
 }
 
-#[derive(Debug, Clone, Default)]
+impl std::str::FromStr for DriverChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(DriverChoice::Auto),
+            "io_uring" | "iouring" | "uring" => Ok(DriverChoice::IoUring),
+            "epoll" | "legacy" => Ok(DriverChoice::Epoll),
+            other => Err(format!("unknown driver '{other}' (expected auto, io_uring or epoll)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Worker threads; `None` = available cores.
     pub workers: Option<usize>,
     pub driver: DriverChoice,
+    /// Pin worker N to core N (default on for `ringproxy run`; tests leave it off).
+    pub pin_workers: bool,
+    /// Relay plaintext WebSockets with splice(2) (`RINGPROXY_RELAY=copy` turns it off).
+    pub splice_relay: bool,
 }
 
-/// A running proxy. Dropping it does not stop it; call [`Server::shutdown`].
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            workers: None,
+            driver: DriverChoice::Auto,
+            pin_workers: false,
+            splice_relay: std::env::var("RINGPROXY_RELAY").map(|v| v != "copy").unwrap_or(true),
+        }
+    }
+}
+
+/// A running proxy. Dropping it stops it (see [`Server::shutdown`]).
 pub struct Server {
     addrs: Vec<SocketAddr>,
+    drivers: Vec<Driver>,
+    threads: Vec<JoinHandle<()>>,
+    /// Our ends of each worker's shutdown socket pair: closing them wakes the workers.
+    shutdown: Vec<StdUnixStream>,
+    /// Certificates for TLS listeners; `None` when the config has none.
+    tls: Option<Arc<TlsContext>>,
+    acme: Option<AcmeHandle>,
+    renewals: Option<tls::renewal::InternalRenewals>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("worker setup: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Worker(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl Server {
-    /// Bind every listener and start the workers. A listener configured on port 0 gets an
-    /// ephemeral port, shared by all workers; [`Server::local_addrs`] reports it.
+    /// Prepare certificates (files, the local CA, stored ACME certificates), bind every
+    /// listener and start the workers; ACME ordering and renewal continue in the background. A
+    /// listener configured on port 0 gets an ephemeral port, shared by all workers;
+    /// [`Server::local_addrs`] reports it.
     pub fn start(config: Config, options: RunOptions) -> Result<Server, StartError> {
-        let _ = (config, options);
-        todo!("data path")
+        Self::start_shared(Arc::new(config), options)
+    }
+
+    /// As [`Server::start`], for a config the caller keeps a handle on.
+    pub fn start_shared(config: Arc<Config>, options: RunOptions) -> Result<Server, StartError> {
+        let needs_tls = config.listeners.iter().any(|l| l.kind == ListenerKind::Tls);
+        // The store also carries HTTP-01 answers, so it exists whenever certificates are managed.
+        let tls = if needs_tls {
+            let storage = tls::storage::storage_dir(&config.globals)
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+            let ctx =
+                tls::prepare(&config, &storage).map_err(|e| StartError::Tls(e.to_string()))?;
+            let acme = acme::spawn(&config, ctx.store().clone(), storage);
+            Some((ctx, acme))
+        } else {
+            None
+        };
+        let (tls, acme) = match tls {
+            Some((ctx, acme)) => (Some(ctx), Some(acme)),
+            None => (None, None),
+        };
+        let mut server = Self::start_workers(config, options, tls.clone())?;
+        server.renewals =
+            tls.as_ref().and_then(|ctx| tls::renewal::InternalRenewals::spawn(ctx.clone()));
+        server.acme = acme;
+        Ok(server)
+    }
+
+    fn start_workers(
+        config: Arc<Config>,
+        options: RunOptions,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Result<Server, StartError> {
+        let workers = options
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .max(1);
+        let driver = Driver::resolve(options.driver);
+        let cores = if options.pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+
+        // sockets[listener][worker]
+        let mut sockets = Vec::with_capacity(config.listeners.len());
+        let mut addrs = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let bound = bind_reuseport(listener.bind, workers)?;
+            addrs.push(bound[0].local_addr()?);
+            sockets.push(bound.into_iter());
+        }
+
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(workers);
+        let mut shutdown = Vec::with_capacity(workers);
+        for id in 0..workers {
+            let (ours, theirs) = StdUnixStream::pair()?;
+            shutdown.push(ours);
+            let setup = WorkerSetup {
+                id,
+                core: if cores.is_empty() { None } else { Some(cores[id % cores.len()]) },
+                driver,
+                sockets: sockets.iter_mut().filter_map(|s| s.next()).collect(),
+                config: config.clone(),
+                tls: tls.clone(),
+                shutdown: theirs,
+                ready: ready_tx.clone(),
+                splice_relay: options.splice_relay,
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ringproxy-w{id}"))
+                    .spawn(move || run_worker(setup))?,
+            );
+        }
+        drop(ready_tx);
+        let mut server = Server {
+            addrs,
+            drivers: Vec::new(),
+            threads,
+            shutdown,
+            tls,
+            acme: None,
+            renewals: None,
+        };
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(driver)) => server.drivers.push(driver),
+                Ok(Err(message)) => {
+                    server.stop();
+                    return Err(StartError::Worker(message));
+                }
+                Err(_) => {
+                    server.stop();
+                    return Err(StartError::Worker("a worker exited during start-up".into()));
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    /// The TLS context (certificate store, local CA), when the config has TLS listeners.
+    pub fn tls(&self) -> Option<&Arc<TlsContext>> {
+        self.tls.as_ref()
+    }
+
+    /// The ACME manager, when the config has TLS listeners.
+    pub fn acme(&self) -> Option<&AcmeHandle> {
+        self.acme.as_ref()
     }
 
     /// Bound addresses, in the order of `Config::listeners`.
@@ -46,6 +205,37 @@ impl Server {
         &self.addrs
     }
 
-    /// Stop accepting, close connections after `grace_period`, join the workers.
-    pub fn shutdown(self) {}
+    /// The driver each worker runs.
+    pub fn drivers(&self) -> &[Driver] {
+        &self.drivers
+    }
+
+    /// Block until every worker has exited (they exit after a shutdown).
+    pub fn wait(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Stop accepting, give in-flight connections `grace_period`, join the workers.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(acme) = self.acme.take() {
+            acme.shutdown();
+        }
+        self.renewals = None;
+        self.shutdown.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

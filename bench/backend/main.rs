@@ -59,9 +59,7 @@ fn main() {
 fn run(args: Args) -> Result<(), ToolError> {
     for a in args.plain.iter().chain(&args.tls) {
         if !a.ip().is_loopback() {
-            return Err(ToolError::Usage(format!(
-                "{a}: the backend listens on loopback only"
-            )));
+            return Err(ToolError::Usage(format!("{a}: the backend listens on loopback only")));
         }
     }
     let acceptor = match (&args.cert, &args.key, args.tls.is_empty()) {
@@ -69,9 +67,7 @@ fn run(args: Args) -> Result<(), ToolError> {
         (Some(c), Some(k), false) => Some(TlsAcceptor::from(common::tls::server_config(c, k)?)),
         _ => return Err(ToolError::Usage("--tls needs --cert and --key".into())),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let local = tokio::task::LocalSet::new();
         local
@@ -83,10 +79,7 @@ fn run(args: Args) -> Result<(), ToolError> {
                 }
                 for addr in args.tls {
                     let l = TcpListener::bind(addr).await?;
-                    tasks.push(tokio::task::spawn_local(server::accept_loop(
-                        l,
-                        acceptor.clone(),
-                    )));
+                    tasks.push(tokio::task::spawn_local(server::accept_loop(l, acceptor.clone())));
                 }
                 eprintln!("backend: ready");
                 for t in tasks {

@@ -51,10 +51,7 @@ pub async fn accept_loop(l: TcpListener, tls: Option<TlsAcceptor>) -> Result<(),
 
 fn is_disconnect(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted
-    )
+    matches!(e.kind(), ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted)
 }
 
 enum Route {
@@ -123,8 +120,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) -> Result<(), ToolEr
                 }
             }
             Route::NotFound => {
-                s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                    .await?;
+                s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").await?;
             }
         }
         s.flush().await?;
@@ -150,27 +146,19 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Route, bool, usize)>, ToolError> 
         Err(e) => return Err(ToolError::Http(format!("bad request head: {e}"))),
     };
     let header = |name: &str| {
-        req.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+        req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     };
     let has_token = |name: &str, token: &str| {
-        req.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .any(|h| {
-                h.value
-                    .split(|b| *b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-            })
+        req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).any(|h| {
+            h.value
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
     };
     if header("transfer-encoding").is_some()
         || header("content-length").is_some_and(|v| v.trim_ascii() != b"0")
     {
-        return Err(ToolError::Http(
-            "request bodies are not part of the benchmark".into(),
-        ));
+        return Err(ToolError::Http("request bodies are not part of the benchmark".into()));
     }
     let close = req.version == Some(0) && !has_token("connection", "keep-alive")
         || has_token("connection", "close");
@@ -180,9 +168,7 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Route, bool, usize)>, ToolError> 
             let key = header("sec-websocket-key")
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .ok_or_else(|| ToolError::Http("upgrade without Sec-WebSocket-Key".into()))?;
-            Route::Ws {
-                key: key.trim().to_owned(),
-            }
+            Route::Ws { key: key.trim().to_owned() }
         }
         (Some("GET"), "/small") => Route::Small,
         (Some("GET"), p) if p.starts_with("/bytes/") => match p["/bytes/".len()..].parse::<u64>() {

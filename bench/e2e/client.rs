@@ -69,10 +69,7 @@ impl Target {
             host: a.host.clone(),
             server_name,
             tls,
-            watched: a.pid.map(|pid| Watched {
-                pid,
-                clk_tck: a.clk_tck,
-            }),
+            watched: a.pid.map(|pid| Watched { pid, clk_tck: a.clk_tck }),
         })
     }
 
@@ -90,9 +87,7 @@ impl Target {
         tcp.set_nodelay(true)?;
         match &self.tls {
             None => Ok(Conn::Plain(tcp)),
-            Some(c) => Ok(Conn::Tls(Box::new(
-                c.connect(self.server_name.clone(), tcp).await?,
-            ))),
+            Some(c) => Ok(Conn::Tls(Box::new(c.connect(self.server_name.clone(), tcp).await?))),
         }
     }
 

@@ -141,65 +141,30 @@ fn main() {
 }
 
 fn run(cmd: Cmd) -> Result<(), ToolError> {
-    if let Cmd::Report {
-        results,
-        targets,
-        pending,
-        meta,
-        doc,
-    } = cmd
-    {
+    if let Cmd::Report { results, targets, pending, meta, doc } = cmd {
         return write_report(&results, targets, pending, meta, doc);
     }
-    if let Cmd::Wrk {
-        target,
-        wrk,
-        conns,
-        secs,
-    } = &cmd
-    {
+    if let Cmd::Wrk { target, wrk, conns, secs } = &cmd {
         wrk::run(&Target::new(target)?, wrk, *conns, *secs)?.print();
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     let work = async move {
         match cmd {
-            Cmd::Pingpong {
-                target,
-                rounds,
-                warmup,
-                size,
-            } => scenarios::pingpong(&Target::new(&target)?, rounds, warmup, size).await,
-            Cmd::Paced {
-                target,
-                conns,
-                rate,
-                size,
-                secs,
-                warmup_secs,
-            } => {
+            Cmd::Pingpong { target, rounds, warmup, size } => {
+                scenarios::pingpong(&Target::new(&target)?, rounds, warmup, size).await
+            }
+            Cmd::Paced { target, conns, rate, size, secs, warmup_secs } => {
                 scenarios::paced(&Target::new(&target)?, conns, rate, size, secs, warmup_secs).await
             }
-            Cmd::Connrate {
-                target,
-                secs,
-                concurrency,
-            } => scenarios::connrate(&Target::new(&target)?, secs, concurrency).await,
+            Cmd::Connrate { target, secs, concurrency } => {
+                scenarios::connrate(&Target::new(&target)?, secs, concurrency).await
+            }
             Cmd::Bulk { target, bytes } => scenarios::bulk(&Target::new(&target)?, bytes).await,
-            Cmd::Idle {
-                target,
-                conns,
-                settle_ms,
-            } => {
-                scenarios::idle(
-                    &Target::new(&target)?,
-                    conns,
-                    Duration::from_millis(settle_ms),
-                )
-                .await
+            Cmd::Idle { target, conns, settle_ms } => {
+                scenarios::idle(&Target::new(&target)?, conns, Duration::from_millis(settle_ms))
+                    .await
             }
             Cmd::Wrk { .. } | Cmd::Report { .. } => Ok(client::Metrics::default()),
         }
@@ -222,17 +187,10 @@ fn write_report(
 ) -> Result<(), ToolError> {
     let (Some(baseline), Some(subject)) = (targets.first().cloned(), targets.last().cloned())
     else {
-        return Err(ToolError::Usage(
-            "--targets needs at least a baseline and a subject".into(),
-        ));
+        return Err(ToolError::Usage("--targets needs at least a baseline and a subject".into()));
     };
     let parsed = report::parse_results(&std::fs::read_to_string(results)?)?;
-    let layout = report::Layout {
-        targets,
-        baseline,
-        subject,
-        pending,
-    };
+    let layout = report::Layout { targets, baseline, subject, pending };
     let mut section = match meta {
         Some(m) => std::fs::read_to_string(m)?,
         None => String::new(),

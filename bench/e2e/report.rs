@@ -28,19 +28,11 @@ struct RowDef {
 }
 
 const fn row(metric: &'static str, label: &'static str) -> RowDef {
-    RowDef {
-        metric,
-        label,
-        kind: Kind::Plain,
-    }
+    RowDef { metric, label, kind: Kind::Plain }
 }
 
 const fn added(metric: &'static str, label: &'static str) -> RowDef {
-    RowDef {
-        metric,
-        label,
-        kind: Kind::Added,
-    }
+    RowDef { metric, label, kind: Kind::Added }
 }
 
 struct Section {
@@ -96,10 +88,7 @@ const SECTIONS: &[Section] = &[
     Section {
         scenario: "bulk",
         title: "5. Bulk download",
-        rows: &[
-            row("mb_per_s", "throughput (MB/s)"),
-            row("cpu_s_per_gb", "proxy CPU per GB (s)"),
-        ],
+        rows: &[row("mb_per_s", "throughput (MB/s)"), row("cpu_s_per_gb", "proxy CPU per GB (s)")],
     },
     Section {
         scenario: "idle",
@@ -114,11 +103,7 @@ type Results = BTreeMap<(String, String, String, String), BTreeMap<u32, f64>>;
 /// Parses the raw results; malformed lines are errors (a silently dropped line is a wrong table).
 pub fn parse_results(text: &str) -> Result<Results, ToolError> {
     let mut out = Results::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
         let bad = || ToolError::Usage(format!("results line {}: {line:?}", i + 1));
         let [round, target, scenario, proto, metric, value] = f.as_slice() else {
@@ -150,17 +135,11 @@ pub struct Layout {
 
 impl Layout {
     fn others(&self) -> Vec<&String> {
-        self.targets
-            .iter()
-            .filter(|t| **t != self.baseline && **t != self.subject)
-            .collect()
+        self.targets.iter().filter(|t| **t != self.baseline && **t != self.subject).collect()
     }
 
     fn non_baseline(&self) -> Vec<&String> {
-        self.targets
-            .iter()
-            .filter(|t| **t != self.baseline)
-            .collect()
+        self.targets.iter().filter(|t| **t != self.baseline).collect()
     }
 }
 
@@ -221,11 +200,7 @@ pub fn render(results: &Results, layout: &Layout) -> String {
                 let subj = median(&layout.subject);
                 let to_others: Vec<String> =
                     others.iter().map(|t| ratio(subj, median(t))).collect();
-                md.push_str(&format!(
-                    " {} | {} |\n",
-                    to_base.join(" / "),
-                    to_others.join(" / ")
-                ));
+                md.push_str(&format!(" {} | {} |\n", to_base.join(" / "), to_others.join(" / ")));
             }
         }
     }
@@ -245,14 +220,7 @@ fn figure(
     target: &str,
     baseline: &str,
 ) -> Option<Spread> {
-    let key = |t: &str| {
-        (
-            scenario.to_owned(),
-            proto.to_owned(),
-            r.metric.to_owned(),
-            t.to_owned(),
-        )
-    };
+    let key = |t: &str| (scenario.to_owned(), proto.to_owned(), r.metric.to_owned(), t.to_owned());
     let mine = results.get(&key(target))?;
     let values: Vec<f64> = match r.kind {
         Kind::Plain => mine.values().copied().collect(),
@@ -261,9 +229,7 @@ fn figure(
                 return None;
             }
             let base = results.get(&key(baseline))?;
-            mine.iter()
-                .filter_map(|(round, v)| base.get(round).map(|b| v - b))
-                .collect()
+            mine.iter().filter_map(|(round, v)| base.get(round).map(|b| v - b)).collect()
         }
     };
     spread(&values)
@@ -280,12 +246,7 @@ fn fmt_spread(s: &Spread) -> String {
     if s.min == s.max {
         fmt_num(s.median)
     } else {
-        format!(
-            "{} ({}–{})",
-            fmt_num(s.median),
-            fmt_num(s.min),
-            fmt_num(s.max)
-        )
+        format!("{} ({}–{})", fmt_num(s.median), fmt_num(s.min), fmt_num(s.max))
     }
 }
 
@@ -320,18 +281,9 @@ pub fn fmt_num(v: f64) -> String {
 pub fn splice_into(doc: &str, section: &str) -> String {
     match (doc.find(BEGIN), doc.find(END)) {
         (Some(b), Some(e)) if b < e => {
-            format!(
-                "{}{BEGIN}\n{}\n{END}{}",
-                &doc[..b],
-                section.trim_end(),
-                &doc[e + END.len()..]
-            )
+            format!("{}{BEGIN}\n{}\n{END}{}", &doc[..b], section.trim_end(), &doc[e + END.len()..])
         }
-        _ => format!(
-            "{}\n{BEGIN}\n{}\n{END}\n",
-            doc.trim_end(),
-            section.trim_end()
-        ),
+        _ => format!("{}\n{BEGIN}\n{}\n{END}\n", doc.trim_end(), section.trim_end()),
     }
 }
 
@@ -400,13 +352,7 @@ mod tests {
     #[test]
     fn results_replace_only_the_marked_region() {
         let doc = format!("# T\nintro\n{BEGIN}\nold\n{END}\ntail\n");
-        assert_eq!(
-            splice_into(&doc, "new\n"),
-            format!("# T\nintro\n{BEGIN}\nnew\n{END}\ntail\n")
-        );
-        assert_eq!(
-            splice_into("# T\n", "x"),
-            format!("# T\n{BEGIN}\nx\n{END}\n")
-        );
+        assert_eq!(splice_into(&doc, "new\n"), format!("# T\nintro\n{BEGIN}\nnew\n{END}\ntail\n"));
+        assert_eq!(splice_into("# T\n", "x"), format!("# T\n{BEGIN}\nx\n{END}\n"));
     }
 }

@@ -86,10 +86,8 @@ pub async fn pingpong(
         let sent = Instant::now();
         c.write_all(&frame).await?;
         c.flush().await?;
-        let f = reader
-            .next(&mut c)
-            .await?
-            .ok_or(ToolError::Ws("closed during ping-pong".into()))?;
+        let f =
+            reader.next(&mut c).await?.ok_or(ToolError::Ws("closed during ping-pong".into()))?;
         let rtt = sent.elapsed();
         if f.opcode != ws::OP_BINARY || f.payload != &body[..] {
             return Err(ToolError::Ws("echo differs from what was sent".into()));
@@ -151,9 +149,7 @@ pub async fn paced(
 ) -> Result<Metrics, ToolError> {
     let mut m = Metrics::default();
     if conns == 0 || rate <= 0.0 || size < 8 || secs <= 0.0 {
-        return Err(ToolError::Usage(
-            "paced needs conns > 0, rate > 0, size ≥ 8, secs > 0".into(),
-        ));
+        return Err(ToolError::Usage("paced needs conns > 0, rate > 0, size ≥ 8, secs > 0".into()));
     }
     let per_conn = (rate * secs).round() as u64;
     let total = per_conn * conns as u64;
@@ -192,11 +188,7 @@ pub async fn paced(
                     .ok_or(ToolError::Ws("closed while paced".into()))?;
                 let now = Instant::now();
                 let mut jb = [0u8; 8];
-                jb.copy_from_slice(
-                    f.payload
-                        .get(..8)
-                        .ok_or(ToolError::Ws("short echo".into()))?,
-                );
+                jb.copy_from_slice(f.payload.get(..8).ok_or(ToolError::Ws("short echo".into()))?);
                 let j = u64::from_le_bytes(jb);
                 if j >= warmup_index {
                     let due = t0 + period.saturating_mul(u32::try_from(j).unwrap_or(u32::MAX));
@@ -239,9 +231,7 @@ pub async fn paced(
         .await
         .map_err(|_| ToolError::Timeout("paced echoes"))??;
     let elapsed = t0.elapsed();
-    let mut late = ticker
-        .join()
-        .map_err(|_| ToolError::Usage("ticker panicked".into()))?;
+    let mut late = ticker.join().map_err(|_| ToolError::Usage("ticker panicked".into()))?;
     put_cpu(&mut m, t, cpu_before, total as f64, "cpu_us_per_msg", 1e6)?;
     m.put("messages", total as f64);
     m.put("elapsed_s", elapsed.as_secs_f64());
@@ -266,10 +256,8 @@ pub async fn connrate(t: &Target, secs: f64, concurrency: usize) -> Result<Metri
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let req = format!(
-        "GET /small HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        t.host_header()
-    );
+    let req =
+        format!("GET /small HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", t.host_header());
     let cpu_before = t.cpu()?;
     let started = Instant::now();
     let mut set = JoinSet::new();
@@ -338,9 +326,7 @@ pub fn check_small_response(resp: &[u8]) -> Result<(), ToolError> {
     }
     let len = content_length(r.headers)?;
     if (resp.len() - head_len) as u64 != len {
-        return Err(ToolError::Http(
-            "body length differs from Content-Length".into(),
-        ));
+        return Err(ToolError::Http("body length differs from Content-Length".into()));
     }
     Ok(())
 }
@@ -357,10 +343,7 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<u64, ToolError> {
 pub async fn bulk(t: &Target, bytes: u64) -> Result<Metrics, ToolError> {
     let mut m = Metrics::default();
     let mut c = t.connect().await?;
-    let req = format!(
-        "GET /bytes/{bytes} HTTP/1.1\r\nHost: {}\r\n\r\n",
-        t.host_header()
-    );
+    let req = format!("GET /bytes/{bytes} HTTP/1.1\r\nHost: {}\r\n\r\n", t.host_header());
     let cpu_before = t.cpu()?;
     let started = Instant::now();
     c.write_all(req.as_bytes()).await?;
@@ -372,9 +355,7 @@ pub async fn bulk(t: &Target, bytes: u64) -> Result<Metrics, ToolError> {
         return Err(ToolError::Http(format!("bulk answered {:?}", r.code)));
     }
     if content_length(r.headers)? != bytes {
-        return Err(ToolError::Http(
-            "bulk Content-Length differs from the request".into(),
-        ));
+        return Err(ToolError::Http("bulk Content-Length differs from the request".into()));
     }
     let mut got = rest.len() as u64;
     let mut buf = vec![0u8; 256 * 1024];
@@ -382,26 +363,15 @@ pub async fn bulk(t: &Target, bytes: u64) -> Result<Metrics, ToolError> {
     while got < bytes {
         let n = c.read(&mut buf).await?;
         if n == 0 {
-            return Err(ToolError::Http(format!(
-                "bulk ended after {got} of {bytes} bytes"
-            )));
+            return Err(ToolError::Http(format!("bulk ended after {got} of {bytes} bytes")));
         }
         got += n as u64;
     }
     let elapsed = started.elapsed().as_secs_f64();
     if got != bytes {
-        return Err(ToolError::Http(format!(
-            "bulk sent {got} bytes, {bytes} expected"
-        )));
+        return Err(ToolError::Http(format!("bulk sent {got} bytes, {bytes} expected")));
     }
-    put_cpu(
-        &mut m,
-        t,
-        cpu_before,
-        bytes as f64 / 1e9,
-        "cpu_s_per_gb",
-        1.0,
-    )?;
+    put_cpu(&mut m, t, cpu_before, bytes as f64 / 1e9, "cpu_s_per_gb", 1.0)?;
     m.put("mb_per_s", bytes as f64 / 1e6 / elapsed);
     Ok(m)
 }
@@ -410,9 +380,7 @@ pub async fn bulk(t: &Target, bytes: u64) -> Result<Metrics, ToolError> {
 /// live end to end), then left idle; reports the proxy's RSS growth per connection.
 pub async fn idle(t: &Target, conns: usize, settle: Duration) -> Result<Metrics, ToolError> {
     let mut m = Metrics::default();
-    let w = t
-        .watched
-        .ok_or_else(|| ToolError::Usage("idle needs --pid".into()))?;
+    let w = t.watched.ok_or_else(|| ToolError::Usage("idle needs --pid".into()))?;
     let rss_before = w.rss_kib()?;
     let mut opened = open_many(t, conns, 32).await?;
     let mut frame = Vec::new();
@@ -433,10 +401,7 @@ pub async fn idle(t: &Target, conns: usize, settle: Duration) -> Result<Metrics,
     m.put("conns", kept.len() as f64);
     m.put("rss_before_kib", rss_before as f64);
     m.put("rss_after_kib", rss_after as f64);
-    m.put(
-        "kib_per_conn",
-        (rss_after as f64 - rss_before as f64) / kept.len().max(1) as f64,
-    );
+    m.put("kib_per_conn", (rss_after as f64 - rss_before as f64) / kept.len().max(1) as f64);
     drop(kept);
     Ok(m)
 }
@@ -449,9 +414,7 @@ mod tests {
     fn small_response_must_be_complete_and_ok() {
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         check_small_response(ok).unwrap();
-        assert!(
-            check_small_response(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello").is_err()
-        );
+        assert!(check_small_response(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello").is_err());
         assert!(
             check_small_response(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").is_err()
         );

@@ -56,10 +56,7 @@ fn start_backend(certs: &Path) -> (SocketAddr, SocketAddr) {
     plain.set_nonblocking(true).unwrap();
     tls.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async move {
             let p = tokio::net::TcpListener::from_std(plain).unwrap();
@@ -102,16 +99,10 @@ fn target(tls: bool) -> Target {
 }
 
 fn block_on<F: std::future::Future<Output = Result<Metrics, common::ToolError>>>(f: F) -> Metrics {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
-        tokio::time::timeout(Duration::from_secs(60), f)
-            .await
-            .unwrap()
-            .unwrap()
+        tokio::time::timeout(Duration::from_secs(60), f).await.unwrap().unwrap()
     })
 }
 
@@ -120,11 +111,8 @@ fn pingpong_measures_every_round_trip_over_both_protocols() {
     for tls in [false, true] {
         let m = block_on(async { scenarios::pingpong(&target(tls), 300, 20, 1920).await });
         assert_eq!(m.get("samples"), Some(300.0));
-        let (p50, p99, p999) = (
-            m.get("p50_us").unwrap(),
-            m.get("p99_us").unwrap(),
-            m.get("p999_us").unwrap(),
-        );
+        let (p50, p99, p999) =
+            (m.get("p50_us").unwrap(), m.get("p99_us").unwrap(), m.get("p999_us").unwrap());
         assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{m:?}");
         assert!(m.get("cpu_us_per_rt").is_some());
     }
@@ -184,9 +172,8 @@ fn non_loopback_targets_are_refused() {
 
 #[test]
 fn wrk_figures_are_collected_when_wrk_is_installed() {
-    let Some(wrk) = ["/usr/bin/wrk", "/usr/local/bin/wrk"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+    let Some(wrk) =
+        ["/usr/bin/wrk", "/usr/local/bin/wrk"].into_iter().find(|p| Path::new(p).exists())
     else {
         eprintln!("wrk is not installed: bench/run installs it; parsing is covered by wrk::tests");
         return;

@@ -10,18 +10,23 @@
 //! workers hand it to connections accepted afterwards (connections keep the snapshot they started
 //! with).
 
+mod address;
 pub mod lexer;
 pub mod limits;
+mod matcher;
 pub mod parse;
+mod placeholder;
 pub mod route;
 pub mod summary;
+mod syntax;
+mod units;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use parse::{parse_caddyfile, parse_file};
+pub use parse::{parse_bytes, parse_caddyfile, parse_file, ParseOptions};
 
 /// The Caddyfile used by `ringproxy run` when no `--config` is given and no `./Caddyfile`
 /// exists: a plaintext site on port 8080 that answers on its own, so a newcomer sees the proxy
@@ -30,15 +35,27 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("default.Caddyfile");
 
 /// A configuration error, always tied to a place in a file.
 ///
-/// Display renders Caddy's familiar `file:line - message` shape.
+/// Display renders Caddy's familiar `file:line - message` shape (`file - message` when the
+/// error concerns the whole file, e.g. it cannot be read: `line` is then 0).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line} - {message}")]
+#[error("{}", self.render())]
 pub struct ConfigError {
     /// The file name as the user gave it (e.g. `Caddyfile`).
     pub file: String,
-    /// 1-based line of the offending token (or of the last line for end-of-file errors).
+    /// 1-based line of the offending token (or of the last line for end-of-file errors);
+    /// 0 for errors about the file as a whole.
     pub line: usize,
     pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        if self.line == 0 {
+            format!("{} - {}", self.file, self.message)
+        } else {
+            format!("{}:{} - {}", self.file, self.line, self.message)
+        }
+    }
 }
 
 /// A validated configuration, ready for workers.
@@ -307,7 +324,7 @@ pub struct UpstreamSet {
 pub struct Upstream {
     /// As written (`localhost:8080`), for logs and `{upstream_hostport}`.
     pub display: String,
-    /// Addresses to dial, in order (e.g. `[::1]:8080` then `127.0.0.1:8080` for localhost).
+    /// Addresses to dial, in order (e.g. `127.0.0.1:8080` then `[::1]:8080` for localhost).
     pub addrs: Vec<SocketAddr>,
 }
 

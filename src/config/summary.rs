@@ -1,9 +1,191 @@
-//! The one-screen summary `ringproxy validate` prints. OWNER: config helper.
+//! The one-screen summary `ringproxy validate` prints: globals, listeners with their sites and
+//! routes (matcher → handler, nested as written), and upstream sets with their policy.
+//!
+//! It renders the typed [`Config`], not the Caddyfile, so what it shows is exactly what the
+//! data path will do (Caddy's directive order and the automatic redirects included).
 
-use super::Config;
+use std::fmt::Write;
+
+use super::{
+    AutoHttps, Config, Handler, HeaderTest, HostPattern, ListenerKind, Matcher, PathPattern, Route,
+    Template, TemplatePart, TlsPolicy, ValuePattern,
+};
 
 /// Render sites, routes and upstreams, one screen.
 pub fn summary(config: &Config) -> String {
-    let _ = config;
-    todo!("config helper")
+    let mut out = String::new();
+    // Writing to a String cannot fail; the results are ignored for that reason.
+    let g = &config.globals;
+    let auto_https = match g.auto_https {
+        AutoHttps::On => "on",
+        AutoHttps::DisableRedirects => "disable_redirects",
+        AutoHttps::Off => "off",
+    };
+    let _ = writeln!(
+        out,
+        "globals: http_port {}, https_port {}, auto_https {auto_https}{}, grace_period {:?}",
+        g.http_port,
+        g.https_port,
+        if g.local_certs { ", local_certs" } else { "" },
+        g.grace_period,
+    );
+    if config.listeners.is_empty() {
+        let _ = writeln!(out, "listeners: none (no site blocks)");
+    }
+    for listener in &config.listeners {
+        let kind = match listener.kind {
+            ListenerKind::Plaintext => "http",
+            ListenerKind::Tls => "https",
+            ListenerKind::Redirect => "http → https redirect",
+        };
+        let _ = writeln!(out, "listen {} ({kind})", listener.bind);
+        for site in &listener.sites {
+            let hosts = if site.hosts.is_empty() {
+                "*".to_string()
+            } else {
+                site.hosts.iter().map(host).collect::<Vec<_>>().join(" ")
+            };
+            let tls = match &site.tls {
+                TlsPolicy::None => String::new(),
+                TlsPolicy::Acme { email: None } => ", tls acme".to_string(),
+                TlsPolicy::Acme { email: Some(e) } => format!(", tls acme <{e}>"),
+                TlsPolicy::Internal => ", tls internal".to_string(),
+                TlsPolicy::Files { cert, .. } => format!(", tls {}", cert.display()),
+            };
+            let log = if site.access_log.is_some() { ", access log" } else { "" };
+            let _ = writeln!(out, "  site {hosts} ({}{tls}{log})", site.origin);
+            if site.routes.is_empty() {
+                let _ = writeln!(out, "    (no routes: empty 200)");
+            }
+            routes(&mut out, config, &site.routes, 4);
+        }
+    }
+    for (i, set) in config.upstream_sets.iter().enumerate() {
+        let ups: Vec<String> = set
+            .upstreams
+            .iter()
+            .map(|u| {
+                let addrs: Vec<String> = u.addrs.iter().map(ToString::to_string).collect();
+                format!("{} [{}]", u.display, addrs.join(", "))
+            })
+            .collect();
+        let health = match &set.health {
+            Some(h) => format!(", health {} every {:?}", h.uri, h.interval),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "upstreams #{i} ({}): {} policy {:?}{health}",
+            set.origin,
+            ups.join(", "),
+            set.lb_policy,
+        );
+    }
+    out
+}
+
+fn routes(out: &mut String, config: &Config, routes: &[Route], indent: usize) {
+    for route in routes {
+        let pad = " ".repeat(indent);
+        let m = route.matcher.as_ref().map_or_else(|| "*".to_string(), matcher);
+        let group = if route.group.is_some() { " [first match]" } else { "" };
+        match &route.handler {
+            Handler::Subroute { routes: inner, strip_prefix } => {
+                let strip = strip_prefix.as_ref().map_or(String::new(), |p| format!(" strip {p}"));
+                let _ = writeln!(out, "{pad}{m}{group} →{strip}");
+                if inner.is_empty() {
+                    let _ = writeln!(out, "{pad}  (nothing)");
+                }
+                self::routes(out, config, inner, indent + 2);
+            }
+            leaf => {
+                let _ = writeln!(out, "{pad}{m}{group} → {}", handler(config, leaf));
+            }
+        }
+    }
+}
+
+fn handler(config: &Config, h: &Handler) -> String {
+    match h {
+        Handler::Proxy(i) => {
+            let first = config
+                .upstream_sets
+                .get(*i)
+                .map(|s| {
+                    s.upstreams.iter().map(|u| u.display.as_str()).collect::<Vec<_>>().join(" ")
+                })
+                .unwrap_or_default();
+            format!("reverse_proxy #{i} ({first})")
+        }
+        Handler::Respond { status, body } => format!("respond {status} {:?}", template(body)),
+        Handler::Redirect { to, status } => format!("redir {status} {}", template(to)),
+        Handler::HttpsRedirect { port: None } => "redirect 308 https://{host}{uri}".to_string(),
+        Handler::HttpsRedirect { port: Some(p) } => {
+            format!("redirect 308 https://{{host}}:{p}{{uri}}")
+        }
+        Handler::Subroute { .. } => "subroute".to_string(),
+    }
+}
+
+fn template(t: &Template) -> String {
+    t.parts
+        .iter()
+        .map(|p| match p {
+            TemplatePart::Literal(s) => s.clone(),
+            TemplatePart::Placeholder(p) => format!("{{{}}}", p.short_name()),
+        })
+        .collect()
+}
+
+fn host(h: &HostPattern) -> String {
+    match h {
+        HostPattern::Exact(e) => e.clone(),
+        HostPattern::Wildcard(s) => format!("*{s}"),
+    }
+}
+
+fn path(p: &PathPattern) -> String {
+    match p {
+        PathPattern::Exact(e) => e.clone(),
+        PathPattern::Prefix(p) => format!("{p}*"),
+        PathPattern::Suffix(s) => format!("*{s}"),
+        PathPattern::Contains(c) => format!("*{c}*"),
+        PathPattern::Any => "*".to_string(),
+    }
+}
+
+fn matcher(m: &Matcher) -> String {
+    let mut parts = Vec::new();
+    if !m.paths.is_empty() {
+        parts.push(m.paths.iter().map(path).collect::<Vec<_>>().join("|"));
+    }
+    if !m.hosts.is_empty() {
+        parts.push(format!("host {}", m.hosts.iter().map(host).collect::<Vec<_>>().join("|")));
+    }
+    if !m.methods.is_empty() {
+        parts.push(format!("method {}", m.methods.join("|")));
+    }
+    for h in &m.headers {
+        parts.push(match &h.test {
+            HeaderTest::Present => format!("header {}", h.name),
+            HeaderTest::Absent => format!("header !{}", h.name),
+            HeaderTest::Values(vs) => {
+                let vs: Vec<String> = vs
+                    .iter()
+                    .map(|v| match v {
+                        ValuePattern::Exact(e) => e.clone(),
+                        ValuePattern::Prefix(p) => format!("{p}*"),
+                        ValuePattern::Suffix(s) => format!("*{s}"),
+                        ValuePattern::Contains(c) => format!("*{c}*"),
+                        ValuePattern::Any => "*".to_string(),
+                    })
+                    .collect();
+                format!("header {} {}", h.name, vs.join("|"))
+            }
+        });
+    }
+    for n in &m.not {
+        parts.push(format!("not({})", matcher(n)));
+    }
+    parts.join(" & ")
 }

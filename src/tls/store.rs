@@ -30,6 +30,12 @@ fn update<V: Clone>(snapshot: &Snapshot<V>, change: impl Fn(&mut HashMap<String,
     });
 }
 
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore").field("names", &self.names()).finish_non_exhaustive()
+    }
+}
+
 impl CertStore {
     pub fn new() -> Self {
         Self::default()

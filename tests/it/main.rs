@@ -1,2 +1,19 @@
 //! ringproxy's integration tests: one binary, real sockets on loopback, real backends written
 //! in `support`, the proxy started in-process on both monoio drivers.
+//!
+//! `RINGPROXY_TEST_TARGET=caddy cargo test --test it` runs the same tests against a real
+//! `caddy run` to check the expectations themselves (see `support::proxy`).
+
+mod support;
+mod support_acme;
+
+mod acme;
+mod bad_input;
+mod bodies;
+mod config;
+mod failures;
+mod headers;
+mod routing;
+mod slow_clients;
+mod tls;
+mod websocket;

@@ -27,9 +27,7 @@ impl Watched {
         let ticks = parse_stat_cpu_ticks(&text)
             .ok_or_else(|| ToolError::Proc(format!("{path}: unparsable")))?;
         let tck = self.clk_tck.max(1);
-        Ok(Duration::from_nanos(
-            ticks.saturating_mul(1_000_000_000) / tck,
-        ))
+        Ok(Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / tck))
     }
 
     /// Resident set size in KiB (VmRSS).
@@ -79,10 +77,7 @@ mod tests {
 
     #[test]
     fn own_process_is_readable() {
-        let me = Watched {
-            pid: std::process::id(),
-            clk_tck: 100,
-        };
+        let me = Watched { pid: std::process::id(), clk_tck: 100 };
         assert!(me.rss_kib().unwrap() > 0);
         me.cpu().unwrap();
     }

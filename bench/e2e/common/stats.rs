@@ -10,11 +10,8 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     }
     let exact = p / 100.0 * sorted.len() as f64;
     // 99.9 % of 1,000 is 999.0000000000001 in binary floating point; that is rank 999.
-    let rank = if (exact - exact.round()).abs() < 1e-6 {
-        exact.round()
-    } else {
-        exact.ceil()
-    } as usize;
+    let rank =
+        if (exact - exact.round()).abs() < 1e-6 { exact.round() } else { exact.ceil() } as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
@@ -34,16 +31,8 @@ pub fn spread(values: &[f64]) -> Option<Spread> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Some(Spread {
-        median,
-        min: v[0],
-        max: v[n - 1],
-    })
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    Some(Spread { median, min: v[0], max: v[n - 1] })
 }
 
 #[cfg(test)]
@@ -64,14 +53,7 @@ mod tests {
 
     #[test]
     fn spread_of_odd_and_even_counts() {
-        assert_eq!(
-            spread(&[3.0, 1.0, 2.0]),
-            Some(Spread {
-                median: 2.0,
-                min: 1.0,
-                max: 3.0
-            })
-        );
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), Some(Spread { median: 2.0, min: 1.0, max: 3.0 }));
         assert_eq!(spread(&[4.0, 1.0, 2.0, 3.0]).map(|s| s.median), Some(2.5));
         assert_eq!(spread(&[f64::NAN]), None);
         assert_eq!(spread(&[]), None);

@@ -23,10 +23,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn pem_error(path: &Path, e: impl std::fmt::Display) -> ToolError {
-    ToolError::Pem {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    ToolError::Pem { path: path.display().to_string(), message: e.to_string() }
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ToolError> {

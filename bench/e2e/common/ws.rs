@@ -82,9 +82,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, ToolError> {
         n => (usize::from(n), 2),
     };
     if payload_len > MAX_PAYLOAD {
-        return Err(ToolError::Ws(format!(
-            "frame of {payload_len} bytes exceeds the limit"
-        )));
+        return Err(ToolError::Ws(format!("frame of {payload_len} bytes exceeds the limit")));
     }
     let mask = if masked {
         let Some(b) = buf.get(pos..pos + 4) else {
@@ -95,13 +93,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, ToolError> {
     } else {
         None
     };
-    Ok(Some(Header {
-        fin,
-        opcode,
-        header_len: pos,
-        payload_len,
-        mask,
-    }))
+    Ok(Some(Header { fin, opcode, header_len: pos, payload_len, mask }))
 }
 
 /// One received frame; the payload is unmasked and borrowed from the reader's buffer.
@@ -130,11 +122,7 @@ impl FrameReader {
     pub fn with_leftover(leftover: &[u8]) -> Self {
         let mut buf = vec![0u8; (16 * 1024).max(leftover.len())];
         buf[..leftover.len()].copy_from_slice(leftover);
-        Self {
-            buf,
-            len: leftover.len(),
-            consumed: 0,
-        }
+        Self { buf, len: leftover.len(), consumed: 0 }
     }
 
     /// The next frame, or `None` on a clean end of stream between frames.
@@ -158,10 +146,7 @@ impl FrameReader {
                     }
                     let payload = &mut self.buf[h.header_len..total];
                     if let Some(key) = h.mask {
-                        payload
-                            .iter_mut()
-                            .enumerate()
-                            .for_each(|(i, b)| *b ^= key[i % 4]);
+                        payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 4]);
                     }
                     self.consumed = total;
                     return Ok(Some(Frame {
@@ -211,10 +196,7 @@ pub async fn client_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         _ => return Err(ToolError::Ws("unparsable upgrade response".into())),
     }
     if resp.code != Some(101) {
-        return Err(ToolError::Ws(format!(
-            "upgrade answered {:?}, not 101",
-            resp.code
-        )));
+        return Err(ToolError::Ws(format!("upgrade answered {:?}, not 101", resp.code)));
     }
     let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let accept = resp
@@ -243,9 +225,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Vec<u8>, Vec<
         }
         let n = s.read(&mut chunk).await?;
         if n == 0 {
-            return Err(ToolError::Http(
-                "connection closed before the end of the head".into(),
-            ));
+            return Err(ToolError::Http("connection closed before the end of the head".into()));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -267,9 +247,7 @@ mod tests {
         encode_frame(&mut wire, OP_BINARY, &payload, Some([1, 2, 3, 4]));
         encode_frame(&mut wire, OP_BINARY, b"tail", None);
         assert_eq!(&wire[..4], &[0x82, 0x80 | 126, 0x07, 0x80]);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let mut r = FrameReader::default();
             let mut src = &wire[..];
@@ -284,13 +262,7 @@ mod tests {
 
     #[test]
     fn header_lengths_use_the_shortest_form() {
-        for (len, header_len) in [
-            (0usize, 2usize),
-            (125, 2),
-            (126, 4),
-            (65535, 4),
-            (65536, 10),
-        ] {
+        for (len, header_len) in [(0usize, 2usize), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
             let mut wire = Vec::new();
             encode_frame(&mut wire, OP_BINARY, &vec![0u8; len], None);
             let h = parse_header(&wire).unwrap().unwrap();
@@ -310,9 +282,7 @@ mod tests {
 
     #[test]
     fn truncated_frame_is_an_error_and_fragments_are_refused() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let mut wire = Vec::new();
             encode_frame(&mut wire, OP_BINARY, b"hello", None);

@@ -1,0 +1,80 @@
+//! Question: how long does re-serializing a request head for the upstream and a response head
+//! for the client take (hop-by-hop filtering, X-Forwarded-*, header_up/header_down ops) when
+//! the output buffer is reused, as the connection driver does? Run:
+//! `cargo bench --bench rewrite`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ringproxy::config::{HeaderOp, Placeholder, Template, TemplatePart};
+use ringproxy::http::head::{parse_request, parse_response};
+use ringproxy::http::rewrite::{write_request_head, write_response_head, ForwardContext};
+
+const REQUEST: &[u8] = b"POST /api/auth/login HTTP/1.1\r\n\
+Host: app.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+Accept: application/json\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Connection: keep-alive\r\n\
+Content-Type: application/json\r\n\
+Content-Length: 48\r\n\
+Cookie: session=4f2a9c1e7b3d4e5f8a9b0c1d2e3f4a5b\r\n\
+X-Forwarded-For: 203.0.113.9\r\n\r\n";
+
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+Content-Length: 1234\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+Server: gunicorn\r\nSet-Cookie: session=abc; HttpOnly\r\n\r\n";
+
+fn bench(c: &mut Criterion) {
+    let request = parse_request(REQUEST, 65536).unwrap().unwrap();
+    let response = parse_response(RESPONSE, request.method, 65536).unwrap().unwrap();
+    let ctx = ForwardContext {
+        client_ip: "192.0.2.7".parse().unwrap(),
+        client_port: 50000,
+        scheme: "https",
+        upstream_hostport: "localhost:3001",
+        strip_prefixes: &[],
+    };
+    let header_up = vec![HeaderOp::Set {
+        name: "X-Real-IP".into(),
+        value: Template { parts: vec![TemplatePart::Placeholder(Placeholder::RemoteHost)] },
+    }];
+    let header_down = vec![HeaderOp::Remove { name: "Server".into() }];
+    let mut out = Vec::with_capacity(4096);
+
+    let mut group = c.benchmark_group("rewrite");
+    group.bench_function("request_head/no_ops", |b| {
+        b.iter(|| {
+            out.clear();
+            write_request_head(REQUEST, &request, &[], &ctx, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("request_head/header_up", |b| {
+        b.iter(|| {
+            out.clear();
+            write_request_head(REQUEST, &request, &header_up, &ctx, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("response_head/header_down", |b| {
+        b.iter(|| {
+            out.clear();
+            write_response_head(
+                RESPONSE,
+                &response,
+                &header_down,
+                &request,
+                REQUEST,
+                &ctx,
+                false,
+                &mut out,
+            );
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

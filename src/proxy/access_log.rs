@@ -1,0 +1,137 @@
+//! The `log` directive: one JSON line per request, in the spirit of Caddy's access log
+//! (`http.log.access`), to stdout, stderr or a file.
+//!
+//! Each worker writes its own lines; files are opened once per worker with `O_APPEND`, so
+//! lines from different workers never interleave mid-line. Writes are synchronous: logging is
+//! opt-in per site, and a line is one `write(2)`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::ConnCtx;
+use crate::config::{AccessLog, LogFormat, LogOutput};
+use crate::http::head::{RequestHead, Version};
+
+thread_local! {
+    static FILES: RefCell<HashMap<PathBuf, File>> = RefCell::new(HashMap::new());
+}
+
+/// The request fields a log line shows, copied before the request buffer moves on.
+pub struct RequestLine {
+    method: String,
+    uri: String,
+    host: String,
+    proto: &'static str,
+}
+
+impl RequestLine {
+    pub fn capture(head: &RequestHead, buf: &[u8]) -> RequestLine {
+        RequestLine {
+            method: String::from_utf8_lossy(head.method_span.get(buf)).into_owned(),
+            uri: String::from_utf8_lossy(head.target.get(buf)).into_owned(),
+            host: head.host_port.clone(),
+            proto: match head.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+            },
+        }
+    }
+}
+
+/// Write one access log line.
+pub fn write(
+    log: &AccessLog,
+    ctx: &ConnCtx,
+    request: &RequestLine,
+    status: u16,
+    bytes: u64,
+    took: Duration,
+) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let mut line = String::with_capacity(256);
+    match log.format {
+        LogFormat::Json => {
+            line.push_str("{\"level\":\"info\",\"ts\":");
+            let _ = write!(line, "{now:.6}");
+            line.push_str(",\"logger\":\"http.log.access\",\"msg\":\"handled request\",\"request\":{\"remote_ip\":");
+            json_string(&mut line, &ctx.peer.ip().to_string());
+            let _ = write!(line, ",\"remote_port\":\"{}\",\"proto\":", ctx.peer.port());
+            json_string(&mut line, request.proto);
+            line.push_str(",\"method\":");
+            json_string(&mut line, &request.method);
+            line.push_str(",\"host\":");
+            json_string(&mut line, &request.host);
+            line.push_str(",\"uri\":");
+            json_string(&mut line, &request.uri);
+            let _ = write!(
+                line,
+                "}},\"duration\":{:.6},\"size\":{bytes},\"status\":{status}}}",
+                took.as_secs_f64()
+            );
+        }
+        LogFormat::Console => {
+            let _ = write!(
+                line,
+                "{now:.3}\t{} {} {} {} {}\t{status}\t{bytes}\t{:.6}s",
+                ctx.peer.ip(),
+                request.method,
+                request.host,
+                request.uri,
+                request.proto,
+                took.as_secs_f64()
+            );
+        }
+    }
+    line.push('\n');
+    let result = match &log.output {
+        LogOutput::Stdout => std::io::stdout().write_all(line.as_bytes()),
+        LogOutput::Stderr => std::io::stderr().write_all(line.as_bytes()),
+        LogOutput::Discard => Ok(()),
+        LogOutput::File(path) => FILES.with(|files| {
+            let mut files = files.borrow_mut();
+            if !files.contains_key(path) {
+                let file = OpenOptions::new().create(true).append(true).open(path)?;
+                files.insert(path.clone(), file);
+            }
+            match files.get_mut(path) {
+                Some(file) => file.write_all(line.as_bytes()),
+                None => Ok(()),
+            }
+        }),
+    };
+    if let Err(e) = result {
+        tracing::warn!(conn = ctx.id, "access log write failed: {e}");
+    }
+}
+
+fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_string;
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\nd\u{1}");
+        assert_eq!(out, r#""a\"b\\c\u000ad\u0001""#);
+    }
+}

@@ -1,0 +1,324 @@
+//! The connection driver: the keep-alive loop of one client connection.
+//!
+//! ```text
+//! accept ─▶ read head ─▶ route ─┬─▶ respond / redir / redirect-to-https ─┐
+//!              ▲                └─▶ forward (proxy::forward) ─┬─ done ───┤
+//!              │                                              └─ 101 ─▶ relay ─▶ close
+//!              └──────────── keep-alive: next request (pipelined bytes stay in `buf`) ◀─┘
+//! ```
+//!
+//! The request buffer holds only the current head (plus whatever the client sent after it);
+//! it is released whenever the connection goes idle, so a quiet keep-alive connection owns no
+//! buffer.
+
+use std::time::{Duration, Instant};
+
+use super::access_log;
+use super::forward::forward;
+use super::io::{read_append, write_all};
+use super::ConnCtx;
+use crate::config::route::{resolve, select_site, RequestView};
+use crate::config::{Handler, ListenerKind, Site};
+use crate::error::{self, ClientError, ProxyError};
+use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
+use crate::http::response::{write_answer, write_simple, Answer};
+use crate::http::rewrite::{render_template, ForwardContext};
+use crate::net::stream::Stream;
+
+/// Path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
+const ACME_CHALLENGE_PREFIX: &[u8] = b"/.well-known/acme-challenge/";
+
+/// A request head plus the buffer its spans point into, as the router sees it.
+pub struct RoutedRequest<'a> {
+    pub head: &'a RequestHead,
+    pub buf: &'a [u8],
+}
+
+impl RequestView for RoutedRequest<'_> {
+    fn host(&self) -> &str {
+        &self.head.host
+    }
+
+    fn match_path(&self) -> &str {
+        &self.head.match_path
+    }
+
+    fn method(&self) -> &str {
+        std::str::from_utf8(self.head.method_span.get(self.buf)).unwrap_or("")
+    }
+
+    fn header_values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+        let buf = self.buf;
+        self.head
+            .headers
+            .iter()
+            .filter(move |h| h.name.get(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |h| h.value.get(buf))
+    }
+}
+
+/// Serve one client connection until it closes, errs, or upgrades and the relay ends.
+pub async fn serve<S: Stream>(client: S, ctx: ConnCtx) {
+    let limits = ctx.snapshot.config.globals.limits.clone();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
+        first = false;
+        let head = match read_head(
+            &client,
+            &mut buf,
+            wait,
+            limits.read_header_timeout,
+            limits.max_header_bytes,
+        )
+        .await
+        {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(e) => {
+                let e = ProxyError::Client(e);
+                error::log(&e, ctx.id);
+                if let Some(answer) = error::response_for(&e) {
+                    let mut out = Vec::new();
+                    write_answer(answer, true, &mut out);
+                    let _ = write_all(&client, &out).await;
+                }
+                return;
+            }
+        };
+        match serve_request(&client, &ctx, &head, &mut buf).await {
+            KeepAlive::Yes => {
+                if buf.is_empty() {
+                    // Idle: hold no buffer while waiting for the next request.
+                    buf = Vec::new();
+                }
+            }
+            KeepAlive::No => return,
+        }
+    }
+}
+
+enum KeepAlive {
+    Yes,
+    No,
+}
+
+/// Read until a complete head is in `buf`. `Ok(None)` is a clean end: EOF or the idle timeout
+/// before any byte of a new request.
+async fn read_head<S: Stream>(
+    client: &S,
+    buf: &mut Vec<u8>,
+    idle_wait: Duration,
+    header_timeout: Duration,
+    max_head: usize,
+) -> Result<Option<RequestHead>, ClientError> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = parse_request(buf, max_head)? {
+                return Ok(Some(head));
+            }
+            if buf.len() >= max_head {
+                return Err(ClientError::Head(crate::http::head::HeadError::TooLarge));
+            }
+        }
+        let left = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None if buf.is_empty() => idle_wait,
+            None => {
+                deadline = Some(Instant::now() + header_timeout);
+                header_timeout
+            }
+        };
+        if left.is_zero() {
+            return Err(ClientError::HeaderTimeout);
+        }
+        let room = max_head + 1 - buf.len().min(max_head);
+        match monoio::time::timeout(left, read_append(client, buf, room)).await {
+            Ok(Ok(0)) if buf.is_empty() => return Ok(None),
+            Ok(Ok(0)) => return Err(ClientError::ClosedMidRequest),
+            Ok(Ok(_)) => {
+                if deadline.is_none() {
+                    deadline = Some(Instant::now() + header_timeout);
+                }
+            }
+            Ok(Err(e)) => return Err(ClientError::Io(e)),
+            Err(_) if buf.is_empty() && deadline.is_none() => return Ok(None),
+            Err(_) => return Err(ClientError::HeaderTimeout),
+        }
+    }
+}
+
+async fn serve_request<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+) -> KeepAlive {
+    let started = Instant::now();
+    let config = &ctx.snapshot.config;
+    let listener = &config.listeners[ctx.listener];
+    let site = select_site(listener, &head.host);
+    // The access log needs the request line after `buf` has moved on to the next request.
+    let log_request = site
+        .and_then(|s| s.access_log.as_ref())
+        .map(|log| (log, access_log::RequestLine::capture(head, buf)));
+    let handled = handle_request(client, ctx, head, buf, site, listener.kind).await;
+    if let Some((log, line)) = log_request {
+        access_log::write(log, ctx, &line, handled.status, handled.bytes, started.elapsed());
+    }
+    if handled.keep_alive {
+        KeepAlive::Yes
+    } else {
+        KeepAlive::No
+    }
+}
+
+/// What happened to one request.
+struct Handled {
+    keep_alive: bool,
+    /// Status sent to the client (0 when none could be sent).
+    status: u16,
+    /// Response body bytes sent.
+    bytes: u64,
+}
+
+async fn handle_request<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    site: Option<&Site>,
+    kind: ListenerKind,
+) -> Handled {
+    if let Some(answer) = acme_http_challenge(ctx, head, buf, kind) {
+        return answer_direct(client, head, buf, 200, None, answer.as_bytes()).await;
+    }
+    let request = RoutedRequest { head, buf: &buf[..] };
+    let resolution = site.map(|site| resolve(site, &request));
+    let handler = resolution.as_ref().and_then(|r| r.handler);
+    let strip: Vec<&str> =
+        resolution.as_ref().map(|r| r.strip_prefixes.clone()).unwrap_or_default();
+    let fctx = ForwardContext {
+        client_ip: ctx.peer.ip(),
+        client_port: ctx.peer.port(),
+        scheme: ctx.scheme,
+        upstream_hostport: "",
+        strip_prefixes: &strip,
+    };
+    match handler {
+        Some(Handler::Proxy(index)) => {
+            let pool = ctx.snapshot.pools[*index].clone();
+            match forward(client, ctx, &pool, head, buf, &strip).await {
+                Ok(outcome) => Handled {
+                    keep_alive: outcome.keep_alive,
+                    status: outcome.status,
+                    bytes: outcome.bytes,
+                },
+                Err(e) => {
+                    error::log(&e.error, ctx.id);
+                    let mut status = 0;
+                    if !e.response_started {
+                        if let Some(answer) = error::response_for(&e.error) {
+                            let mut out = Vec::new();
+                            write_answer(answer, true, &mut out);
+                            if write_all(client, &out).await.is_ok() {
+                                status = error::answer_status(answer);
+                            }
+                        }
+                    }
+                    Handled { keep_alive: false, status, bytes: 0 }
+                }
+            }
+        }
+        Some(Handler::Respond { status, body }) => {
+            let mut rendered = Vec::new();
+            render_template(body, head, buf, &fctx, &mut rendered);
+            answer_direct(client, head, buf, *status, None, &rendered).await
+        }
+        Some(Handler::Redirect { to, status }) => {
+            let mut location = Vec::new();
+            render_template(to, head, buf, &fctx, &mut location);
+            answer_direct(client, head, buf, *status, Some(&location), b"").await
+        }
+        Some(Handler::HttpsRedirect { port }) => {
+            let mut location = Vec::with_capacity(64);
+            location.extend_from_slice(b"https://");
+            if head.host.contains(':') {
+                // IPv6 literal.
+                location.push(b'[');
+                location.extend_from_slice(head.host.as_bytes());
+                location.push(b']');
+            } else {
+                location.extend_from_slice(head.host.as_bytes());
+            }
+            if let Some(port) = port {
+                location.extend_from_slice(format!(":{port}").as_bytes());
+            }
+            location.extend_from_slice(head.target.get(buf));
+            let mut out = Vec::new();
+            write_simple(308, Some(&location), b"", head.method == Method::Head, true, &mut out);
+            let sent = write_all(client, &out).await.is_ok();
+            Handled { keep_alive: false, status: if sent { 308 } else { 0 }, bytes: 0 }
+        }
+        Some(Handler::Subroute { .. }) | None => {
+            let close = !head.keep_alive || head.body != RequestBody::None;
+            let mut out = Vec::new();
+            write_answer(Answer::EmptyOk, close, &mut out);
+            finish_direct(client, head, buf, out, close, 200, 0).await
+        }
+    }
+}
+
+/// The key authorization for an ACME HTTP-01 request, if this is one we hold a token for.
+/// Served on plaintext listeners (the redirect listener included) before any route.
+fn acme_http_challenge(
+    ctx: &ConnCtx,
+    head: &RequestHead,
+    buf: &[u8],
+    kind: ListenerKind,
+) -> Option<std::sync::Arc<str>> {
+    if kind == ListenerKind::Tls {
+        return None;
+    }
+    let certs = ctx.snapshot.certs.as_ref()?;
+    let path = head.path.get(buf);
+    let token = path.strip_prefix(ACME_CHALLENGE_PREFIX)?;
+    certs.http_challenge(std::str::from_utf8(token).ok()?)
+}
+
+/// Answer a request ourselves. A request that carries a body gets `Connection: close`: we do
+/// not read bodies we have no use for, so the connection cannot be reused.
+async fn answer_direct<S: Stream>(
+    client: &S,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    status: u16,
+    location: Option<&[u8]>,
+    body: &[u8],
+) -> Handled {
+    let close = !head.keep_alive || head.body != RequestBody::None;
+    let mut out = Vec::new();
+    write_simple(status, location, body, head.method == Method::Head, close, &mut out);
+    let bytes = if head.method == Method::Head { 0 } else { body.len() as u64 };
+    finish_direct(client, head, buf, out, close, status, bytes).await
+}
+
+async fn finish_direct<S: Stream>(
+    client: &S,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    out: Vec<u8>,
+    close: bool,
+    status: u16,
+    bytes: u64,
+) -> Handled {
+    if write_all(client, &out).await.is_err() {
+        return Handled { keep_alive: false, status: 0, bytes: 0 };
+    }
+    if !close {
+        buf.drain(..head.head_len);
+    }
+    Handled { keep_alive: !close, status, bytes }
+}

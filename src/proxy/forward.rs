@@ -1,0 +1,536 @@
+//! Forwarding one request to an upstream and its response back, bodies streamed by framing.
+//!
+//! Order of events for one request:
+//! 1. Pick upstreams in policy order; take a pooled connection or dial (dial errors move on to
+//!    the next upstream: nothing has been sent yet).
+//! 2. Write the rewritten head, then stream the request body. While the body streams we also
+//!    watch the upstream: a `100 Continue` is passed to the client at once, and a final
+//!    response that arrives early (e.g. 413) ends the upload and is forwarded.
+//! 3. Read the response head (bounded by `response_header_timeout`), pass 1xx heads through,
+//!    and either relay after a `101` or stream the body by its framing.
+//! 4. Return the upstream connection to the worker's pool when both messages completed cleanly.
+
+use std::io;
+use std::pin::pin;
+use std::time::Instant;
+
+use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
+use super::relay::relay;
+use super::ConnCtx;
+use crate::config::limits::MAX_HEADERS;
+use crate::error::{ClientError, ProxyError, UpstreamError};
+use crate::http::chunked::ChunkedTracker;
+use crate::http::head::{parse_response, RequestBody, RequestHead, ResponseBody, ResponseHead};
+use crate::http::rewrite::{write_request_head, write_response_head, ForwardContext};
+use crate::net::stream::{PlainStream, Stream};
+use crate::upstream::{dial, UpstreamConn, UpstreamPool};
+
+/// A completed exchange: how the client connection continues, and what the access log
+/// records.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub keep_alive: bool,
+    pub status: u16,
+    /// Response body bytes (for a relay: bytes sent to the client).
+    pub bytes: u64,
+}
+
+/// A failed exchange: the error, and whether any response bytes already reached the client
+/// (then no synthesized answer may follow; the connection just ends).
+pub struct ForwardError {
+    pub error: ProxyError,
+    pub response_started: bool,
+}
+
+fn before_response(error: impl Into<ProxyError>) -> ForwardError {
+    ForwardError { error: error.into(), response_started: false }
+}
+
+fn after_response(error: impl Into<ProxyError>) -> ForwardError {
+    ForwardError { error: error.into(), response_started: true }
+}
+
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Forward `head` (at the start of `buf`) and its body; on return `buf` holds only bytes the
+/// client sent after this request (pipelining).
+pub async fn forward<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    pool: &UpstreamPool,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    strip_prefixes: &[&str],
+) -> Result<Outcome, ForwardError> {
+    let _ = MAX_HEADERS;
+    let order = pool.attempt_order(ctx.peer.ip());
+    if order.is_empty() {
+        return Err(before_response(UpstreamError::NoneAvailable));
+    }
+    let transport = &pool.set.transport;
+    let mut out = Vec::with_capacity(head.head_len + 256);
+    let mut last_error: Option<UpstreamError> = None;
+    let mut chosen: Option<UpstreamConn> = None;
+    for index in order {
+        let upstream = pool.upstream(index);
+        let fctx = forward_ctx(ctx, &upstream.display, strip_prefixes);
+        out.clear();
+        write_request_head(buf, head, &pool.set.header_up, &fctx, &mut out);
+        let mut conn = match pool.take_idle(index) {
+            Some(conn) => conn,
+            None => match dial(upstream, transport.dial_timeout).await {
+                Ok(stream) => UpstreamConn { stream, upstream: index, reused: false },
+                Err(source) => {
+                    pool.record_failure(index);
+                    tracing::warn!(conn = ctx.id, upstream = %upstream.display, "dial failed: {source}");
+                    last_error =
+                        Some(UpstreamError::Connect { upstream: upstream.display.clone(), source });
+                    continue;
+                }
+            },
+        };
+        if write_all(&conn.stream, &out).await.is_err() && conn.reused {
+            // The pooled connection died while idle; one fresh dial to the same upstream.
+            match dial(upstream, transport.dial_timeout).await {
+                Ok(stream) => conn = UpstreamConn { stream, upstream: index, reused: false },
+                Err(source) => {
+                    pool.record_failure(index);
+                    last_error =
+                        Some(UpstreamError::Connect { upstream: upstream.display.clone(), source });
+                    continue;
+                }
+            }
+            if let Err(source) = write_all(&conn.stream, &out).await {
+                last_error = Some(UpstreamError::Io { upstream: upstream.display.clone(), source });
+                continue;
+            }
+        }
+        chosen = Some(conn);
+        break;
+    }
+    let Some(conn) = chosen else {
+        return Err(before_response(last_error.unwrap_or(UpstreamError::NoneAvailable)));
+    };
+    pool.begin_request(conn.upstream);
+    let result = exchange(client, ctx, pool, head, buf, conn, strip_prefixes).await;
+    result
+}
+
+fn forward_ctx<'a>(ctx: &ConnCtx, upstream: &'a str, strip: &'a [&'a str]) -> ForwardContext<'a> {
+    ForwardContext {
+        client_ip: ctx.peer.ip(),
+        client_port: ctx.peer.port(),
+        scheme: ctx.scheme,
+        upstream_hostport: upstream,
+        strip_prefixes: strip,
+    }
+}
+
+/// The exchange on a chosen upstream connection whose request head has been written.
+async fn exchange<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    pool: &UpstreamPool,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    mut conn: UpstreamConn,
+    strip_prefixes: &[&str],
+) -> Result<Outcome, ForwardError> {
+    let upstream_name: &str = &pool.upstream(conn.upstream).display;
+    let index = conn.upstream;
+    let result =
+        exchange_inner(client, ctx, pool, head, buf, &mut conn, strip_prefixes, upstream_name)
+            .await;
+    pool.end_request(index);
+    match result {
+        Ok((outcome, reusable)) => {
+            if reusable {
+                pool.put_idle(conn);
+            }
+            Ok(outcome)
+        }
+        Err(e) => {
+            if matches!(e.error, ProxyError::Upstream(_)) {
+                pool.record_failure(index);
+            }
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange_inner<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    pool: &UpstreamPool,
+    head: &RequestHead,
+    buf: &mut Vec<u8>,
+    conn: &mut UpstreamConn,
+    strip_prefixes: &[&str],
+    upstream_name: &str,
+) -> Result<(Outcome, bool), ForwardError> {
+    let upstream = &conn.stream;
+    let upstream_err =
+        |source: io::Error| UpstreamError::Io { upstream: upstream_name.to_owned(), source };
+    buf.drain(..head.head_len);
+
+    // Request body, watching for an early response.
+    let mut response_buf: Vec<u8> = Vec::new();
+    let mut framing = match head.body {
+        RequestBody::None => BodyFraming::Length(0),
+        RequestBody::Length(n) => BodyFraming::Length(n),
+        RequestBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
+    };
+    let mut request_complete = true;
+    if !framing.is_done_at_start() {
+        match send_body(client, upstream, buf, &mut framing, &mut response_buf, head, upstream_name)
+            .await
+        {
+            Ok(BodySent::Complete) => {}
+            Ok(BodySent::ResponseArrived) => request_complete = false,
+            Err(e) => return Err(e),
+        }
+    }
+
+    let fctx = forward_ctx(ctx, upstream_name, strip_prefixes);
+    let deadline = pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
+    let mut out = Vec::new();
+    loop {
+        let response = read_response_head(
+            upstream,
+            &mut response_buf,
+            head,
+            deadline,
+            upstream_name,
+            conn.reused,
+        )
+        .await
+        .map_err(before_response)?;
+        conn.reused = false;
+        out.clear();
+        if response.status == 101 {
+            if !head.websocket_upgrade {
+                return Err(before_response(UpstreamError::UnexpectedUpgrade {
+                    upstream: upstream_name.to_owned(),
+                }));
+            }
+            write_response_head(
+                &response_buf,
+                &response,
+                &pool.set.header_down,
+                head,
+                &[],
+                &fctx,
+                false,
+                &mut out,
+            );
+            write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+            let upstream_rest = response_buf.split_off(response.head_len);
+            let client_rest = std::mem::take(buf);
+            let limits = &ctx.snapshot.config.globals.limits;
+            let bytes = match relay(
+                client,
+                upstream,
+                client_rest,
+                upstream_rest,
+                limits.relay_idle_timeout,
+                ctx.snapshot.splice_relay,
+            )
+            .await
+            {
+                Ok(totals) => totals.upstream_to_client,
+                Err(e) => {
+                    tracing::debug!(conn = ctx.id, "relay ended: {e}");
+                    0
+                }
+            };
+            let outcome = Outcome { keep_alive: false, status: 101, bytes };
+            return Ok((outcome, false));
+        }
+        if (100..200).contains(&response.status) {
+            write_response_head(
+                &response_buf,
+                &response,
+                &pool.set.header_down,
+                head,
+                &[],
+                &fctx,
+                false,
+                &mut out,
+            );
+            write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+            response_buf.drain(..response.head_len);
+            continue;
+        }
+        let close_client =
+            !head.keep_alive || !request_complete || response.body == ResponseBody::CloseDelimited;
+        write_response_head(
+            &response_buf,
+            &response,
+            &pool.set.header_down,
+            head,
+            &[],
+            &fctx,
+            close_client,
+            &mut out,
+        );
+        response_buf.drain(..response.head_len);
+        let mut framing = match response.body {
+            ResponseBody::None => BodyFraming::Length(0),
+            ResponseBody::Length(n) => BodyFraming::Length(n),
+            ResponseBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
+            ResponseBody::CloseDelimited => BodyFraming::UntilEof,
+        };
+        // Send the head together with the body bytes already here: one write for small
+        // responses.
+        let take = match &mut framing {
+            BodyFraming::Length(n) => (*n).min(response_buf.len() as u64) as usize,
+            _ => 0,
+        };
+        if take > 0 {
+            out.extend_from_slice(&response_buf[..take]);
+            response_buf.drain(..take);
+            if let BodyFraming::Length(n) = &mut framing {
+                *n -= take as u64;
+            }
+        }
+        write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+        let bytes = match pump_body(upstream, client, &mut response_buf, &mut framing).await {
+            Ok(n) => n + take as u64,
+            Err(PumpError::Destination(e)) => return Err(after_response(ClientError::Io(e))),
+            Err(PumpError::SourceClosed) => {
+                return Err(after_response(UpstreamError::ClosedEarly {
+                    upstream: upstream_name.to_owned(),
+                }))
+            }
+            Err(PumpError::Source(e)) => return Err(after_response(upstream_err(e))),
+            Err(PumpError::Framing(source)) => {
+                return Err(after_response(UpstreamError::Chunked {
+                    upstream: upstream_name.to_owned(),
+                    source,
+                }))
+            }
+        };
+        let reusable = response.keep_alive
+            && request_complete
+            && response_buf.is_empty()
+            && !matches!(framing, BodyFraming::UntilEof);
+        let outcome = Outcome { keep_alive: !close_client, status: response.status, bytes };
+        return Ok((outcome, reusable));
+    }
+}
+
+enum BodySent {
+    Complete,
+    /// A final response head started arriving before the body was sent; the rest of the body
+    /// is abandoned and both connections close after the response.
+    ResponseArrived,
+}
+
+/// Stream the request body to the upstream. While waiting on the client (or on the upstream's
+/// socket buffer), also wait on the upstream's readability: interim `1xx` heads are forwarded
+/// to the client as they come (100-continue), a final head ends the upload.
+///
+/// Only readiness waits sit inside `select!`; bytes are moved outside it, so no branch that
+/// loses the race can drop data.
+async fn send_body<S: Stream>(
+    client: &S,
+    upstream: &PlainStream,
+    buf: &mut Vec<u8>,
+    framing: &mut BodyFraming,
+    response_buf: &mut Vec<u8>,
+    request: &RequestHead,
+    upstream_name: &str,
+) -> Result<BodySent, ForwardError> {
+    let upstream_io = |source: io::Error| {
+        before_response(UpstreamError::Io { upstream: upstream_name.to_owned(), source })
+    };
+    loop {
+        // Bytes already read from the client go first.
+        if !buf.is_empty() {
+            let (n, done) =
+                framing.take(buf).map_err(|e| before_response(ClientError::Chunked(e)))?;
+            let chunk: Vec<u8> = buf.drain(..n).collect();
+            if let Some(arrived) =
+                write_watching(client, upstream, &chunk, response_buf, request, upstream_name)
+                    .await?
+            {
+                return Ok(arrived);
+            }
+            if done {
+                return Ok(BodySent::Complete);
+            }
+            if !buf.is_empty() {
+                continue;
+            }
+        }
+        let woke = {
+            let client_ready = pin!(client.readable());
+            let upstream_spoke = pin!(wait_for_response(upstream, response_buf, upstream_name));
+            monoio::select! {
+                ready = client_ready => Either::Client(ready),
+                spoke = upstream_spoke => Either::Upstream(spoke),
+            }
+        };
+        match woke {
+            Either::Client(Err(e)) => return Err(before_response(ClientError::Io(e))),
+            Either::Client(Ok(())) => match read_append(client, buf, usize::MAX).await {
+                Ok(0) => return Err(before_response(ClientError::ClosedMidRequest)),
+                Ok(_) => {}
+                Err(e) => return Err(before_response(ClientError::Io(e))),
+            },
+            Either::Upstream(Err(e)) => return Err(before_response(e)),
+            Either::Upstream(Ok(())) => {
+                if let Some(arrived) =
+                    forward_interim(client, response_buf, request, upstream_name).await?
+                {
+                    return Ok(arrived);
+                }
+            }
+        }
+        let _ = &upstream_io;
+    }
+}
+
+/// Write `chunk` to the upstream; while its socket buffer is full, watch for its response.
+/// `Some(ResponseArrived)` when a final response head came in (or the upstream stopped
+/// accepting the body), `None` when the chunk is written.
+async fn write_watching<S: Stream>(
+    client: &S,
+    upstream: &PlainStream,
+    mut chunk: &[u8],
+    response_buf: &mut Vec<u8>,
+    request: &RequestHead,
+    upstream_name: &str,
+) -> Result<Option<BodySent>, ForwardError> {
+    while !chunk.is_empty() {
+        match upstream.try_write(chunk) {
+            Ok(n) => chunk = &chunk[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let woke = {
+                    let writable = pin!(upstream.writable());
+                    let spoke = pin!(wait_for_response(upstream, response_buf, upstream_name));
+                    monoio::select! {
+                        w = writable => Either::Client(w),
+                        s = spoke => Either::Upstream(s),
+                    }
+                };
+                match woke {
+                    Either::Client(Ok(())) => {}
+                    Either::Client(Err(_)) => return Ok(Some(BodySent::ResponseArrived)),
+                    Either::Upstream(Err(e)) => return Err(before_response(e)),
+                    Either::Upstream(Ok(())) => {
+                        if let Some(arrived) =
+                            forward_interim(client, response_buf, request, upstream_name).await?
+                        {
+                            return Ok(Some(arrived));
+                        }
+                    }
+                }
+            }
+            // The upstream stopped reading (it may have answered and closed): its response,
+            // if any, is read next.
+            Err(_) => return Ok(Some(BodySent::ResponseArrived)),
+        }
+    }
+    Ok(None)
+}
+
+/// Look at what the upstream sent mid-upload: forward complete interim (1xx, not 101) heads
+/// to the client; report a final head as `ResponseArrived`; `None` to keep uploading.
+async fn forward_interim<S: Stream>(
+    client: &S,
+    response_buf: &mut Vec<u8>,
+    request: &RequestHead,
+    upstream_name: &str,
+) -> Result<Option<BodySent>, ForwardError> {
+    loop {
+        let head = match parse_response(response_buf, request.method, MAX_RESPONSE_HEAD) {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(None),
+            Err(source) => {
+                return Err(before_response(UpstreamError::Head {
+                    upstream: upstream_name.to_owned(),
+                    source,
+                }))
+            }
+        };
+        if !(100..200).contains(&head.status) || head.status == 101 {
+            return Ok(Some(BodySent::ResponseArrived));
+        }
+        let interim = response_buf[..head.head_len].to_vec();
+        response_buf.drain(..head.head_len);
+        write_all(client, &interim).await.map_err(|e| before_response(ClientError::Io(e)))?;
+    }
+}
+
+enum Either<A, B> {
+    Client(A),
+    Upstream(B),
+}
+
+/// Resolve once the upstream has sent bytes (appended to `response_buf`); an EOF is an error.
+async fn wait_for_response(
+    upstream: &PlainStream,
+    response_buf: &mut Vec<u8>,
+    upstream_name: &str,
+) -> Result<(), ProxyError> {
+    match read_append(upstream, response_buf, MAX_RESPONSE_HEAD).await {
+        Ok(0) => Err(UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()),
+        Ok(_) => Ok(()),
+        Err(source) => Err(UpstreamError::Io { upstream: upstream_name.to_owned(), source }.into()),
+    }
+}
+
+/// Read until a complete response head is in `buf`.
+async fn read_response_head(
+    upstream: &PlainStream,
+    buf: &mut Vec<u8>,
+    request: &RequestHead,
+    deadline: Option<Instant>,
+    upstream_name: &str,
+    reused: bool,
+) -> Result<ResponseHead, ProxyError> {
+    loop {
+        if !buf.is_empty() {
+            match parse_response(buf, request.method, MAX_RESPONSE_HEAD) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(
+                        UpstreamError::Head { upstream: upstream_name.to_owned(), source }.into()
+                    )
+                }
+            }
+        }
+        let read = read_append(upstream, buf, MAX_RESPONSE_HEAD);
+        let got = match deadline {
+            Some(d) => {
+                match monoio::time::timeout(d.saturating_duration_since(Instant::now()), read).await
+                {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(UpstreamError::HeaderTimeout {
+                            upstream: upstream_name.to_owned(),
+                        }
+                        .into())
+                    }
+                }
+            }
+            None => read.await,
+        };
+        match got {
+            Ok(0) => {
+                let _ = reused;
+                return Err(
+                    UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()
+                );
+            }
+            Ok(_) => {}
+            Err(source) => {
+                return Err(UpstreamError::Io { upstream: upstream_name.to_owned(), source }.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Moving bytes over [`Stream`]s: the per-worker scratch buffer, reads that append, writes
+//! that finish, and the body pump that forwards a framed body without buffering it.
+//!
+//! The scratch buffer is why an idle connection costs no buffer memory: every read lands in
+//! the worker's one scratch buffer and is written onward before the next `.await`. Only when
+//! the destination pushes back (its socket buffer is full) are the unwritten bytes copied into
+//! an owned `Vec` that lives until they are written.
+
+use std::cell::RefCell;
+use std::io;
+use std::time::Instant;
+
+use crate::http::chunked::{ChunkError, ChunkedTracker};
+use crate::net::stream::Stream;
+
+/// Size of the per-worker scratch buffer: the most one read moves. 64 KiB matches the
+/// kernel's default socket buffer scale, so bulk transfers need few syscalls.
+pub const SCRATCH_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice());
+}
+
+/// Run `f` with the worker's scratch buffer. `f` must not await (it cannot: it is a plain
+/// closure), which is what makes sharing one buffer between all connections sound.
+pub fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Read what is available into the end of `dst`, waiting until at least one byte or EOF.
+/// Returns the number of bytes appended (0 = EOF). Cancel-safe: dropping it loses nothing.
+pub async fn read_append<S: Stream>(src: &S, dst: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    loop {
+        let got = with_scratch(|scratch| {
+            let limit = max.min(scratch.len()).max(1);
+            match src.try_read(&mut scratch[..limit]) {
+                Ok(n) => {
+                    dst.extend_from_slice(&scratch[..n]);
+                    Ok(Some(n))
+                }
+                Err(e) if would_block(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })?;
+        match got {
+            Some(n) => return Ok(n),
+            None => src.readable().await?,
+        }
+    }
+}
+
+/// Write all of `buf`, waiting for writability as needed, then flush (TLS records).
+pub async fn write_all<S: Stream>(dst: &S, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match dst.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if would_block(&e) => dst.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    flush(dst).await
+}
+
+/// Push out anything the stream buffered internally.
+pub async fn flush<S: Stream>(dst: &S) -> io::Result<()> {
+    while !dst.try_flush()? {
+        dst.writable().await?;
+    }
+    Ok(())
+}
+
+/// How a body is delimited, as the pump tracks it.
+#[derive(Debug)]
+pub enum BodyFraming {
+    /// Exactly this many bytes remain.
+    Length(u64),
+    Chunked(ChunkedTracker),
+    /// Until the source closes (close-delimited responses).
+    UntilEof,
+}
+
+impl BodyFraming {
+    /// How many bytes of `input` belong to the body, and whether the body ends within them.
+    pub(crate) fn take(&mut self, input: &[u8]) -> Result<(usize, bool), ChunkError> {
+        match self {
+            BodyFraming::Length(remaining) => {
+                let n = (*remaining).min(input.len() as u64) as usize;
+                *remaining -= n as u64;
+                Ok((n, *remaining == 0))
+            }
+            BodyFraming::Chunked(tracker) => {
+                let progress = tracker.advance(input)?;
+                Ok((progress.consumed, progress.done))
+            }
+            BodyFraming::UntilEof => Ok((input.len(), false)),
+        }
+    }
+
+    pub fn is_done_at_start(&self) -> bool {
+        matches!(self, BodyFraming::Length(0))
+    }
+}
+
+/// Why a body could not be forwarded to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    #[error("source closed before the end of the body")]
+    SourceClosed,
+    #[error("source: {0}")]
+    Source(io::Error),
+    #[error("invalid chunked framing: {0}")]
+    Framing(ChunkError),
+    #[error("destination: {0}")]
+    Destination(io::Error),
+}
+
+enum Step {
+    /// Body complete; the rest of the scratch read (if any) was put back in `prefix`.
+    Done,
+    /// Some bytes moved, keep going.
+    Moved,
+    /// Nothing to read right now.
+    WouldBlock,
+    /// These bytes must be written before reading more.
+    Pending(Vec<u8>, bool),
+}
+
+/// Forward one framed body from `src` to `dst`. Bytes already read past a head are in
+/// `prefix`; they are consumed first. Bytes read past the end of the body (a pipelined next
+/// request, or trailing garbage) are left in `prefix` for the caller. `on_progress` is called
+/// with a timestamp whenever bytes move (relay idle tracking).
+pub async fn pump_body<R: Stream, W: Stream>(
+    src: &R,
+    dst: &W,
+    prefix: &mut Vec<u8>,
+    framing: &mut BodyFraming,
+) -> Result<u64, PumpError> {
+    let mut moved = 0u64;
+    if framing.is_done_at_start() {
+        return Ok(0);
+    }
+    if !prefix.is_empty() {
+        let (n, done) = framing.take(prefix).map_err(PumpError::Framing)?;
+        write_all(dst, &prefix[..n]).await.map_err(PumpError::Destination)?;
+        prefix.drain(..n);
+        moved += n as u64;
+        if done {
+            return Ok(moved);
+        }
+    }
+    loop {
+        let step = with_scratch(|scratch| -> Result<Step, PumpError> {
+            let n = match src.try_read(scratch) {
+                Ok(0) => {
+                    return match framing {
+                        BodyFraming::UntilEof => Ok(Step::Done),
+                        _ => Err(PumpError::SourceClosed),
+                    }
+                }
+                Ok(n) => n,
+                Err(e) if would_block(&e) => return Ok(Step::WouldBlock),
+                Err(e) => return Err(PumpError::Source(e)),
+            };
+            let (body, done) = framing.take(&scratch[..n]).map_err(PumpError::Framing)?;
+            prefix.extend_from_slice(&scratch[body..n]);
+            moved += body as u64;
+            let written = match dst.try_write(&scratch[..body]) {
+                Ok(w) => w,
+                Err(e) if would_block(&e) => 0,
+                Err(e) => return Err(PumpError::Destination(e)),
+            };
+            if written < body {
+                return Ok(Step::Pending(scratch[written..body].to_vec(), done));
+            }
+            Ok(if done { Step::Done } else { Step::Moved })
+        })?;
+        match step {
+            Step::Done => {
+                flush(dst).await.map_err(PumpError::Destination)?;
+                return Ok(moved);
+            }
+            Step::Moved => {
+                flush(dst).await.map_err(PumpError::Destination)?;
+            }
+            Step::WouldBlock => src.readable().await.map_err(PumpError::Source)?,
+            Step::Pending(rest, done) => {
+                write_all(dst, &rest).await.map_err(PumpError::Destination)?;
+                if done {
+                    return Ok(moved);
+                }
+            }
+        }
+    }
+}
+
+/// Timestamp of the last byte a relay moved, shared by its two directions.
+pub type Activity = std::rc::Rc<std::cell::Cell<Instant>>;

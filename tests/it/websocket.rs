@@ -1,0 +1,244 @@
+//! WebSocket through the proxy: the upgrade itself, byte-exact ordered echo of mixed sizes,
+//! server-initiated messages, the close handshake from either side, TCP half-close, and many
+//! concurrent connections. Every test runs on both drivers.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+use crate::support::client::{ClientStream, HttpConn};
+use crate::support::net::IO_TIMEOUT;
+use crate::support::payload::{self, Rng};
+use crate::support::ws::{ws_connect, WsOrigin};
+use crate::support::{per_driver, Proxy};
+
+fn proxy_to(origin: &WsOrigin, driver: ringproxy::server::DriverChoice) -> Proxy {
+    Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver)
+}
+
+/// Read the next data message, skipping control frames.
+fn next_data(ws: &mut WebSocket<ClientStream>) -> Message {
+    loop {
+        match ws.read().unwrap_or_else(|e| panic!("WebSocket read: {e}")) {
+            msg @ (Message::Text(_) | Message::Binary(_) | Message::Close(_)) => return msg,
+            _ => {}
+        }
+    }
+}
+
+per_driver! {
+    fn upgrade_is_answered_101_through_the_proxy(driver) {
+        let origin = WsOrigin::start();
+        let proxy = proxy_to(&origin, driver);
+        let mut conn = proxy.connect();
+        conn.send(
+            format!(
+                "GET /chat HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                proxy.host()
+            )
+            .as_bytes(),
+        );
+        let resp = conn.response("GET");
+        assert_eq!(resp.status, 101);
+        // RFC 6455 §1.3's worked example: this key must yield this accept value.
+        assert_eq!(resp.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert!(resp.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
+        assert!(resp.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")));
+        let hs = &origin.handshakes()[0];
+        assert_eq!(hs.path, "/chat");
+        assert_eq!(hs.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert!(hs.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
+        // A masked "hi" text frame, then its unmasked echo comes back over the relay.
+        conn.send(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+        assert_eq!(conn.read_raw(4, IO_TIMEOUT), [0x81, 0x02, b'h', b'i']);
+    }
+}
+
+per_driver! {
+    fn two_thousand_messages_from_1_byte_to_256_kib_echo_byte_exact_in_order(driver) {
+        let origin = WsOrigin::start();
+        let proxy = proxy_to(&origin, driver);
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
+        let mut rng = Rng::new(2000);
+        let edges = [1usize, 2, 125, 126, 127, 65_535, 65_536, 65_537, 131_072, 262_144];
+        let sizes: Vec<usize> = (0..2000)
+            .map(|i| if i < edges.len() { edges[i] } else { rng.log_range(1, 256 * 1024) as usize })
+            .collect();
+        let mut sent_total = 0;
+        let mut i = 0;
+        while i < sizes.len() {
+            // Alternate lock-step exchanges with bursts of up to 20 small messages in flight,
+            // so that ordering across frames is checked too.
+            let burst = if sizes[i] < 4096 { 20.min(sizes.len() - i) } else { 1 };
+            let mut expected = Vec::new();
+            for j in i..i + burst {
+                let msg = if j % 7 == 3 {
+                    Message::Text(format!("{j}:").repeat(sizes[j].div_ceil(6)).chars().take(sizes[j].max(1)).collect())
+                } else {
+                    let mut bytes = rng.bytes(sizes[j]);
+                    bytes[..sizes[j].min(4)].copy_from_slice(&(j as u32).to_be_bytes()[..sizes[j].min(4)]);
+                    Message::Binary(bytes)
+                };
+                sent_total += msg.len();
+                ws.send(msg.clone()).unwrap();
+                expected.push(msg);
+            }
+            for (k, want) in expected.iter().enumerate() {
+                let got = next_data(&mut ws);
+                assert!(
+                    got == *want,
+                    "message {} ({} bytes) came back different ({} bytes)", i + k, want.len(), got.len()
+                );
+            }
+            i += burst;
+        }
+        assert!(sent_total > 10 << 20, "sizes should span up to 256 KiB (sent {sent_total} bytes)");
+        ws.close(None).unwrap();
+        assert_eq!(origin.echoed(), 2000);
+    }
+}
+
+per_driver! {
+    fn server_initiated_messages_reach_the_client(driver) {
+        let origin = WsOrigin::start();
+        let proxy = proxy_to(&origin, driver);
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/push?n=300");
+        // The client says nothing: these come from the server on its own.
+        for i in 0..300 {
+            let Message::Binary(bytes) = next_data(&mut ws) else { panic!("expected binary push {i}") };
+            let prefix = format!("push {i} ");
+            assert!(bytes.starts_with(prefix.as_bytes()), "push {i} out of order");
+            assert_eq!(bytes.len(), prefix.len() + i % 1000);
+        }
+        ws.send(Message::Text("still two-way".into())).unwrap();
+        assert_eq!(next_data(&mut ws), Message::Text("still two-way".into()));
+    }
+}
+
+/// After the close handshake the proxy must close the client's TCP connection too.
+fn expect_tcp_eof(ws: &mut WebSocket<ClientStream>) {
+    let stream = ws.get_mut();
+    stream.set_read_timeout(Duration::from_secs(5));
+    let mut buf = [0u8; 64];
+    match std::io::Read::read(stream, &mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("{n} unexpected bytes after the close handshake"),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("connection not closed after the close handshake: {e}"),
+    }
+}
+
+per_driver! {
+    fn client_initiated_close_handshake_completes(driver) {
+        let origin = WsOrigin::start();
+        let proxy = proxy_to(&origin, driver);
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
+        ws.send(Message::Text("before close".into())).unwrap();
+        assert_eq!(next_data(&mut ws), Message::Text("before close".into()));
+        ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).unwrap();
+        let reply = next_data(&mut ws);
+        let Message::Close(Some(frame)) = reply else { panic!("expected the server's close frame, got {reply:?}") };
+        assert_eq!(frame.code, CloseCode::Normal);
+        assert!(matches!(ws.read(), Err(tungstenite::Error::ConnectionClosed)));
+        expect_tcp_eof(&mut ws);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while origin.finished() < 1 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(origin.finished(), 1, "the backend saw the close handshake complete");
+    }
+}
+
+per_driver! {
+    fn server_initiated_close_handshake_completes(driver) {
+        let origin = WsOrigin::start();
+        let proxy = proxy_to(&origin, driver);
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/close?code=4001");
+        let msg = next_data(&mut ws);
+        let Message::Close(Some(frame)) = msg else { panic!("expected a close frame, got {msg:?}") };
+        assert_eq!(frame.code, CloseCode::from(4001));
+        assert_eq!(frame.reason, "server closing");
+        // tungstenite has queued the reply; reading flushes it and sees the end.
+        assert!(matches!(ws.read(), Err(tungstenite::Error::ConnectionClosed)));
+        expect_tcp_eof(&mut ws);
+    }
+}
+
+per_driver! {
+    fn half_close_from_the_client_reaches_the_backend_and_its_answer_still_arrives(driver) {
+        let origin = WsOrigin::start();
+        let proxy = proxy_to(&origin, driver);
+        let mut conn: HttpConn = proxy.connect();
+        conn.send(
+            format!(
+                "GET /halfclose HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                proxy.host()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(conn.response("GET").status, 101);
+        let data = payload::pattern(1_000_000);
+        for piece in data.chunks(64 * 1024) {
+            conn.send(piece);
+        }
+        conn.stream.shutdown_write().unwrap();
+        // The backend only answers once it has read EOF, so this proves the half-close went
+        // through, and that the other direction stayed open for the answer.
+        let answer = conn.expect_closed(IO_TIMEOUT);
+        assert_eq!(String::from_utf8_lossy(&answer), format!("{} {}\n", data.len(), payload::sha256_hex(&data)));
+    }
+}
+
+per_driver! {
+    fn five_hundred_concurrent_websockets_echo_fifty_messages_each_with_nothing_lost(driver) {
+        const CONNS: usize = 500;
+        const MESSAGES: usize = 50;
+        const THREADS: usize = 10;
+        let origin = WsOrigin::start();
+        let proxy = proxy_to(&origin, driver);
+        let started = Instant::now();
+        // Open all of them first, so that all 500 relays are live at the same time.
+        let mut sockets: Vec<(usize, WebSocket<ClientStream>)> =
+            (0..CONNS).map(|c| (c, ws_connect(proxy.stream(), &proxy.host(), &format!("/echo/{c}")))).collect();
+        let opened = started.elapsed();
+        let mut groups: Vec<Vec<(usize, WebSocket<ClientStream>)>> = (0..THREADS).map(|_| Vec::new()).collect();
+        for (i, s) in sockets.drain(..).enumerate() {
+            groups[i % THREADS].push(s);
+        }
+        let workers: Vec<_> = groups
+            .into_iter()
+            .map(|mut group| {
+                thread::spawn(move || {
+                    for round in 0..MESSAGES {
+                        for (c, ws) in group.iter_mut() {
+                            let len = 16 + (*c * 31 + round * 17) % 1000;
+                            let mut msg = format!("{c}/{round}/").into_bytes();
+                            msg.resize(len, b'0' + (round % 10) as u8);
+                            ws.send(Message::Binary(msg)).unwrap();
+                        }
+                        for (c, ws) in group.iter_mut() {
+                            let Message::Binary(got) = next_data(ws) else { panic!("conn {c}: expected binary") };
+                            let prefix = format!("{c}/{round}/");
+                            assert!(got.starts_with(prefix.as_bytes()), "conn {c} round {round}: wrong or reordered message");
+                            assert_eq!(got.len(), 16 + (*c * 31 + round * 17) % 1000);
+                        }
+                    }
+                    for (_, ws) in group.iter_mut() {
+                        ws.close(None).unwrap();
+                    }
+                    group.len()
+                })
+            })
+            .collect();
+        let done: usize = workers.into_iter().map(|w| w.join().expect("a client thread failed")).sum();
+        assert_eq!(done, CONNS);
+        assert_eq!(origin.echoed(), CONNS * MESSAGES, "echoes counted by the backend");
+        assert_eq!(origin.handshakes().len(), CONNS);
+        eprintln!("500 WebSockets opened in {opened:?}, 25,000 echoes done in {:?}", started.elapsed());
+    }
+}
