@@ -17,7 +17,6 @@ use std::time::Instant;
 use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
 use super::relay::relay;
 use super::ConnCtx;
-use crate::config::limits::MAX_HEADERS;
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, RequestBody, RequestHead, ResponseBody, ResponseHead};
@@ -40,14 +39,17 @@ pub struct Outcome {
 pub struct ForwardError {
     pub error: ProxyError,
     pub response_started: bool,
+    /// A reused pooled connection ended before any response byte: the upstream most likely
+    /// closed it while idle, racing our request.
+    stale_pooled: bool,
 }
 
 fn before_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError { error: error.into(), response_started: false }
+    ForwardError { error: error.into(), response_started: false, stale_pooled: false }
 }
 
 fn after_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError { error: error.into(), response_started: true }
+    ForwardError { error: error.into(), response_started: true, stale_pooled: false }
 }
 
 /// Largest upstream response head accepted.
@@ -63,7 +65,6 @@ pub async fn forward<S: Stream>(
     buf: &mut Vec<u8>,
     strip_prefixes: &[&str],
 ) -> Result<Outcome, ForwardError> {
-    let _ = MAX_HEADERS;
     let order = pool.attempt_order(ctx.peer.ip());
     if order.is_empty() {
         return Err(before_response(UpstreamError::NoneAvailable));
@@ -112,9 +113,40 @@ pub async fn forward<S: Stream>(
     let Some(conn) = chosen else {
         return Err(before_response(last_error.unwrap_or(UpstreamError::NoneAvailable)));
     };
-    pool.begin_request(conn.upstream);
+    buf.drain(..head.head_len);
+    let index = conn.upstream;
+    pool.begin_request(index);
     let result = exchange(client, ctx, pool, head, buf, conn, strip_prefixes).await;
-    result
+    match result {
+        // The pooled connection was closed by the upstream while idle and the request has no
+        // body, so nothing is lost by sending it again on a fresh connection (once).
+        Err(e)
+            if e.stale_pooled
+                && matches!(head.body, RequestBody::None | RequestBody::Length(0)) =>
+        {
+            let upstream = pool.upstream(index);
+            let stream = match dial(upstream, transport.dial_timeout).await {
+                Ok(stream) => stream,
+                Err(source) => {
+                    pool.record_failure(index);
+                    return Err(before_response(UpstreamError::Connect {
+                        upstream: upstream.display.clone(),
+                        source,
+                    }));
+                }
+            };
+            if let Err(source) = write_all(&stream, &out).await {
+                return Err(before_response(UpstreamError::Io {
+                    upstream: upstream.display.clone(),
+                    source,
+                }));
+            }
+            pool.begin_request(index);
+            let conn = UpstreamConn { stream, upstream: index, reused: false };
+            exchange(client, ctx, pool, head, buf, conn, strip_prefixes).await
+        }
+        other => other,
+    }
 }
 
 fn forward_ctx<'a>(ctx: &ConnCtx, upstream: &'a str, strip: &'a [&'a str]) -> ForwardContext<'a> {
@@ -151,7 +183,7 @@ async fn exchange<S: Stream>(
             Ok(outcome)
         }
         Err(e) => {
-            if matches!(e.error, ProxyError::Upstream(_)) {
+            if matches!(e.error, ProxyError::Upstream(_)) && !e.stale_pooled {
                 pool.record_failure(index);
             }
             Err(e)
@@ -173,7 +205,6 @@ async fn exchange_inner<S: Stream>(
     let upstream = &conn.stream;
     let upstream_err =
         |source: io::Error| UpstreamError::Io { upstream: upstream_name.to_owned(), source };
-    buf.drain(..head.head_len);
 
     // Request body, watching for an early response.
     let mut response_buf: Vec<u8> = Vec::new();
@@ -197,16 +228,29 @@ async fn exchange_inner<S: Stream>(
     let deadline = pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
     loop {
-        let response = read_response_head(
-            upstream,
-            &mut response_buf,
-            head,
-            deadline,
-            upstream_name,
-            conn.reused,
-        )
-        .await
-        .map_err(before_response)?;
+        let nothing_received = response_buf.is_empty();
+        let response =
+            read_response_head(upstream, &mut response_buf, head, deadline, upstream_name)
+                .await
+                .map_err(|error| {
+                    let closed = matches!(
+                        error,
+                        ProxyError::Upstream(
+                            UpstreamError::ClosedEarly { .. } | UpstreamError::Io { .. }
+                        )
+                    );
+                    let mut e = before_response(error);
+                    e.stale_pooled =
+                        closed && conn.reused && nothing_received && response_buf.is_empty();
+                    if e.stale_pooled {
+                        tracing::debug!(
+                            conn = ctx.id,
+                            upstream = upstream_name,
+                            "pooled connection was closed by the upstream; retrying on a fresh one"
+                        );
+                    }
+                    e
+                })?;
         conn.reused = false;
         out.clear();
         if response.status == 101 {
@@ -490,7 +534,6 @@ async fn read_response_head(
     request: &RequestHead,
     deadline: Option<Instant>,
     upstream_name: &str,
-    reused: bool,
 ) -> Result<ResponseHead, ProxyError> {
     loop {
         if !buf.is_empty() {
@@ -504,7 +547,15 @@ async fn read_response_head(
                 }
             }
         }
-        let read = read_append(upstream, buf, MAX_RESPONSE_HEAD);
+        // Right after the request went out the answer is almost never there yet: wait for
+        // readiness first instead of a read that would only say EAGAIN.
+        let fresh = buf.is_empty();
+        let read = async {
+            if fresh {
+                upstream.readable().await?;
+            }
+            read_append(upstream, buf, MAX_RESPONSE_HEAD).await
+        };
         let got = match deadline {
             Some(d) => {
                 match monoio::time::timeout(d.saturating_duration_since(Instant::now()), read).await
@@ -522,7 +573,6 @@ async fn read_response_head(
         };
         match got {
             Ok(0) => {
-                let _ = reused;
                 return Err(
                     UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()
                 );

@@ -79,7 +79,11 @@ async fn both(
 }
 
 enum Step {
-    Moved,
+    /// Bytes moved; `drained` when the read returned less than it asked for, so the socket
+    /// is most likely empty and the next read would only say EAGAIN.
+    Moved {
+        drained: bool,
+    },
     WouldBlock,
     Eof,
     Pending(Vec<u8>),
@@ -115,12 +119,17 @@ async fn one_way<R: Stream, W: Stream>(
             if written < n {
                 return Ok(Step::Pending(scratch[written..n].to_vec()));
             }
-            Ok(Step::Moved)
+            Ok(Step::Moved { drained: n < scratch.len() })
         })?;
         match step {
-            Step::Moved => {
+            Step::Moved { drained } => {
                 activity.set(Instant::now());
                 flush(dst).await?;
+                // Skip the read that would only return EAGAIN: one syscall less per audio
+                // frame. (A TLS source reports buffered plaintext as readable at once.)
+                if drained {
+                    wait_readable(src, idle_timeout, &activity).await?;
+                }
             }
             Step::Pending(rest) => {
                 activity.set(Instant::now());
@@ -198,6 +207,18 @@ async fn one_way_splice<R: Stream, W: Stream>(
                 in_pipe = n;
                 moved += n as u64;
                 activity.set(Instant::now());
+                // Push it on at once; a short splice means the socket is drained, so after
+                // the pipe is empty wait for readiness instead of a splice that says EAGAIN.
+                while in_pipe > 0 {
+                    match sys::splice(pipe.read, dst_fd, in_pipe) {
+                        Ok(m) => in_pipe -= m,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if n < SPLICE_CHUNK {
+                    wait_readable(src, idle_timeout, &activity).await?;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 wait_readable(src, idle_timeout, &activity).await?

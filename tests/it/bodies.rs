@@ -7,16 +7,12 @@ use crate::support::client::Framing;
 use crate::support::net::IO_TIMEOUT;
 use crate::support::origin::Origin;
 use crate::support::payload::{self, Rng};
-use crate::support::{per_driver, Proxy};
-
-fn proxy_to(origin: &Origin, driver: ringproxy::server::DriverChoice) -> Proxy {
-    Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver)
-}
+use crate::support::per_driver;
 
 per_driver! {
-    fn content_length_request_body_is_forwarded_byte_exact(driver) {
+    fn content_length_request_body_is_forwarded_byte_exact(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let body = Rng::new(1).bytes(100_000);
         let mut conn = proxy.connect();
         let mut req = format!("POST /echo HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n", proxy.host(), body.len()).into_bytes();
@@ -32,9 +28,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn chunked_request_with_extensions_and_trailers_reaches_the_backend_intact(driver) {
+    fn chunked_request_with_extensions_and_trailers_reaches_the_backend_intact(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         let req = format!(
             "POST /echo HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
@@ -51,20 +47,22 @@ per_driver! {
         let rec = &origin.requests()[0];
         assert_eq!(rec.body, b"hello, worldabcdefghijklmnopqrstuvwxyz");
         assert!(rec.chunked, "a chunked request stays chunked: its length is unknown up front");
-        assert_eq!(
-            rec.trailers,
-            vec![("X-Checksum".to_string(), "abc123".to_string())],
-            "request trailers are forwarded"
-        );
+        if !proxy.skip_on_caddy("Caddy drops request trailers; the trailer check is ringproxy's") {
+            assert_eq!(
+                rec.trailers,
+                vec![("X-Checksum".to_string(), "abc123".to_string())],
+                "request trailers are forwarded"
+            );
+        }
         // The connection is still usable: the proxy found the end of the chunked body.
         assert_eq!(conn.get(&proxy.host(), "/after").status, 200);
     }
 }
 
 per_driver! {
-    fn chunked_response_with_extensions_and_trailers_arrives_byte_exact(driver) {
+    fn chunked_response_with_extensions_and_trailers_arrives_byte_exact(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         let len = 300_000u64;
         conn.send(format!("GET /chunked/{len}?piece=7001 HTTP/1.1\r\nHost: {}\r\nTE: trailers\r\n\r\n", proxy.host()).as_bytes());
@@ -79,9 +77,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn empty_posts_reach_the_backend_with_empty_bodies(driver) {
+    fn empty_posts_reach_the_backend_with_empty_bodies(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         let host = proxy.host();
         conn.send(format!("POST /empty-cl HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n").as_bytes());
@@ -100,9 +98,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn twenty_megabyte_upload_arrives_byte_exact(driver) {
+    fn twenty_megabyte_upload_arrives_byte_exact(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let len = 20u64 << 20;
         let mut conn = proxy.connect();
         conn.send(format!("POST /sha256 HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n\r\n", proxy.host()).as_bytes());
@@ -117,9 +115,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn chunked_upload_of_several_megabytes_arrives_byte_exact(driver) {
+    fn chunked_upload_of_several_megabytes_arrives_byte_exact(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let body = payload::pattern(5 << 20);
         let mut conn = proxy.connect();
         conn.send(format!("POST /sha256 HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n", proxy.host()).as_bytes());
@@ -140,9 +138,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn fifty_megabyte_download_arrives_byte_exact(driver) {
+    fn fifty_megabyte_download_arrives_byte_exact(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let len = 50u64 << 20;
         let mut conn = proxy.connect();
         let resp = conn.get(&proxy.host(), &format!("/bytes/{len}"));
@@ -156,9 +154,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn ten_pipelined_requests_are_answered_in_order(driver) {
+    fn ten_pipelined_requests_are_answered_in_order(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let host = proxy.host();
         let mut all = Vec::new();
         let mut expected = Vec::new();
@@ -194,9 +192,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn expect_100_continue_gets_an_interim_response_before_the_body_is_sent(driver) {
+    fn expect_100_continue_gets_an_interim_response_before_the_body_is_sent(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         let body = b"body sent after 100 Continue";
         conn.send(
@@ -216,9 +214,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn head_responses_carry_headers_but_no_body(driver) {
+    fn head_responses_carry_headers_but_no_body(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         conn.send(format!("HEAD /bytes/5000 HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes());
         let resp = conn.response("HEAD");
@@ -233,9 +231,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn no_content_and_not_modified_responses_have_no_body(driver) {
+    fn no_content_and_not_modified_responses_have_no_body(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         let resp = conn.get(&proxy.host(), "/status/204");
         assert_eq!(resp.status, 204);
@@ -254,9 +252,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn close_delimited_response_arrives_whole(driver) {
+    fn close_delimited_response_arrives_whole(setup) {
         let origin = Origin::start("o");
-        let proxy = proxy_to(&origin, driver);
+        let proxy = setup.proxy_to(origin.addr);
         let len = 3_000_000u64;
         let mut conn = proxy.connect();
         let resp = conn.get(&proxy.host(), &format!("/close-delimited/{len}"));

@@ -11,11 +11,11 @@ use crate::support::payload;
 use crate::support::{per_driver, Proxy};
 
 per_driver! {
-    fn upstream_with_nothing_listening_gets_502_well_within_the_dial_timeout(driver) {
+    fn upstream_with_nothing_listening_gets_502_well_within_the_dial_timeout(setup) {
         let dead = dead_port();
         let proxy = Proxy::start(
-            &format!(":$PORT {{\n\treverse_proxy {dead} {{\n\t\ttransport http {{\n\t\t\tdial_timeout 2s\n\t\t}}\n\t}}\n}}\n"),
-            driver,
+            &format!("$SITE {{\n\treverse_proxy {dead} {{\n\t\ttransport http {{\n\t\t\tdial_timeout 2s\n\t\t}}\n\t}}\n}}\n"),
+            setup,
         );
         let mut conn = proxy.connect();
         let started = Instant::now();
@@ -32,11 +32,11 @@ per_driver! {
 }
 
 per_driver! {
-    fn unreachable_upstream_gets_502_at_the_dial_timeout(driver) {
+    fn unreachable_upstream_gets_502_at_the_dial_timeout(setup) {
         let hole = Blackhole::start();
         let proxy = Proxy::start(
-            &format!(":$PORT {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tdial_timeout 1s\n\t\t}}\n\t}}\n}}\n", hole.addr),
-            driver,
+            &format!("$SITE {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tdial_timeout 1s\n\t\t}}\n\t}}\n}}\n", hole.addr),
+            setup,
         );
         let mut conn = proxy.connect();
         let started = Instant::now();
@@ -49,14 +49,14 @@ per_driver! {
 }
 
 per_driver! {
-    fn upstream_that_never_answers_gets_504_at_the_response_header_timeout(driver) {
+    fn upstream_that_never_answers_gets_504_at_the_response_header_timeout(setup) {
         let origin = Origin::start("o");
         let proxy = Proxy::start(
             &format!(
-                ":$PORT {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tresponse_header_timeout 1s\n\t\t}}\n\t}}\n}}\n",
+                "$SITE {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tresponse_header_timeout 1s\n\t\t}}\n\t}}\n}}\n",
                 origin.addr
             ),
-            driver,
+            setup,
         );
         let mut conn = proxy.connect();
         let started = Instant::now();
@@ -72,9 +72,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn upstream_closing_mid_body_ends_the_client_connection_and_the_next_client_is_served(driver) {
+    fn upstream_closing_mid_body_ends_the_client_connection_and_the_next_client_is_served(setup) {
         let origin = Origin::start("o");
-        let proxy = Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         let len = 4_000_000u64;
         conn.send(format!("GET /close-mid-body/{len} HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes());
@@ -91,9 +91,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn upstream_dying_mid_chunked_body_is_not_reported_as_complete(driver) {
+    fn upstream_dying_mid_chunked_body_is_not_reported_as_complete(setup) {
         let origin = Origin::start("o");
-        let proxy = Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver);
+        let proxy = setup.proxy_to(origin.addr);
         if proxy.skip_on_caddy("Caddy 2.6 writes the final 0 chunk after an upstream dies mid-body") {
             return;
         }
@@ -111,13 +111,13 @@ per_driver! {
 }
 
 per_driver! {
-    fn one_dead_upstream_out_of_two_never_fails_a_request(driver) {
+    fn one_dead_upstream_out_of_two_never_fails_a_request(setup) {
         let live = Origin::start("live");
         let dead = dead_port();
         for policy in ["round_robin", "random", "first", "least_conn"] {
             let proxy = Proxy::start(
-                &format!(":$PORT {{\n\treverse_proxy {dead} {} {{\n\t\tlb_policy {policy}\n\t}}\n}}\n", live.addr),
-                driver,
+                &format!("$SITE {{\n\treverse_proxy {dead} {} {{\n\t\tlb_policy {policy}\n\t}}\n}}\n", live.addr),
+                setup,
             );
             if proxy.skip_on_caddy("Caddy does not retry a failed dial by default: half the requests get 502") {
                 return;
@@ -135,5 +135,45 @@ per_driver! {
             }
         }
         assert_eq!(live.wait_for_requests(80, IO_TIMEOUT).len(), 80);
+    }
+}
+
+per_driver! {
+    fn pooled_upstream_connection_closed_by_the_upstream_is_not_reused(setup) {
+        let origin = Origin::start("o");
+        let proxy = setup.proxy_to(origin.addr);
+        let mut conn = proxy.connect();
+        // Each answer is followed by the upstream closing that connection while the proxy
+        // holds it idle in its pool; the next request must get a fresh connection, including a
+        // POST, which a proxy must not blindly retry.
+        for (i, method) in ["GET", "POST", "GET", "POST"].iter().enumerate() {
+            conn.send(
+                format!("{method} /then-close HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", proxy.host())
+                    .as_bytes(),
+            );
+            let resp = conn.response(method);
+            assert_eq!(resp.status, 200, "request {i} ({method}) after the upstream closed its idle connection");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(origin.requests().len(), 4);
+        assert_eq!(origin.connections(), 4, "one upstream connection per request, each closed by the upstream");
+    }
+}
+
+per_driver! {
+    fn requests_sent_just_before_the_upstreams_idle_close_all_succeed(setup) {
+        let origin = Origin::start("o");
+        let proxy = setup.proxy_to(origin.addr);
+        let mut conn = proxy.connect();
+        // The origin closes each connection 50 ms after answering: a request sent 25 ms later
+        // finds the pooled connection still open, and the upstream closes it under the request.
+        // The proxy must still answer 200 (fresh dial when the write fails, or one retry when
+        // the connection ends before any response byte), never 502.
+        for i in 0..8 {
+            conn.send(format!("GET /then-close HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes());
+            let resp = conn.response("GET");
+            assert_eq!(resp.status, 200, "request {i}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 }

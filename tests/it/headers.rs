@@ -16,9 +16,9 @@ fn connection_tokens(values: &[&str]) -> Vec<String> {
 }
 
 per_driver! {
-    fn host_is_kept_and_forwarded_headers_are_replaced_not_appended(driver) {
+    fn host_is_kept_and_forwarded_headers_are_replaced_not_appended(setup) {
         let origin = Origin::start("o");
-        let proxy = Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         conn.send(
             b"GET /fwd HTTP/1.1\r\nHost: app.example.test:8443\r\nX-Forwarded-For: 6.6.6.6\r\n\
@@ -36,9 +36,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn every_hop_by_hop_request_header_is_removed(driver) {
+    fn every_hop_by_hop_request_header_is_removed(setup) {
         let origin = Origin::start("o");
-        let proxy = Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         conn.send(
             format!(
@@ -67,9 +67,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn every_hop_by_hop_response_header_is_removed(driver) {
+    fn every_hop_by_hop_response_header_is_removed(setup) {
         let origin = Origin::start("o");
-        let proxy = Proxy::start(&format!(":$PORT {{\n\treverse_proxy {}\n}}\n", origin.addr), driver);
+        let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
         let resp = conn.get(&proxy.host(), "/hop-headers");
         assert_eq!(resp.status, 200);
@@ -88,10 +88,10 @@ per_driver! {
 }
 
 per_driver! {
-    fn header_up_and_header_down_set_add_and_remove(driver) {
+    fn header_up_and_header_down_set_add_and_remove(setup) {
         let origin = Origin::start("o");
         let caddyfile = format!(
-            r#":$PORT {{
+            r#"$SITE {{
 	reverse_proxy {} {{
 		header_up X-Set up-value
 		header_up +X-Add added
@@ -105,7 +105,7 @@ per_driver! {
 "#,
             origin.addr
         );
-        let proxy = Proxy::start(&caddyfile, driver);
+        let proxy = Proxy::start(&caddyfile, setup);
         let mut conn = proxy.connect();
         conn.send(
             format!(

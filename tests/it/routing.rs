@@ -9,7 +9,7 @@ use crate::support::{per_driver, Proxy};
 /// upstream ports.
 fn seed_caddyfile(auth_port: u16, moshi_port: u16) -> String {
     r#"
-:$PORT {
+$SITE {
     # Auth server routes
     handle /api/auth/* {
         reverse_proxy localhost:3001
@@ -29,10 +29,10 @@ fn seed_caddyfile(auth_port: u16, moshi_port: u16) -> String {
 }
 
 per_driver! {
-    fn seed_routes_alternate_between_backends_on_one_keepalive_connection(driver) {
+    fn seed_routes_alternate_between_backends_on_one_keepalive_connection(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = Origin::start_localhost("moshi");
-        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), driver);
+        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), setup);
         let host = proxy.host();
 
         let plan: &[(&str, &str, &str)] = &[
@@ -100,10 +100,10 @@ per_driver! {
 }
 
 per_driver! {
-    fn seed_path_matching_is_case_insensitive_like_caddy(driver) {
+    fn seed_path_matching_is_case_insensitive_like_caddy(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = Origin::start_localhost("moshi");
-        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), driver);
+        let proxy = Proxy::start(&seed_caddyfile(auth.port(), moshi.port()), setup);
         let mut conn = proxy.connect();
         for (path, backend) in [("/API/Auth/login", "auth"), ("/HEALTH", "auth"), ("/Api/Build_Info", "moshi")] {
             let resp = conn.get(&proxy.host(), path);
@@ -116,12 +116,12 @@ per_driver! {
 }
 
 per_driver! {
-    fn seed_websocket_route_reaches_moshi_server(driver) {
+    fn seed_websocket_route_reaches_moshi_server(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = WsOrigin::start();
         let proxy = Proxy::start(
             &seed_caddyfile(auth.port(), moshi.port()).replace(&format!("localhost:{}", moshi.port()), &moshi.addr.to_string()),
-            driver,
+            setup,
         );
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/api/chat");
         ws.send(tungstenite::Message::Binary(b"audio frame".to_vec())).unwrap();
@@ -129,5 +129,60 @@ per_driver! {
         ws.close(None).unwrap();
         assert_eq!(moshi.handshakes()[0].path, "/api/chat");
         assert!(auth.requests().is_empty());
+    }
+}
+
+per_driver! {
+    fn respond_and_redir_answer_without_contacting_an_upstream(setup) {
+        let origin = Origin::start("o");
+        let proxy = Proxy::start(
+            &format!(
+                "$SITE {{\n\trespond /hello \"hi there\" 201\n\tredir /old /new 301\n\treverse_proxy {}\n}}\n",
+                origin.addr
+            ),
+            setup,
+        );
+        let mut conn = proxy.connect();
+        let resp = conn.get(&proxy.host(), "/hello");
+        assert_eq!((resp.status, resp.text().as_str()), (201, "hi there"));
+        let resp = conn.get(&proxy.host(), "/old");
+        assert_eq!(resp.status, 301);
+        assert_eq!(resp.header("location"), Some("/new"));
+        conn.send(format!("HEAD /hello HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes());
+        let resp = conn.response("HEAD");
+        assert_eq!(resp.status, 201);
+        let resp = conn.get(&proxy.host(), "/proxied");
+        assert_eq!(resp.header("x-origin"), Some("o"));
+        let paths: Vec<String> = origin.requests().iter().map(|r| r.target.clone()).collect();
+        assert_eq!(paths, ["/proxied"]);
+    }
+}
+
+// Host-specific sites are written out (not `$SITE`): this is about plaintext virtual hosting.
+per_driver! {
+    fn sites_on_one_port_are_chosen_by_host_on_one_keepalive_connection(setup) {
+        let a = Origin::start("a");
+        let b = Origin::start("b");
+        let proxy = Proxy::start(
+            &format!(
+                "http://a.example:$PORT {{\n\treverse_proxy {}\n}}\n\nhttp://b.example:$PORT {{\n\treverse_proxy {}\n}}\n",
+                a.addr, b.addr
+            ),
+            setup,
+        );
+        let port = proxy.port();
+        let mut conn = proxy.connect();
+        for i in 0..4 {
+            for (host, name) in [(format!("a.example:{port}"), "a"), (format!("B.EXAMPLE:{port}"), "b"), ("a.example".to_string(), "a")] {
+                let resp = conn.get(&host, &format!("/{i}"));
+                assert_eq!(resp.status, 200);
+                assert_eq!(resp.header("x-origin"), Some(name), "Host {host}");
+            }
+        }
+        // A host no site serves reaches no backend (Caddy answers an empty 200; 404/421 would do).
+        let resp = conn.get("unknown.example", "/x");
+        assert!([200, 404, 421].contains(&resp.status), "status {}", resp.status);
+        assert!(resp.body.is_empty() || resp.status != 200);
+        assert_eq!(a.requests().len() + b.requests().len(), 12);
     }
 }

@@ -15,14 +15,14 @@ use crate::support::{per_driver, Proxy};
 const SLOW: usize = 200;
 
 per_driver! {
-    fn two_hundred_trickling_clients_neither_delay_others_nor_outlive_the_header_timeout(driver) {
+    fn two_hundred_trickling_clients_neither_delay_others_nor_outlive_the_header_timeout(setup) {
         let origin = Origin::start("o");
         let proxy = Proxy::start(
             &format!(
-                "{{\n\tservers {{\n\t\ttimeouts {{\n\t\t\tread_header 2s\n\t\t}}\n\t}}\n}}\n\n:$PORT {{\n\treverse_proxy {}\n}}\n",
+                "{{\n\tservers {{\n\t\ttimeouts {{\n\t\t\tread_header 2s\n\t\t}}\n\t}}\n}}\n\n$SITE {{\n\treverse_proxy {}\n}}\n",
                 origin.addr
             ),
-            driver,
+            setup,
         );
         let started = Instant::now();
         let mut slow: Vec<TcpStream> = (0..SLOW)
@@ -69,10 +69,12 @@ per_driver! {
         }
         assert!(worst < Duration::from_secs(1), "a normal request took {worst:?} among {SLOW} slow clients");
 
-        // Every slow connection is closed once the 2 s header timeout runs out (allow slack for
-        // a loaded machine, but not a second timeout period's worth of it... plus one).
+        // Every slow connection is closed once the 2 s header timeout runs out: not before
+        // (they were sending all along, and a trickle must not extend the timeout either),
+        // and not much after (slack for a loaded machine).
         let deadline = started + Duration::from_secs(6);
         let mut open = 0;
+        let mut earliest_close: Option<Duration> = None;
         for s in &mut slow {
             let mut buf = [0u8; 1024];
             let mut closed = false;
@@ -96,7 +98,10 @@ per_driver! {
                     }
                 }
             }
-            if !closed {
+            if closed {
+                let at = started.elapsed();
+                earliest_close = Some(earliest_close.map_or(at, |e| e.min(at)));
+            } else {
                 open += 1;
             }
         }
@@ -105,7 +110,34 @@ per_driver! {
         trickler.join().unwrap();
         assert_eq!(open, 0, "{open} of {SLOW} slow connections still open {took:?} after they started");
         assert!(origin.requests_to("/slow").is_empty(), "an incomplete head reached the backend");
-        // Closed at the timeout, not before: the earliest close is what timing shows; the normal
-        // requests above ran for over a second while all slow connections were still open.
+        // The first close is only looked for after the normal requests (over a second), so a
+        // close before that shows up here as early as they ended.
+        let earliest = earliest_close.expect("no slow connection was closed");
+        assert!(earliest >= Duration::from_millis(1500), "slow clients closed after {earliest:?}, before the 2 s timeout");
+    }
+}
+
+per_driver! {
+    fn idle_keepalive_connection_is_closed_at_the_idle_timeout(setup) {
+        let origin = Origin::start("o");
+        let proxy = Proxy::start(
+            &format!(
+                "{{\n\tservers {{\n\t\ttimeouts {{\n\t\t\tidle 1s\n\t\t}}\n\t}}\n}}\n\n$SITE {{\n\treverse_proxy {}\n}}\n",
+                origin.addr
+            ),
+            setup,
+        );
+        let mut conn = proxy.connect();
+        assert_eq!(conn.get(&proxy.host(), "/first").status, 200);
+        let idle_from = Instant::now();
+        let _ = conn.expect_closed(Duration::from_secs(4));
+        let idle = idle_from.elapsed();
+        assert!(idle >= Duration::from_millis(800), "idle connection closed after only {idle:?}");
+        // A connection that keeps working is not closed by the idle timeout.
+        let mut busy = proxy.connect();
+        for i in 0..6 {
+            assert_eq!(busy.get(&proxy.host(), &format!("/busy/{i}")).status, 200);
+            thread::sleep(Duration::from_millis(400));
+        }
     }
 }

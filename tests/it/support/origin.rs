@@ -20,6 +20,7 @@
 //! | `/drip?n=N&ms=M` | 200, chunked, N one-byte chunks M ms apart |
 //! | `/hop-headers` | 200 with every kind of hop-by-hop response header |
 //! | `/header-down` | 200 with `X-Origin-Secret` and `X-Down-Set` headers for header_down tests |
+//! | `/then-close` | 200 with a length (and no `Connection: close`), then closes 50 ms later, as an upstream's idle timeout would |
 //! | anything else | 200, the request body echoed, or `"<origin> <method> <target>"` if empty |
 //!
 //! Every response carries `X-Origin: <name>`. `Expect: 100-continue` is answered with
@@ -509,6 +510,12 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
                 "X-Origin-Secret: s3cr3t\r\nX-Down-Set: from-origin\r\nX-Down-Add: from-origin\r\n";
             stream.write_all(&simple(200, "OK", extra, b"down"))?;
             Ok(true)
+        }
+        "/then-close" => {
+            let body = format!("{name} {} {}", rec.method, rec.target);
+            stream.write_all(&simple(200, "OK", "", body.as_bytes()))?;
+            thread::sleep(Duration::from_millis(50));
+            Ok(false)
         }
         p if p.starts_with("/close-mid-body/") => {
             let len = path_num(p, "/close-mid-body/").unwrap_or(1 << 20);

@@ -9,12 +9,35 @@ use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
+/// Pattern blocks are this long; block `k` is a random base block rotated by `k * 7919`.
+const BLOCK: usize = 1 << 20;
+
+/// The random base block, stored twice in a row so that any rotation is one contiguous slice.
+fn base() -> &'static [u8] {
+    static BASE: OnceLock<Vec<u8>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let mut block = Rng::new(0x0123_4567_89ab_cdef).bytes(BLOCK);
+        block.extend_from_within(..);
+        block
+    })
+}
+
 /// Fill `buf` with the pattern bytes that start at stream offset `offset`.
+///
+/// Built from `memcpy`s of a random block: tests run unoptimised, and a 50 MB body is generated
+/// several times per test. Rotations differ for every block below 2^20 blocks (7919 is odd),
+/// so no two blocks of a body under 1 TiB are equal.
 pub fn fill(offset: u64, buf: &mut [u8]) {
-    for (i, byte) in buf.iter_mut().enumerate() {
-        let pos = offset + i as u64;
-        let word = ((pos / 4) as u32).wrapping_mul(0x9E37_79B1) ^ 0x5bd1_e995;
-        *byte = word.to_be_bytes()[(pos % 4) as usize];
+    let base = base();
+    let mut done = 0;
+    while done < buf.len() {
+        let pos = offset + done as u64;
+        let within = (pos % BLOCK as u64) as usize;
+        let rotation = ((pos / BLOCK as u64).wrapping_mul(7919) % BLOCK as u64) as usize;
+        let n = (BLOCK - within).min(buf.len() - done);
+        let start = rotation + within;
+        buf[done..done + n].copy_from_slice(&base[start..start + n]);
+        done += n;
     }
 }
 
@@ -103,5 +126,24 @@ impl Rng {
         }
         out.truncate(len);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pattern_is_the_same_whatever_the_offset_and_length_of_each_fill() {
+        let whole = super::pattern(3 * super::BLOCK + 100);
+        for start in (0..9).chain([super::BLOCK - 3, 2 * super::BLOCK - 1]) {
+            for len in [0, 1, 2, 3, 4, 5, 7, 13, 100] {
+                let mut part = vec![0; len];
+                super::fill(start as u64, &mut part);
+                assert_eq!(part, whole[start..start + len], "offset {start} len {len}");
+            }
+        }
+        let mut part = vec![0; super::BLOCK + 10];
+        super::fill(super::BLOCK as u64 - 5, &mut part);
+        assert_eq!(part, whole[super::BLOCK - 5..2 * super::BLOCK + 5]);
+        assert_ne!(whole[..super::BLOCK], whole[super::BLOCK..2 * super::BLOCK], "blocks differ");
     }
 }

@@ -7,16 +7,19 @@
 //! where ringproxy matches Caddy. Tests of behaviour where Caddy is known to fall short (see
 //! docs and design notes) call [`Proxy::skip_on_caddy`] and print why.
 //!
-//! Caddyfiles name the proxy's port `$PORT`: ringproxy gets `0` and reports the port it bound;
-//! Caddy gets a free port chosen here. Both get `admin off` so that parallel Caddy processes do
-//! not fight over the admin port.
+//! Caddyfiles name the site address `$SITE` and the proxy's port `$PORT`. `$SITE` depends on
+//! the client [`Leg`] a test runs over (`:$PORT` for plaintext), so one test body serves every
+//! leg: adding TLS means a `Leg::Tls` whose site address carries a `tls` line, a
+//! `ClientStream::Tls`, and two more tests per `per_driver!` (see its doc). `$PORT` becomes `0`
+//! for ringproxy, which reports the port it bound, and a free port chosen here for Caddy. Both
+//! get `admin off` so that parallel Caddy processes do not fight over the admin port.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::{mpsc, Once};
 use std::time::{Duration, Instant};
 
 use ringproxy::server::{DriverChoice, RunOptions, Server};
@@ -35,6 +38,33 @@ pub fn target() -> Target {
         Ok("caddy") => Target::Caddy,
         Ok("ringproxy") | Ok("") | Err(_) => Target::Ringproxy,
         Ok(other) => panic!("RINGPROXY_TEST_TARGET={other}: expected `caddy` or `ringproxy`"),
+    }
+}
+
+/// How clients reach the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    Plain,
+}
+
+/// What one generated test runs on: the proxy's driver and the client leg.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    pub driver: DriverChoice,
+    pub leg: Leg,
+}
+
+impl Setup {
+    /// The site address that replaces `$SITE`, with whatever the leg needs inside the block.
+    fn site_opening(&self) -> &'static str {
+        match self.leg {
+            Leg::Plain => ":$PORT {",
+        }
+    }
+
+    /// A proxy with one catch-all site that sends everything to `upstream`.
+    pub fn proxy_to(&self, upstream: impl std::fmt::Display) -> Proxy {
+        Proxy::start(&format!("$SITE {{\n\treverse_proxy {upstream}\n}}\n"), *self)
     }
 }
 
@@ -73,6 +103,7 @@ pub struct Proxy {
     /// Where clients connect, one per listener in Caddyfile order (loopback for wildcard binds).
     pub addrs: Vec<SocketAddr>,
     running: Running,
+    leg: Leg,
     dir: TempDir,
 }
 
@@ -98,24 +129,27 @@ fn with_admin_off(caddyfile: &str) -> String {
 }
 
 impl Proxy {
-    /// Start the proxy under test with `caddyfile` (`$PORT` = the proxy's listening port).
-    pub fn start(caddyfile: &str, driver: DriverChoice) -> Proxy {
+    /// Start the proxy under test with `caddyfile` (`$SITE {` opens the site block for the
+    /// setup's leg; `$PORT` is the proxy's listening port).
+    pub fn start(caddyfile: &str, setup: Setup) -> Proxy {
         init_logging();
         let dir = TempDir::new("proxy");
-        let caddyfile = with_admin_off(caddyfile);
+        let caddyfile = with_admin_off(&caddyfile.replace("$SITE {", setup.site_opening()));
+        let (driver, leg) = (setup.driver, setup.leg);
         match target() {
             Target::Ringproxy => {
                 let text = caddyfile.replace("$PORT", "0");
                 fs::write(dir.path().join("Caddyfile"), &text).unwrap();
                 let config = ringproxy::config::parse_caddyfile(&text, "Caddyfile", dir.path())
                     .unwrap_or_else(|e| panic!("test Caddyfile rejected: {e}\n{text}"));
-                let server = Server::start(
-                    config,
-                    RunOptions { workers: Some(2), driver, ..RunOptions::default() },
-                )
-                .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
+                // The rest of RunOptions (pinning, relay flavour) keeps its defaults, as for
+                // `ringproxy run`.
+                #[allow(clippy::needless_update)]
+                let options = RunOptions { workers: Some(2), driver, ..RunOptions::default() };
+                let server = bounded("start", move || Server::start(config, options))
+                    .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
-                Proxy { addrs, running: Running::Ringproxy(Some(server)), dir }
+                Proxy { addrs, running: Running::Ringproxy(Some(server)), leg, dir }
             }
             Target::Caddy => {
                 let port = super::net::free_port();
@@ -137,6 +171,7 @@ impl Proxy {
                 let mut proxy = Proxy {
                     addrs: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
                     running: Running::Caddy(child),
+                    leg,
                     dir,
                 };
                 proxy.wait_for_caddy();
@@ -192,7 +227,9 @@ impl Proxy {
 
     /// A new client connection to the first listener.
     pub fn stream(&self) -> ClientStream {
-        ClientStream::connect_plain(self.addr())
+        match self.leg {
+            Leg::Plain => ClientStream::connect_plain(self.addr()),
+        }
     }
 
     pub fn connect(&self) -> HttpConn {
@@ -210,7 +247,12 @@ impl Drop for Proxy {
         match &mut self.running {
             Running::Ringproxy(server) => {
                 if let Some(server) = server.take() {
-                    server.shutdown();
+                    if std::thread::panicking() {
+                        // The test already failed; do not risk hiding that behind a hang.
+                        std::thread::spawn(move || server.shutdown());
+                    } else {
+                        bounded("shut down", move || server.shutdown());
+                    }
                 }
             }
             Running::Caddy(child) => {
@@ -218,6 +260,25 @@ impl Drop for Proxy {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// How long starting or stopping the in-process proxy may take before the test fails.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Run `f` on its own thread and wait at most [`LIFECYCLE_TIMEOUT`] for it: a worker that dies
+/// during startup, or a shutdown that never finishes, fails the test instead of hanging it.
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(LIFECYCLE_TIMEOUT) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the proxy did not {what} within {LIFECYCLE_TIMEOUT:?}")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the proxy panicked trying to {what}"),
     }
 }
 
@@ -234,24 +295,33 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Generate one `#[test]` per monoio driver: `name::io_uring` and `name::epoll`. The body gets
-/// the driver as `$driver`. Against Caddy both run the same thing.
+/// a [`Setup`] as `$setup`. Against Caddy both run the same thing.
+///
+/// TLS variants slot in here as `name::tls_io_uring` / `name::tls_epoll` with `Leg::Tls`, so
+/// that every data-path test also runs over TLS.
 macro_rules! per_driver {
-    ($(#[$attr:meta])* fn $name:ident($driver:ident) $body:block) => {
+    ($(#[$attr:meta])* fn $name:ident($setup:ident) $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             $(#[$attr])*
-            fn run($driver: ringproxy::server::DriverChoice) $body
+            fn run($setup: $crate::support::proxy::Setup) $body
 
             #[test]
             fn io_uring() {
-                run(ringproxy::server::DriverChoice::IoUring)
+                run($crate::support::proxy::Setup {
+                    driver: ringproxy::server::DriverChoice::IoUring,
+                    leg: $crate::support::proxy::Leg::Plain,
+                })
             }
 
             #[test]
             fn epoll() {
-                run(ringproxy::server::DriverChoice::Epoll)
+                run($crate::support::proxy::Setup {
+                    driver: ringproxy::server::DriverChoice::Epoll,
+                    leg: $crate::support::proxy::Leg::Plain,
+                })
             }
         }
     };

@@ -1,0 +1,207 @@
+//! The benchmark load generator (`cargo bench --bench loadgen -- <scenario> …`), driven by
+//! bench/run: one scenario per invocation against one target, results printed as
+//! `metric<TAB>value` lines; plus `report`, which turns a run's collected lines into the tables
+//! of docs/benchmarks.md.
+//!
+//! Everything runs on one thread (bench/run pins it, with the backend, to the core the proxy
+//! does not use); only the paced scenario adds a ticker thread for precise send times.
+
+// Cargo builds harness=false benches with cfg(test) but no test harness: the shared modules'
+// #[test] functions vanish and leave their test-only imports and helpers unused.
+#![cfg_attr(test, allow(unused_imports, dead_code))]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[path = "client.rs"]
+mod client;
+#[path = "common/mod.rs"]
+mod common;
+#[path = "report.rs"]
+mod report;
+#[path = "scenarios.rs"]
+mod scenarios;
+#[path = "wrk.rs"]
+mod wrk;
+
+use client::{Target, TargetArgs};
+use common::ToolError;
+
+#[derive(Parser, Debug)]
+#[command(about = "ringproxy benchmark load generator")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// WebSocket round trips on one connection, one frame in flight.
+    Pingpong {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 20_000)]
+        rounds: usize,
+        #[arg(long, default_value_t = 1_000)]
+        warmup: usize,
+        #[arg(long, default_value_t = 1_920)]
+        size: usize,
+    },
+    /// Many WebSockets sending on a fixed schedule (open loop).
+    Paced {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 200)]
+        conns: usize,
+        /// Messages per second per connection.
+        #[arg(long, default_value_t = 12.5)]
+        rate: f64,
+        #[arg(long, default_value_t = 1_920)]
+        size: usize,
+        #[arg(long, default_value_t = 20.0)]
+        secs: f64,
+        /// Leading seconds whose messages are sent but not counted in the percentiles.
+        #[arg(long, default_value_t = 1.0)]
+        warmup_secs: f64,
+    },
+    /// HTTP keep-alive small GETs with wrk.
+    Wrk {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value = "wrk")]
+        wrk: String,
+        #[arg(long, default_value_t = 64)]
+        conns: usize,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
+    /// A new connection (and with --tls a full handshake) per request.
+    Connrate {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// One large download.
+    Bulk {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 2_000_000_000)]
+        bytes: u64,
+    },
+    /// Many idle WebSockets; reports the proxy's RSS growth per connection (needs --pid).
+    Idle {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 5_000)]
+        conns: usize,
+        #[arg(long, default_value_t = 1_000)]
+        settle_ms: u64,
+    },
+    /// Renders collected results into the marked region of a markdown document.
+    Report {
+        /// Tab-separated `round target scenario proto metric value` lines.
+        #[arg(long)]
+        results: PathBuf,
+        /// Column order, comma-separated; the first is the baseline, the last the subject.
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+        /// Targets without figures yet, shown as "pending".
+        #[arg(long, value_delimiter = ',')]
+        pending: Vec<String>,
+        /// Markdown put before the tables (date, versions, machine, command).
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        /// Document whose marked region is replaced; without it the tables go to stdout.
+        #[arg(long)]
+        doc: Option<PathBuf>,
+    },
+}
+
+/// Upper bound on any one scenario, so a wedged proxy cannot hang the run.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+
+fn main() {
+    // `cargo bench` appends `--bench`; a harness=false target must tolerate it, and does
+    // nothing when given nothing else (that is how `cargo bench` with no filter runs it).
+    let argv: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    if argv.len() == 1 {
+        eprintln!("loadgen: no scenario given; the benchmark is run by bench/run");
+        return;
+    }
+    let cli = Cli::parse_from(argv);
+    if let Err(e) = run(cli.cmd) {
+        eprintln!("loadgen: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cmd: Cmd) -> Result<(), ToolError> {
+    if let Cmd::Report { results, targets, pending, meta, doc } = cmd {
+        return write_report(&results, targets, pending, meta, doc);
+    }
+    if let Cmd::Wrk { target, wrk, conns, secs } = &cmd {
+        wrk::run(&Target::new(target)?, wrk, *conns, *secs)?.print();
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let local = tokio::task::LocalSet::new();
+    let work = async move {
+        match cmd {
+            Cmd::Pingpong { target, rounds, warmup, size } => {
+                scenarios::pingpong(&Target::new(&target)?, rounds, warmup, size).await
+            }
+            Cmd::Paced { target, conns, rate, size, secs, warmup_secs } => {
+                scenarios::paced(&Target::new(&target)?, conns, rate, size, secs, warmup_secs).await
+            }
+            Cmd::Connrate { target, secs, concurrency } => {
+                scenarios::connrate(&Target::new(&target)?, secs, concurrency).await
+            }
+            Cmd::Bulk { target, bytes } => scenarios::bulk(&Target::new(&target)?, bytes).await,
+            Cmd::Idle { target, conns, settle_ms } => {
+                scenarios::idle(&Target::new(&target)?, conns, Duration::from_millis(settle_ms))
+                    .await
+            }
+            Cmd::Wrk { .. } | Cmd::Report { .. } => Ok(client::Metrics::default()),
+        }
+    };
+    let metrics = rt.block_on(local.run_until(async move {
+        tokio::time::timeout(SCENARIO_LIMIT, work)
+            .await
+            .map_err(|_| ToolError::Timeout("scenario"))?
+    }))?;
+    metrics.print();
+    Ok(())
+}
+
+fn write_report(
+    results: &std::path::Path,
+    targets: Vec<String>,
+    pending: Vec<String>,
+    meta: Option<PathBuf>,
+    doc: Option<PathBuf>,
+) -> Result<(), ToolError> {
+    let (Some(baseline), Some(subject)) = (targets.first().cloned(), targets.last().cloned())
+    else {
+        return Err(ToolError::Usage("--targets needs at least a baseline and a subject".into()));
+    };
+    let parsed = report::parse_results(&std::fs::read_to_string(results)?)?;
+    let layout = report::Layout { targets, baseline, subject, pending };
+    let mut section = match meta {
+        Some(m) => std::fs::read_to_string(m)?,
+        None => String::new(),
+    };
+    section.push_str(&report::render(&parsed, &layout));
+    match doc {
+        Some(path) => {
+            let old = std::fs::read_to_string(&path).unwrap_or_default();
+            std::fs::write(&path, report::splice_into(&old, &section))?;
+        }
+        None => print!("{section}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! Turns the raw per-round results of a run into the markdown tables of docs/benchmarks.md:
+//! medians with min–max over rounds, the proxy's added latency (paired with the direct run of
+//! the same round), ratios to direct and the subject (ringproxy) against each other proxy.
+//!
+//! Input lines (tab-separated, written by bench/run): `round target scenario proto metric value`.
+
+use std::collections::BTreeMap;
+
+use crate::common::stats::{spread, Spread};
+use crate::common::ToolError;
+
+pub const BEGIN: &str = "<!-- bench:results:begin -->";
+pub const END: &str = "<!-- bench:results:end -->";
+
+/// How a row's per-round values are derived.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The metric as measured.
+    Plain,
+    /// The metric minus the baseline's in the same round and protocol (added latency).
+    Added,
+}
+
+struct RowDef {
+    metric: &'static str,
+    label: &'static str,
+    kind: Kind,
+}
+
+const fn row(metric: &'static str, label: &'static str) -> RowDef {
+    RowDef { metric, label, kind: Kind::Plain }
+}
+
+const fn added(metric: &'static str, label: &'static str) -> RowDef {
+    RowDef { metric, label, kind: Kind::Added }
+}
+
+struct Section {
+    scenario: &'static str,
+    title: &'static str,
+    rows: &'static [RowDef],
+}
+
+const SECTIONS: &[Section] = &[
+    Section {
+        scenario: "pingpong",
+        title: "1. WebSocket ping-pong (1 connection, one 1,920-byte frame in flight)",
+        rows: &[
+            row("p50_us", "round trip p50 (µs)"),
+            row("p99_us", "round trip p99 (µs)"),
+            row("p999_us", "round trip p99.9 (µs)"),
+            added("p50_us", "added p50 (µs)"),
+            added("p99_us", "added p99 (µs)"),
+            added("p999_us", "added p99.9 (µs)"),
+            row("cpu_us_per_rt", "proxy CPU per round trip (µs)"),
+        ],
+    },
+    Section {
+        scenario: "paced",
+        title: "2. Paced audio streams (open loop, latency from the scheduled send time)",
+        rows: &[
+            row("p50_us", "latency p50 (µs)"),
+            row("p99_us", "latency p99 (µs)"),
+            row("p999_us", "latency p99.9 (µs)"),
+            added("p50_us", "added p50 (µs)"),
+            added("p99_us", "added p99 (µs)"),
+            added("p999_us", "added p99.9 (µs)"),
+            row("cpu_us_per_msg", "proxy CPU per message (µs)"),
+        ],
+    },
+    Section {
+        scenario: "wrk",
+        title: "3. HTTP keep-alive, small GET (wrk)",
+        rows: &[
+            row("req_per_s", "requests/s"),
+            row("p99_us", "latency p99 (µs)"),
+            row("cpu_us_per_req", "proxy CPU per request (µs)"),
+        ],
+    },
+    Section {
+        scenario: "connrate",
+        title: "4. New connection per request (TLS: full handshake, no resumption)",
+        rows: &[
+            row("conn_per_s", "connections/s"),
+            row("cpu_us_per_conn", "proxy CPU per connection (µs)"),
+        ],
+    },
+    Section {
+        scenario: "bulk",
+        title: "5. Bulk download",
+        rows: &[row("mb_per_s", "throughput (MB/s)"), row("cpu_s_per_gb", "proxy CPU per GB (s)")],
+    },
+    Section {
+        scenario: "idle",
+        title: "6. Idle WebSockets",
+        rows: &[row("kib_per_conn", "proxy RSS growth per connection (KiB)")],
+    },
+];
+
+/// (scenario, proto, metric, target) → round → value.
+type Results = BTreeMap<(String, String, String, String), BTreeMap<u32, f64>>;
+
+/// Parses the raw results; malformed lines are errors (a silently dropped line is a wrong table).
+pub fn parse_results(text: &str) -> Result<Results, ToolError> {
+    let mut out = Results::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let bad = || ToolError::Usage(format!("results line {}: {line:?}", i + 1));
+        let [round, target, scenario, proto, metric, value] = f.as_slice() else {
+            return Err(bad());
+        };
+        let round: u32 = round.parse().map_err(|_| bad())?;
+        let value: f64 = value.parse().map_err(|_| bad())?;
+        out.entry((
+            scenario.to_string(),
+            proto.to_string(),
+            metric.to_string(),
+            target.to_string(),
+        ))
+        .or_default()
+        .insert(round, value);
+    }
+    Ok(out)
+}
+
+/// Which targets to show and how they relate.
+pub struct Layout {
+    /// Column order; includes `baseline` and `subject`.
+    pub targets: Vec<String>,
+    pub baseline: String,
+    pub subject: String,
+    /// Targets with no figures yet and why (shown as "pending").
+    pub pending: Vec<String>,
+}
+
+impl Layout {
+    fn others(&self) -> Vec<&String> {
+        self.targets.iter().filter(|t| **t != self.baseline && **t != self.subject).collect()
+    }
+
+    fn non_baseline(&self) -> Vec<&String> {
+        self.targets.iter().filter(|t| **t != self.baseline).collect()
+    }
+}
+
+/// Renders every section that has at least one figure.
+pub fn render(results: &Results, layout: &Layout) -> String {
+    let mut md = String::new();
+    let protos = ["plain", "tls"];
+    for sec in SECTIONS {
+        let has_any = results.keys().any(|k| k.0 == sec.scenario);
+        if !has_any {
+            continue;
+        }
+        md.push_str(&format!("\n### {}\n\n", sec.title));
+        let others = layout.others();
+        let nb = layout.non_baseline();
+        md.push_str("| metric | proto |");
+        for t in &layout.targets {
+            md.push_str(&format!(" {t} |"));
+        }
+        md.push_str(&format!(
+            " ÷ {} ({}) | {} ÷ ({}) |\n",
+            layout.baseline,
+            join(&nb),
+            layout.subject,
+            join(&others)
+        ));
+        md.push_str(&"|---".repeat(layout.targets.len() + 4));
+        md.push_str("|\n");
+        for r in sec.rows {
+            for proto in protos {
+                let cells: Vec<Option<Spread>> = layout
+                    .targets
+                    .iter()
+                    .map(|t| figure(results, sec.scenario, proto, r, t, &layout.baseline))
+                    .collect();
+                if cells.iter().all(Option::is_none) {
+                    continue;
+                }
+                md.push_str(&format!("| {} | {proto} |", r.label));
+                for (t, c) in layout.targets.iter().zip(&cells) {
+                    let text = match c {
+                        Some(s) => fmt_spread(s),
+                        None if layout.pending.contains(t) => "pending".to_owned(),
+                        None => "—".to_owned(),
+                    };
+                    md.push_str(&format!(" {text} |"));
+                }
+                let median = |t: &String| {
+                    layout
+                        .targets
+                        .iter()
+                        .position(|x| x == t)
+                        .and_then(|i| cells[i])
+                        .map(|s| s.median)
+                };
+                let base = median(&layout.baseline).filter(|_| r.kind == Kind::Plain);
+                let to_base: Vec<String> = nb.iter().map(|t| ratio(median(t), base)).collect();
+                let subj = median(&layout.subject);
+                let to_others: Vec<String> =
+                    others.iter().map(|t| ratio(subj, median(t))).collect();
+                md.push_str(&format!(" {} | {} |\n", to_base.join(" / "), to_others.join(" / ")));
+            }
+        }
+    }
+    md
+}
+
+fn join(v: &[&String]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" / ")
+}
+
+/// One cell's figure: the spread over rounds, for added rows paired by round with the baseline.
+fn figure(
+    results: &Results,
+    scenario: &str,
+    proto: &str,
+    r: &RowDef,
+    target: &str,
+    baseline: &str,
+) -> Option<Spread> {
+    let key = |t: &str| (scenario.to_owned(), proto.to_owned(), r.metric.to_owned(), t.to_owned());
+    let mine = results.get(&key(target))?;
+    let values: Vec<f64> = match r.kind {
+        Kind::Plain => mine.values().copied().collect(),
+        Kind::Added => {
+            if target == baseline {
+                return None;
+            }
+            let base = results.get(&key(baseline))?;
+            mine.iter().filter_map(|(round, v)| base.get(round).map(|b| v - b)).collect()
+        }
+    };
+    spread(&values)
+}
+
+fn ratio(num: Option<f64>, den: Option<f64>) -> String {
+    match (num, den) {
+        (Some(n), Some(d)) if d != 0.0 => format!("{}×", fmt_num(n / d)),
+        _ => "—".to_owned(),
+    }
+}
+
+fn fmt_spread(s: &Spread) -> String {
+    if s.min == s.max {
+        fmt_num(s.median)
+    } else {
+        format!("{} ({}–{})", fmt_num(s.median), fmt_num(s.min), fmt_num(s.max))
+    }
+}
+
+/// Three significant figures or so, with thousands separators for large numbers.
+pub fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        let n = v.round() as i64;
+        let digits = n.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if n < 0 {
+            out.insert(0, '-');
+        }
+        out
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Replaces the text between the result markers of `doc` with `section` (appending the markers
+/// when the document has none).
+pub fn splice_into(doc: &str, section: &str) -> String {
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{BEGIN}\n{}\n{END}{}", &doc[..b], section.trim_end(), &doc[e + END.len()..])
+        }
+        _ => format!("{}\n{BEGIN}\n{}\n{END}\n", doc.trim_end(), section.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            targets: vec!["direct".into(), "caddy".into(), "ringproxy".into()],
+            baseline: "direct".into(),
+            subject: "ringproxy".into(),
+            pending: vec!["ringproxy".into()],
+        }
+    }
+
+    #[test]
+    fn added_latency_pairs_rounds_and_ratios_use_medians() {
+        let raw = "1\tdirect\tpingpong\tplain\tp50_us\t10\n\
+                   2\tdirect\tpingpong\tplain\tp50_us\t20\n\
+                   3\tdirect\tpingpong\tplain\tp50_us\t12\n\
+                   1\tcaddy\tpingpong\tplain\tp50_us\t40\n\
+                   2\tcaddy\tpingpong\tplain\tp50_us\t60\n\
+                   3\tcaddy\tpingpong\tplain\tp50_us\t50\n";
+        let md = render(&parse_results(raw).unwrap(), &layout());
+        // Medians 12 and 50; added per round 30, 40, 38 → median 38.
+        assert!(md.contains("| round trip p50 (µs) | plain | 12.0 (10.0–20.0) | 50.0 (40.0–60.0) | pending | 4.17× / — | — |"), "{md}");
+        assert!(
+            md.contains("| added p50 (µs) | plain | — | 38.0 (30.0–40.0) | pending | — / — | — |"),
+            "{md}"
+        );
+        assert!(!md.contains("| tls |"));
+        assert!(!md.contains("Bulk"));
+    }
+
+    #[test]
+    fn subject_is_compared_with_each_other_proxy() {
+        let raw = "1\tdirect\tbulk\ttls\tmb_per_s\t2000\n\
+                   1\tcaddy\tbulk\ttls\tmb_per_s\t1000\n\
+                   1\tringproxy\tbulk\ttls\tmb_per_s\t1900\n";
+        let md = render(&parse_results(raw).unwrap(), &layout());
+        assert!(
+            md.contains(
+                "| throughput (MB/s) | tls | 2,000 | 1,000 | 1,900 | 0.50× / 0.95× | 1.90× |"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn malformed_results_are_refused() {
+        assert!(parse_results("1\tdirect\tbulk\tplain\tmb_per_s\n").is_err());
+        assert!(parse_results("x\tdirect\tbulk\tplain\tmb_per_s\t1\n").is_err());
+        assert!(parse_results("\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn numbers_are_formatted_by_magnitude() {
+        assert_eq!(fmt_num(1234567.4), "1,234,567");
+        assert_eq!(fmt_num(-1234.0), "-1,234");
+        assert_eq!(fmt_num(123.4), "123");
+        assert_eq!(fmt_num(12.34), "12.3");
+        assert_eq!(fmt_num(0.1234), "0.12");
+    }
+
+    #[test]
+    fn results_replace_only_the_marked_region() {
+        let doc = format!("# T\nintro\n{BEGIN}\nold\n{END}\ntail\n");
+        assert_eq!(splice_into(&doc, "new\n"), format!("# T\nintro\n{BEGIN}\nnew\n{END}\ntail\n"));
+        assert_eq!(splice_into("# T\n", "x"), format!("# T\n{BEGIN}\nx\n{END}\n"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Self-test of the benchmark harness (`cargo test --test bench_selftest`): the unit tests of
+//! the load tools' modules, plus every scenario run for real against the benchmark backend on
+//! 127.0.0.1 (plaintext and TLS, with a CA and leaf made here), so a broken tool is caught by
+//! CI instead of producing wrong figures in docs/benchmarks.md.
+
+// The modules are shared with the loadgen and backend binaries; each user needs a subset.
+#![allow(dead_code)]
+
+#[path = "client.rs"]
+mod client;
+#[path = "common/mod.rs"]
+mod common;
+#[path = "report.rs"]
+mod report;
+#[path = "scenarios.rs"]
+mod scenarios;
+#[path = "../backend/server.rs"]
+mod server;
+#[path = "wrk.rs"]
+mod wrk;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use client::{Metrics, Target, TargetArgs};
+
+/// A CA and a `localhost` leaf (ECDSA P-256, as bench/run makes them) in a fresh directory.
+fn make_certs() -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, PKCS_ECDSA_P256_SHA256};
+    let dir = std::env::temp_dir().join(format!("ringproxy-bench-selftest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    dir
+}
+
+/// Starts the backend on its own thread; returns (plaintext, TLS) addresses.
+fn start_backend(certs: &Path) -> (SocketAddr, SocketAddr) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        common::tls::server_config(&certs.join("cert.pem"), &certs.join("key.pem")).unwrap(),
+    );
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addrs = (plain.local_addr().unwrap(), tls.local_addr().unwrap());
+    plain.set_nonblocking(true).unwrap();
+    tls.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let p = tokio::net::TcpListener::from_std(plain).unwrap();
+            let t = tokio::net::TcpListener::from_std(tls).unwrap();
+            let a = tokio::task::spawn_local(server::accept_loop(p, None));
+            let b = tokio::task::spawn_local(server::accept_loop(t, Some(acceptor)));
+            let _ = tokio::join!(a, b);
+        });
+    });
+    addrs
+}
+
+struct Env {
+    certs: PathBuf,
+    plain: SocketAddr,
+    tls: SocketAddr,
+}
+
+fn env() -> &'static Env {
+    static ENV: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let certs = make_certs();
+        let (plain, tls) = start_backend(&certs);
+        Env { certs, plain, tls }
+    })
+}
+
+/// A target for the in-process backend; "the proxy" watched is this test process itself.
+fn target(tls: bool) -> Target {
+    let e = env();
+    Target::new(&TargetArgs {
+        addr: if tls { e.tls } else { e.plain },
+        host: "localhost".to_owned(),
+        tls,
+        ca: Some(e.certs.join("ca.pem")),
+        pid: Some(std::process::id()),
+        clk_tck: 100,
+    })
+    .unwrap()
+}
+
+fn block_on<F: std::future::Future<Output = Result<Metrics, common::ToolError>>>(f: F) -> Metrics {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        tokio::time::timeout(Duration::from_secs(60), f).await.unwrap().unwrap()
+    })
+}
+
+#[test]
+fn pingpong_measures_every_round_trip_over_both_protocols() {
+    for tls in [false, true] {
+        let m = block_on(async { scenarios::pingpong(&target(tls), 300, 20, 1920).await });
+        assert_eq!(m.get("samples"), Some(300.0));
+        let (p50, p99, p999) =
+            (m.get("p50_us").unwrap(), m.get("p99_us").unwrap(), m.get("p999_us").unwrap());
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{m:?}");
+        assert!(m.get("cpu_us_per_rt").is_some());
+    }
+}
+
+#[test]
+fn paced_streams_deliver_every_scheduled_message() {
+    for tls in [false, true] {
+        let m = block_on(async { scenarios::paced(&target(tls), 8, 25.0, 1920, 0.8, 0.2).await });
+        assert_eq!(m.get("messages"), Some(160.0));
+        // 0.2 s of 0.8 s is warm-up: 3/4 of the messages are counted.
+        assert_eq!(m.get("samples"), Some(120.0), "{m:?}");
+        assert!(m.get("elapsed_s").unwrap() >= 0.75, "{m:?}");
+        assert!(m.get("p50_us").unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn connrate_counts_complete_responses_only() {
+    for tls in [false, true] {
+        let m = block_on(async { scenarios::connrate(&target(tls), 0.3, 4).await });
+        assert_eq!(m.get("errors"), Some(0.0), "{m:?}");
+        assert!(m.get("conns").unwrap() >= 4.0, "{m:?}");
+        assert!(m.get("conn_per_s").unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn bulk_reads_exactly_the_requested_bytes() {
+    for tls in [false, true] {
+        let m = block_on(async { scenarios::bulk(&target(tls), 20_000_000).await });
+        assert!(m.get("mb_per_s").unwrap() > 0.0, "{m:?}");
+        assert!(m.get("cpu_s_per_gb").is_some());
+    }
+}
+
+#[test]
+fn idle_connections_are_opened_checked_and_measured() {
+    let m = block_on(async { scenarios::idle(&target(true), 64, Duration::from_millis(50)).await });
+    assert_eq!(m.get("conns"), Some(64.0));
+    assert!(m.get("rss_after_kib").unwrap() > 0.0);
+    assert!(m.get("kib_per_conn").is_some());
+}
+
+#[test]
+fn non_loopback_targets_are_refused() {
+    let args = TargetArgs {
+        addr: "192.0.2.1:80".parse().unwrap(),
+        host: "localhost".to_owned(),
+        tls: false,
+        ca: None,
+        pid: None,
+        clk_tck: 100,
+    };
+    assert!(Target::new(&args).is_err());
+}
+
+#[test]
+fn wrk_figures_are_collected_when_wrk_is_installed() {
+    let Some(wrk) =
+        ["/usr/bin/wrk", "/usr/local/bin/wrk"].into_iter().find(|p| Path::new(p).exists())
+    else {
+        eprintln!("wrk is not installed: bench/run installs it; parsing is covered by wrk::tests");
+        return;
+    };
+    // wrk needs a name it can resolve for the URL; `localhost` is what the benchmark uses.
+    let m = wrk::run(&target(false), wrk, 4, 1).unwrap();
+    assert_eq!(m.get("errors"), Some(0.0), "{m:?}");
+    assert!(m.get("req_per_s").unwrap() > 0.0);
+}
