@@ -155,7 +155,7 @@ where
 }
 
 per_driver! {
-    fn an_idle_wss_connection_costs_the_proxy_under_24_kib_and_an_idle_ws_under_16_kib(driver) {
+    fn an_idle_wss_connection_costs_the_proxy_under_24_kib_and_an_idle_ws_under_16_kib(setup) {
         if std::env::var_os("RINGPROXY_TEST_TARGET").is_some_and(|t| t == "caddy") {
             eprintln!("SKIPPED against Caddy: this test measures the ringproxy binary");
             return;
@@ -168,7 +168,7 @@ per_driver! {
         let proxy = ProxyProcess::start(
             &format!("{{\n\tadmin off\n}}\n\n:{port} {{\n\treverse_proxy {}\n}}\n", origin.addr),
             port,
-            driver,
+            setup.driver,
             TempDir::new("idle-ws"),
         );
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -192,7 +192,7 @@ per_driver! {
                 origin.addr
             ),
             port,
-            driver,
+            setup.driver,
             dir,
         );
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -203,7 +203,8 @@ per_driver! {
         drop(proxy);
 
         eprintln!(
-            "idle memory ({build}, {driver:?}): {ws:.1} KiB per ws, {wss:.1} KiB per wss (RSS growth over {MEASURED} connections)"
+            "idle memory ({build}, {:?}): {ws:.1} KiB per ws, {wss:.1} KiB per wss (RSS growth over {MEASURED} connections)",
+            setup.driver
         );
         assert!(ws < WS_BOUND_KIB, "{ws:.1} KiB of proxy RSS per idle ws connection");
         assert!(wss < WSS_BOUND_KIB, "{wss:.1} KiB of proxy RSS per idle wss connection");

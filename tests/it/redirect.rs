@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::client::{find, ClientStream, HttpConn};
 use crate::support::net::unassigned_port;
+use crate::support::proxy::Setup;
 use crate::support::proxy::TempDir;
 use crate::support::tls_client::{client_config, https_conn, TestCa};
 use crate::support::{per_driver, Proxy};
@@ -29,11 +30,7 @@ struct Ports {
 
 impl Ports {
     /// `sites`: `(address, body)`; `{https}` in an address is replaced by a further free port.
-    fn start(
-        auto_https: Option<&str>,
-        sites: &[&str],
-        driver: ringproxy::server::DriverChoice,
-    ) -> (Ports, u16) {
+    fn start(auto_https: Option<&str>, sites: &[&str], setup: Setup) -> (Ports, u16) {
         let (http, https, other) = (unassigned_port(), unassigned_port(), unassigned_port());
         assert!(http != https && https != other && http != other, "the same port picked twice");
         let ca = TestCa::new("redirect");
@@ -55,7 +52,7 @@ impl Ports {
                 key.display()
             );
         }
-        let proxy = Proxy::start(&caddyfile, driver);
+        let proxy = Proxy::start(&caddyfile, setup);
         (Ports { proxy, http, https, ca, _storage: storage }, other)
     }
 
@@ -125,8 +122,8 @@ fn assert_redirect(ports: &Ports, request: &str, location: &str) {
 }
 
 per_driver! {
-    fn any_method_and_any_host_on_the_http_port_get_308_to_https_without_the_port_and_a_close(driver) {
-        let (ports, _) = Ports::start(None, &["stt.test"], driver);
+    fn any_method_and_any_host_on_the_http_port_get_308_to_https_without_the_port_and_a_close(setup) {
+        let (ports, _) = Ports::start(None, &["stt.test"], setup);
         let h = ports.http;
         let cases = [
             ("GET /api/build_info HTTP/1.1\r\nHost: stt.test\r\n\r\n".to_string(), "https://stt.test/api/build_info"),
@@ -157,8 +154,8 @@ per_driver! {
 }
 
 per_driver! {
-    fn a_redirect_keeps_the_site_port_only_when_it_is_not_the_https_port(driver) {
-        let (ports, other) = Ports::start(None, &["stt.test", "alt.test:{other}"], driver);
+    fn a_redirect_keeps_the_site_port_only_when_it_is_not_the_https_port(setup) {
+        let (ports, other) = Ports::start(None, &["stt.test", "alt.test:{other}"], setup);
         let h = ports.http;
         assert_redirect(&ports, &format!("GET /p?q=1 HTTP/1.1\r\nHost: stt.test:{h}\r\n\r\n"), "https://stt.test/p?q=1");
         assert_redirect(&ports, &format!("GET /p?q=1 HTTP/1.1\r\nHost: alt.test:{h}\r\n\r\n"), &format!("https://alt.test:{other}/p?q=1"));
@@ -188,9 +185,9 @@ fn assert_refused(port: u16, why: &str) {
 }
 
 per_driver! {
-    fn auto_https_disable_redirects_and_off_leave_the_http_port_closed(driver) {
+    fn auto_https_disable_redirects_and_off_leave_the_http_port_closed(setup) {
         for mode in ["disable_redirects", "off"] {
-            let (ports, _) = Ports::start(Some(mode), &["stt.test"], driver);
+            let (ports, _) = Ports::start(Some(mode), &["stt.test"], setup);
             assert_refused(ports.http, &format!("auto_https {mode}"));
             // The HTTPS site itself is served.
             let client = client_config(&[ports.ca.root()]);
@@ -199,7 +196,7 @@ per_driver! {
         }
         // And without the option the same Caddyfile does listen there (the check above is
         // not vacuous).
-        let (ports, _) = Ports::start(None, &["stt.test"], driver);
+        let (ports, _) = Ports::start(None, &["stt.test"], setup);
         assert_redirect(&ports, "GET / HTTP/1.1\r\nHost: stt.test\r\n\r\n", "https://stt.test/");
     }
 }

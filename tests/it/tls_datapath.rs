@@ -18,7 +18,7 @@ use crate::support::client::{describe, HttpConn, ReadError};
 use crate::support::net::{dead_port, IO_TIMEOUT};
 use crate::support::origin::Origin;
 use crate::support::payload::{self, Rng};
-use crate::support::proxy::{target, Target, TempDir};
+use crate::support::proxy::{target, Setup, Target, TempDir};
 use crate::support::tls_client::{
     client_config, https_conn, root_from_pem_file, wss_connect, TestCa, TlsClientStream,
 };
@@ -40,7 +40,7 @@ struct Https {
 impl Https {
     /// `globals` goes inside the global options block, `site` inside the site block; both
     /// tab-indented Caddyfile lines.
-    fn start(globals: &str, site: &str, driver: ringproxy::server::DriverChoice) -> Https {
+    fn start(globals: &str, site: &str, setup: Setup) -> Https {
         let ca = TestCa::new("tls-datapath");
         let (cert, key) = ca.leaf("stt", &[NAME]);
         let storage = TempDir::new("tls-datapath-storage");
@@ -51,7 +51,7 @@ impl Https {
             cert.display(),
             key.display(),
         );
-        let proxy = Proxy::start(&caddyfile, driver);
+        let proxy = Proxy::start(&caddyfile, setup);
         Https { proxy, client: client_config(&[ca.root()]), _ca: ca, _storage: storage }
     }
 
@@ -140,10 +140,10 @@ fn check_seed_routes(
 }
 
 per_driver! {
-    fn seed_routes_over_https_alternate_backends_on_one_keepalive_connection_with_forwarded_proto_https(driver) {
+    fn seed_routes_over_https_alternate_backends_on_one_keepalive_connection_with_forwarded_proto_https(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = Origin::start_localhost("moshi");
-        let https = Https::start("", &seed_handlers(auth.port(), moshi.port()), driver);
+        let https = Https::start("", &seed_handlers(auth.port(), moshi.port()), setup);
         let mut conn = https.conn();
         assert_eq!(conn.stream.conn().alpn_protocol(), Some(&b"http/1.1"[..]));
         check_seed_routes(&mut conn, &https.host(), &auth, &moshi);
@@ -158,12 +158,12 @@ per_driver! {
 }
 
 per_driver! {
-    fn seed_websocket_route_over_wss_reaches_moshi_server_with_forwarded_proto_https(driver) {
+    fn seed_websocket_route_over_wss_reaches_moshi_server_with_forwarded_proto_https(setup) {
         let auth = Origin::start_localhost("auth");
         let moshi = WsOrigin::start();
         let handlers = seed_handlers(auth.port(), moshi.port())
             .replace(&format!("localhost:{}", moshi.port()), &moshi.addr.to_string());
-        let https = Https::start("", &handlers, driver);
+        let https = Https::start("", &handlers, setup);
         let mut ws = wss_connect(https.stream(), &https.host(), "/api/chat");
         for i in 0..20u8 {
             let frame = vec![i; 960];
@@ -179,9 +179,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn small_wss_frames_are_relayed_at_once_in_both_directions(driver) {
+    fn small_wss_frames_are_relayed_at_once_in_both_directions(setup) {
         let origin = WsOrigin::start();
-        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), driver);
+        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), setup);
         let mut ws = wss_connect(https.stream(), &https.host(), "/audio");
         // 20 ms of 24 kHz 16-bit mono per frame, lock-step: a relay that waits to fill a TLS
         // record, or a write split so that Nagle holds its tail until a delayed ACK (40 ms on
@@ -204,9 +204,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn twenty_megabyte_upload_and_fifty_megabyte_download_over_https_are_byte_exact(driver) {
+    fn twenty_megabyte_upload_and_fifty_megabyte_download_over_https_are_byte_exact(setup) {
         let origin = Origin::start("o");
-        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), driver);
+        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), setup);
         let mut conn = https.conn();
 
         let up = 20u64 << 20;
@@ -240,9 +240,9 @@ fn next_data<S: Read + Write>(ws: &mut WebSocket<S>) -> Message {
 }
 
 per_driver! {
-    fn two_thousand_wss_messages_from_1_byte_to_256_kib_echo_byte_exact_in_order(driver) {
+    fn two_thousand_wss_messages_from_1_byte_to_256_kib_echo_byte_exact_in_order(setup) {
         let origin = WsOrigin::start();
-        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), driver);
+        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), setup);
         let mut ws = wss_connect(https.stream(), &https.host(), "/echo");
         let mut rng = Rng::new(2001);
         // Sizes around the frame-length encodings and the 16 KiB TLS record size.
@@ -281,12 +281,12 @@ per_driver! {
 }
 
 per_driver! {
-    fn five_hundred_concurrent_wss_connections_echo_fifty_messages_each_with_nothing_lost(driver) {
+    fn five_hundred_concurrent_wss_connections_echo_fifty_messages_each_with_nothing_lost(setup) {
         const CONNS: usize = 500;
         const MESSAGES: usize = 50;
         const THREADS: usize = 10;
         let origin = WsOrigin::start();
-        let https = Arc::new(Https::start("", &format!("\treverse_proxy {}\n", origin.addr), driver));
+        let https = Arc::new(Https::start("", &format!("\treverse_proxy {}\n", origin.addr), setup));
         let started = Instant::now();
         // Every thread opens its share, then all wait, so that 500 relays are live at once.
         let all_open = Arc::new(Barrier::new(THREADS));
@@ -328,7 +328,7 @@ per_driver! {
 }
 
 per_driver! {
-    fn upstream_failures_over_https_give_502_504_and_a_cut_connection_and_the_next_client_is_served(driver) {
+    fn upstream_failures_over_https_give_502_504_and_a_cut_connection_and_the_next_client_is_served(setup) {
         let origin = Origin::start("o");
         let dead = dead_port();
         let site = format!(
@@ -336,7 +336,7 @@ per_driver! {
              \thandle {{\n\t\treverse_proxy {} {{\n\t\t\ttransport http {{\n\t\t\t\tresponse_header_timeout 1s\n\t\t\t}}\n\t\t}}\n\t}}\n",
             origin.addr
         );
-        let https = Https::start("", &site, driver);
+        let https = Https::start("", &site, setup);
 
         // Nothing listening: 502 at once.
         let mut conn = https.conn();
@@ -373,9 +373,9 @@ per_driver! {
 }
 
 per_driver! {
-    fn smuggling_attempts_over_https_get_400_and_a_close_and_the_next_request_is_served(driver) {
+    fn smuggling_attempts_over_https_get_400_and_a_close_and_the_next_request_is_served(setup) {
         let origin = Origin::start("o");
-        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), driver);
+        let https = Https::start("", &format!("\treverse_proxy {}\n", origin.addr), setup);
         let host = https.host();
         let cases = [
             // Caddy answers this one and keeps the connection open (design notes).
@@ -414,7 +414,7 @@ const STALLED: usize = 200;
 const PARTIAL_HELLO: &[u8] = &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
 
 per_driver! {
-    fn two_hundred_stalled_tls_handshakes_neither_delay_a_normal_client_nor_outlive_the_handshake_timeout(driver) {
+    fn two_hundred_stalled_tls_handshakes_neither_delay_a_normal_client_nor_outlive_the_handshake_timeout(setup) {
         if target() == Target::Caddy {
             eprintln!("SKIPPED against Caddy: it has no TLS handshake timeout option");
             return;
@@ -423,7 +423,7 @@ per_driver! {
         let https = Https::start(
             "\tservers {\n\t\ttimeouts {\n\t\t\ttls_handshake 2s\n\t\t}\n\t}\n",
             &format!("\treverse_proxy {}\n", origin.addr),
-            driver,
+            setup,
         );
         let started = Instant::now();
         let mut stalled: Vec<TcpStream> = (0..STALLED)
@@ -503,7 +503,7 @@ per_driver! {
 }
 
 per_driver! {
-    fn localhost_site_certificate_chains_to_the_local_root_in_storage_and_serves_the_seed_routes(driver) {
+    fn localhost_site_certificate_chains_to_the_local_root_in_storage_and_serves_the_seed_routes(setup) {
         if target() == Target::Caddy {
             // Caddy would try to install its local root into this machine's trust store.
             eprintln!("SKIPPED against Caddy: its local CA installs the root system-wide");
@@ -517,7 +517,7 @@ per_driver! {
             storage.path().display(),
             seed_handlers(auth.port(), moshi.port()),
         );
-        let proxy = Proxy::start(&caddyfile, driver);
+        let proxy = Proxy::start(&caddyfile, setup);
         let root_path = storage.path().join("pki/authorities/local/root.crt");
         assert!(root_path.is_file(), "no local root at {}", root_path.display());
         let trusting = client_config(&[root_from_pem_file(&root_path)]);
