@@ -22,7 +22,7 @@ use monoio::net::{TcpListener, UnixStream};
 
 use crate::config::{Config, ListenerKind};
 use crate::net::stream::PlainStream;
-use crate::proxy::{conn, ConnCtx, Snapshot};
+use crate::proxy::{conn, ConnCtx, OpenConnection, Snapshot};
 use crate::server::DriverChoice;
 use crate::tls::acceptor::TlsAcceptor;
 use crate::tls::TlsContext;
@@ -200,14 +200,6 @@ async fn join_all(mut futures: Vec<Pin<Box<dyn Future<Output = ()>>>>) {
     .await
 }
 
-struct ActiveGuard(Rc<Cell<usize>>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
-    }
-}
-
 async fn accept_loop(
     worker: usize,
     index: usize,
@@ -248,15 +240,11 @@ async fn accept_loop(
             peer,
             scheme: if kind == ListenerKind::Tls { "https" } else { "http" },
             id: conn_id,
+            open: OpenConnection::new(&active),
         };
-        active.set(active.get() + 1);
-        let guard = ActiveGuard(active.clone());
         match kind {
             ListenerKind::Plaintext | ListenerKind::Redirect => {
-                monoio::spawn(async move {
-                    conn::serve(stream, ctx).await;
-                    drop(guard);
-                });
+                monoio::spawn(conn::serve(stream, ctx));
             }
             ListenerKind::Tls => {
                 let Some(acceptor) = tls.clone() else {
@@ -268,11 +256,12 @@ async fn accept_loop(
                     continue;
                 };
                 monoio::spawn(async move {
-                    match acceptor.accept(stream, handshake_timeout).await {
+                    // Boxed: the handshake's state is freed once it is done instead of sizing
+                    // this task for the connection's whole life.
+                    match Box::pin(acceptor.accept(stream, handshake_timeout)).await {
                         Ok(tls_stream) => conn::serve(tls_stream, ctx).await,
                         Err(e) => tracing::debug!(conn = conn_id, "TLS: {e}"),
                     }
-                    drop(guard);
                 });
             }
         }

@@ -14,8 +14,9 @@
 use std::time::{Duration, Instant};
 
 use super::access_log;
-use super::forward::forward;
+use super::forward::{forward, Upgraded};
 use super::io::{read_append, write_all};
+use super::relay::relay;
 use super::ConnCtx;
 use crate::config::route::{resolve, select_site, RequestView};
 use crate::config::{Handler, ListenerKind, Site};
@@ -58,7 +59,7 @@ impl RequestView for RoutedRequest<'_> {
 }
 
 /// Serve one client connection until it closes, errs, or upgrades and the relay ends.
-pub async fn serve<S: Stream>(client: S, ctx: ConnCtx) {
+pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
     let limits = ctx.snapshot.config.globals.limits.clone();
     let mut buf: Vec<u8> = Vec::new();
     let mut first = true;
@@ -87,21 +88,52 @@ pub async fn serve<S: Stream>(client: S, ctx: ConnCtx) {
                 return;
             }
         };
-        match serve_request(&client, &ctx, &head, &mut buf).await {
-            KeepAlive::Yes => {
+        // Boxed: the request path's state (heads, rewrite buffers, nested futures) lives on
+        // the heap only while a request is in flight, so neither an idle keep-alive connection
+        // nor a long-lived WebSocket relay carries it in its task.
+        let next = Box::pin(serve_request(&client, &ctx, &head, &mut buf)).await;
+        drop(head);
+        match next {
+            Next::Request => {
                 if buf.is_empty() {
                     // Idle: hold no buffer while waiting for the next request.
                     buf = Vec::new();
                 }
             }
-            KeepAlive::No => return,
+            Next::Close => return,
+            Next::Relay(upgraded) => {
+                drop(buf);
+                // A task of its own: the relay, which may live for hours, then holds only its
+                // own state, not this task's (larger) state for reading request heads.
+                monoio::spawn(run_relay(client, upgraded, ctx));
+                return;
+            }
         }
     }
 }
 
-enum KeepAlive {
-    Yes,
-    No,
+async fn run_relay<S: Stream + 'static>(client: S, upgraded: Upgraded, ctx: ConnCtx) {
+    let limits = &ctx.snapshot.config.globals.limits;
+    let Upgraded { upstream, client_rest, upstream_rest } = upgraded;
+    let relayed = relay(
+        &client,
+        &upstream,
+        client_rest,
+        upstream_rest,
+        limits.relay_idle_timeout,
+        ctx.snapshot.splice_relay,
+    )
+    .await;
+    if let Err(e) = relayed {
+        tracing::debug!(conn = ctx.id, "relay ended: {e}");
+    }
+}
+
+/// What the connection does after a request.
+enum Next {
+    Request,
+    Close,
+    Relay(Upgraded),
 }
 
 /// Read until a complete head is in `buf`. `Ok(None)` is a clean end: EOF or the idle timeout
@@ -155,7 +187,7 @@ async fn serve_request<S: Stream>(
     ctx: &ConnCtx,
     head: &RequestHead,
     buf: &mut Vec<u8>,
-) -> KeepAlive {
+) -> Next {
     let started = Instant::now();
     let config = &ctx.snapshot.config;
     let listener = &config.listeners[ctx.listener];
@@ -168,10 +200,10 @@ async fn serve_request<S: Stream>(
     if let Some((log, line)) = log_request {
         access_log::write(log, ctx, &line, handled.status, handled.bytes, started.elapsed());
     }
-    if handled.keep_alive {
-        KeepAlive::Yes
-    } else {
-        KeepAlive::No
+    match handled.upgraded {
+        Some(upgraded) => Next::Relay(upgraded),
+        None if handled.keep_alive => Next::Request,
+        None => Next::Close,
     }
 }
 
@@ -182,6 +214,8 @@ struct Handled {
     status: u16,
     /// Response body bytes sent.
     bytes: u64,
+    /// A `101` was forwarded: relay next.
+    upgraded: Option<Upgraded>,
 }
 
 async fn handle_request<S: Stream>(
@@ -215,6 +249,7 @@ async fn handle_request<S: Stream>(
                     keep_alive: outcome.keep_alive,
                     status: outcome.status,
                     bytes: outcome.bytes,
+                    upgraded: outcome.upgraded,
                 },
                 Err(e) => {
                     error::log(&e.error, ctx.id);
@@ -228,7 +263,7 @@ async fn handle_request<S: Stream>(
                             }
                         }
                     }
-                    Handled { keep_alive: false, status, bytes: 0 }
+                    Handled { keep_alive: false, status, bytes: 0, upgraded: None }
                 }
             }
         }
@@ -260,7 +295,12 @@ async fn handle_request<S: Stream>(
             let mut out = Vec::new();
             write_simple(308, Some(&location), b"", head.method == Method::Head, true, &mut out);
             let sent = write_all(client, &out).await.is_ok();
-            Handled { keep_alive: false, status: if sent { 308 } else { 0 }, bytes: 0 }
+            Handled {
+                keep_alive: false,
+                status: if sent { 308 } else { 0 },
+                bytes: 0,
+                upgraded: None,
+            }
         }
         Some(Handler::Subroute { .. }) | None => {
             let close = !head.keep_alive || head.body != RequestBody::None;
@@ -315,10 +355,10 @@ async fn finish_direct<S: Stream>(
     bytes: u64,
 ) -> Handled {
     if write_all(client, &out).await.is_err() {
-        return Handled { keep_alive: false, status: 0, bytes: 0 };
+        return Handled { keep_alive: false, status: 0, bytes: 0, upgraded: None };
     }
     if !close {
         buf.drain(..head.head_len);
     }
-    Handled { keep_alive: !close, status, bytes }
+    Handled { keep_alive: !close, status, bytes, upgraded: None }
 }

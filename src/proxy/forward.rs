@@ -15,7 +15,6 @@ use std::pin::pin;
 use std::time::Instant;
 
 use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
-use super::relay::relay;
 use super::ConnCtx;
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
@@ -26,12 +25,29 @@ use crate::upstream::{dial, UpstreamConn, UpstreamPool};
 
 /// A completed exchange: how the client connection continues, and what the access log
 /// records.
-#[derive(Debug, Clone, Copy)]
 pub struct Outcome {
     pub keep_alive: bool,
     pub status: u16,
-    /// Response body bytes (for a relay: bytes sent to the client).
+    /// Response body bytes.
     pub bytes: u64,
+    /// Set after a `101`: the caller relays once everything the request needed is freed, so an
+    /// idle WebSocket holds nothing of its upgrade request.
+    pub upgraded: Option<Upgraded>,
+}
+
+/// An upgraded connection pair, ready for the relay.
+pub struct Upgraded {
+    pub upstream: PlainStream,
+    /// Bytes the client sent after its upgrade request's head.
+    pub client_rest: Vec<u8>,
+    /// Bytes the upstream sent after its `101` head.
+    pub upstream_rest: Vec<u8>,
+}
+
+/// How an exchange on one upstream connection ended.
+enum ExchangeEnd {
+    Done { outcome: Outcome, reusable: bool },
+    Upgrade { client_rest: Vec<u8>, upstream_rest: Vec<u8> },
 }
 
 /// A failed exchange: the error, and whether any response bytes already reached the client
@@ -176,12 +192,18 @@ async fn exchange<S: Stream>(
             .await;
     pool.end_request(index);
     match result {
-        Ok((outcome, reusable)) => {
+        Ok(ExchangeEnd::Done { outcome, reusable }) => {
             if reusable {
                 pool.put_idle(conn);
             }
             Ok(outcome)
         }
+        Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest }) => Ok(Outcome {
+            keep_alive: false,
+            status: 101,
+            bytes: 0,
+            upgraded: Some(Upgraded { upstream: conn.stream, client_rest, upstream_rest }),
+        }),
         Err(e) => {
             if matches!(e.error, ProxyError::Upstream(_)) && !e.stale_pooled {
                 pool.record_failure(index);
@@ -201,7 +223,7 @@ async fn exchange_inner<S: Stream>(
     conn: &mut UpstreamConn,
     strip_prefixes: &[&str],
     upstream_name: &str,
-) -> Result<(Outcome, bool), ForwardError> {
+) -> Result<ExchangeEnd, ForwardError> {
     let upstream = &conn.stream;
     let upstream_err =
         |source: io::Error| UpstreamError::Io { upstream: upstream_name.to_owned(), source };
@@ -270,27 +292,9 @@ async fn exchange_inner<S: Stream>(
                 &mut out,
             );
             write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
-            let upstream_rest = response_buf.split_off(response.head_len);
+            let upstream_rest = response_buf[response.head_len..].to_vec();
             let client_rest = std::mem::take(buf);
-            let limits = &ctx.snapshot.config.globals.limits;
-            let bytes = match relay(
-                client,
-                upstream,
-                client_rest,
-                upstream_rest,
-                limits.relay_idle_timeout,
-                ctx.snapshot.splice_relay,
-            )
-            .await
-            {
-                Ok(totals) => totals.upstream_to_client,
-                Err(e) => {
-                    tracing::debug!(conn = ctx.id, "relay ended: {e}");
-                    0
-                }
-            };
-            let outcome = Outcome { keep_alive: false, status: 101, bytes };
-            return Ok((outcome, false));
+            return Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest });
         }
         if (100..200).contains(&response.status) {
             write_response_head(
@@ -360,8 +364,9 @@ async fn exchange_inner<S: Stream>(
             && request_complete
             && response_buf.is_empty()
             && !matches!(framing, BodyFraming::UntilEof);
-        let outcome = Outcome { keep_alive: !close_client, status: response.status, bytes };
-        return Ok((outcome, reusable));
+        let outcome =
+            Outcome { keep_alive: !close_client, status: response.status, bytes, upgraded: None };
+        return Ok(ExchangeEnd::Done { outcome, reusable });
     }
 }
 

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod io;
 pub mod relay;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -40,4 +41,23 @@ pub struct ConnCtx {
     pub scheme: &'static str,
     /// For logs.
     pub id: u64,
+    /// Counts this connection as open on its worker (for the shutdown drain) for as long as
+    /// any task serving it holds the context.
+    pub open: Rc<OpenConnection>,
+}
+
+/// One open connection on a worker's counter; the count drops when the last holder does.
+pub struct OpenConnection(Rc<Cell<usize>>);
+
+impl OpenConnection {
+    pub fn new(counter: &Rc<Cell<usize>>) -> Rc<OpenConnection> {
+        counter.set(counter.get() + 1);
+        Rc::new(OpenConnection(counter.clone()))
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }

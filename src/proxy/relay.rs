@@ -159,8 +159,10 @@ async fn wait_readable<R: Stream>(
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "relay idle timeout"));
         }
-        // Dropping a readiness wait loses no data, so a plain timeout is safe here.
-        if let Ok(ready) = monoio::time::timeout(left, src.readable()).await {
+        // Dropping a readiness wait loses no data, so a plain timeout is safe here. Boxed:
+        // a timer is much larger than a readiness wait, and relays without an idle timeout
+        // (the default) should not carry its space in every idle WebSocket.
+        if let Ok(ready) = Box::pin(monoio::time::timeout(left, src.readable())).await {
             return ready;
         }
     }
