@@ -98,18 +98,3 @@ pub fn log(error: &ProxyError, conn_id: u64) {
         ProxyError::Upstream(e) => tracing::warn!(conn = conn_id, "{e}"),
     }
 }
-
-/// The status code of a synthesized answer, for the access log.
-pub fn answer_status(answer: Answer) -> u16 {
-    match answer {
-        Answer::BadRequest | Answer::PlaintextOnTlsPort => 400,
-        Answer::MethodNotAllowed => 405,
-        Answer::HeaderFieldsTooLarge => 431,
-        Answer::NotImplemented => 501,
-        Answer::BadGateway => 502,
-        Answer::GatewayTimeout => 504,
-        Answer::VersionNotSupported => 505,
-        Answer::EmptyOk => 200,
-        Answer::Continue => 100,
-    }
-}

@@ -22,6 +22,7 @@ use monoio::net::{TcpListener, UnixStream};
 
 use crate::config::{Config, ListenerKind};
 use crate::net::stream::PlainStream;
+use crate::proxy::guard::contained;
 use crate::proxy::{conn, ConnCtx, OpenConnection, Snapshot};
 use crate::server::DriverChoice;
 use crate::tls::acceptor::TlsAcceptor;
@@ -244,7 +245,7 @@ async fn accept_loop(
         };
         match kind {
             ListenerKind::Plaintext | ListenerKind::Redirect => {
-                monoio::spawn(conn::serve(stream, ctx));
+                monoio::spawn(contained(conn_id, conn::serve(stream, ctx)));
             }
             ListenerKind::Tls => {
                 let Some(acceptor) = tls.clone() else {
@@ -255,14 +256,14 @@ async fn accept_loop(
                     );
                     continue;
                 };
-                monoio::spawn(async move {
+                monoio::spawn(contained(conn_id, async move {
                     // Boxed: the handshake's state is freed once it is done instead of sizing
                     // this task for the connection's whole life.
                     match Box::pin(acceptor.accept(stream, handshake_timeout)).await {
                         Ok(tls_stream) => conn::serve(tls_stream, ctx).await,
                         Err(e) => tracing::debug!(conn = conn_id, "TLS: {e}"),
                     }
-                });
+                }));
             }
         }
     }

@@ -105,7 +105,7 @@ pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
                 drop(buf);
                 // A task of its own: the relay, which may live for hours, then holds only its
                 // own state, not this task's (larger) state for reading request heads.
-                monoio::spawn(run_relay(client, upgraded, ctx));
+                monoio::spawn(super::guard::contained(ctx.id, run_relay(client, upgraded, ctx)));
                 return;
             }
         }
@@ -259,7 +259,7 @@ async fn handle_request<S: Stream>(
                             let mut out = Vec::new();
                             write_answer(answer, true, &mut out);
                             if write_all(client, &out).await.is_ok() {
-                                status = error::answer_status(answer);
+                                status = answer.status();
                             }
                         }
                     }

@@ -129,10 +129,14 @@ pub async fn forward<S: Stream>(
     let Some(conn) = chosen else {
         return Err(before_response(last_error.unwrap_or(UpstreamError::NoneAvailable)));
     };
+    // header_down templates may name request fields ({uri}, {method}…), which are spans into
+    // the head's bytes: keep a copy of them when there are such rules.
+    let request_head: Vec<u8> =
+        if pool.set.header_down.is_empty() { Vec::new() } else { buf[..head.head_len].to_vec() };
     buf.drain(..head.head_len);
     let index = conn.upstream;
     pool.begin_request(index);
-    let result = exchange(client, ctx, pool, head, buf, conn, strip_prefixes).await;
+    let result = exchange(client, ctx, pool, head, &request_head, buf, conn, strip_prefixes).await;
     match result {
         // The pooled connection was closed by the upstream while idle and the request has no
         // body, so nothing is lost by sending it again on a fresh connection (once).
@@ -159,7 +163,7 @@ pub async fn forward<S: Stream>(
             }
             pool.begin_request(index);
             let conn = UpstreamConn { stream, upstream: index, reused: false };
-            exchange(client, ctx, pool, head, buf, conn, strip_prefixes).await
+            exchange(client, ctx, pool, head, &request_head, buf, conn, strip_prefixes).await
         }
         other => other,
     }
@@ -176,20 +180,31 @@ fn forward_ctx<'a>(ctx: &ConnCtx, upstream: &'a str, strip: &'a [&'a str]) -> Fo
 }
 
 /// The exchange on a chosen upstream connection whose request head has been written.
+#[allow(clippy::too_many_arguments)]
 async fn exchange<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
     pool: &UpstreamPool,
     head: &RequestHead,
+    request_head: &[u8],
     buf: &mut Vec<u8>,
     mut conn: UpstreamConn,
     strip_prefixes: &[&str],
 ) -> Result<Outcome, ForwardError> {
     let upstream_name: &str = &pool.upstream(conn.upstream).display;
     let index = conn.upstream;
-    let result =
-        exchange_inner(client, ctx, pool, head, buf, &mut conn, strip_prefixes, upstream_name)
-            .await;
+    let result = exchange_inner(
+        client,
+        ctx,
+        pool,
+        head,
+        request_head,
+        buf,
+        &mut conn,
+        strip_prefixes,
+        upstream_name,
+    )
+    .await;
     pool.end_request(index);
     match result {
         Ok(ExchangeEnd::Done { outcome, reusable }) => {
@@ -219,6 +234,7 @@ async fn exchange_inner<S: Stream>(
     ctx: &ConnCtx,
     pool: &UpstreamPool,
     head: &RequestHead,
+    request_head: &[u8],
     buf: &mut Vec<u8>,
     conn: &mut UpstreamConn,
     strip_prefixes: &[&str],
@@ -286,7 +302,7 @@ async fn exchange_inner<S: Stream>(
                 &response,
                 &pool.set.header_down,
                 head,
-                &[],
+                request_head,
                 &fctx,
                 false,
                 &mut out,
@@ -302,7 +318,7 @@ async fn exchange_inner<S: Stream>(
                 &response,
                 &pool.set.header_down,
                 head,
-                &[],
+                request_head,
                 &fctx,
                 false,
                 &mut out,
@@ -318,7 +334,7 @@ async fn exchange_inner<S: Stream>(
             &response,
             &pool.set.header_down,
             head,
-            &[],
+            request_head,
             &fctx,
             close_client,
             &mut out,

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod conn;
 pub mod forward;
+pub mod guard;
 pub mod io;
 pub mod relay;
 

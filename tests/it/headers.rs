@@ -132,3 +132,29 @@ per_driver! {
         assert_eq!(resp.body, b"down");
     }
 }
+
+per_driver! {
+    fn header_down_templates_can_name_the_request(setup) {
+        let origin = Origin::start("o");
+        let caddyfile = format!(
+            r#"$SITE {{
+	reverse_proxy {} {{
+		header_down X-Request "{{method}} {{uri}} {{host}}"
+	}}
+}}
+"#,
+            origin.addr
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        // Twice on one connection: the second head sits at a different place in the buffer.
+        for path in ["/first?a=1", "/second/path?b=2"] {
+            conn.send(format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes());
+            let resp = conn.response("GET");
+            assert_eq!(resp.status, 200);
+            let host = proxy.host();
+            let bare_host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
+            assert_eq!(resp.headers_named("x-request"), [format!("GET {path} {bare_host}")]);
+        }
+    }
+}
