@@ -69,6 +69,8 @@ pub struct WorkerSetup {
     /// Becomes readable (EOF) when the server shuts down.
     pub shutdown: StdUnixStream,
     pub splice_relay: bool,
+    /// Busy-poll window after I/O (see `spin`).
+    pub spin_window: Duration,
     /// Reports whether the runtime started.
     pub ready: mpsc::Sender<Result<Driver, String>>,
 }
@@ -101,7 +103,18 @@ pub fn run_worker(setup: WorkerSetup) {
 }
 
 async fn worker_main(setup: WorkerSetup) {
-    let WorkerSetup { id, driver, sockets, config, tls, shutdown, ready, splice_relay, .. } = setup;
+    let WorkerSetup {
+        id,
+        driver,
+        sockets,
+        config,
+        tls,
+        shutdown,
+        ready,
+        splice_relay,
+        spin_window,
+        ..
+    } = setup;
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -151,6 +164,7 @@ async fn worker_main(setup: WorkerSetup) {
         }
     }
     monoio::spawn(sweep_pools(snapshot.clone(), stop.clone()));
+    monoio::spawn(crate::spin::spinner(spin_window, stop.clone()));
 
     let active = Rc::new(Cell::new(0usize));
     let next_id = Rc::new(Cell::new(0u64));

@@ -42,8 +42,12 @@ pub struct RunOptions {
     pub driver: DriverChoice,
     /// Pin worker N to core N (default on for `ringproxy run`; tests leave it off).
     pub pin_workers: bool,
-    /// Relay plaintext WebSockets with splice(2) (`RINGPROXY_RELAY=copy` turns it off).
+    /// Relay plaintext WebSockets with splice(2) instead of copying (`RINGPROXY_RELAY=splice`).
+    /// Off by default: for 1,920-byte audio frames the copy path measured slightly less CPU
+    /// and a lower p99 (docs/benchmarks.md, experiments).
     pub splice_relay: bool,
+    /// Busy-poll window after I/O (`RINGPROXY_SPIN_US`; 0 disables). See `spin`.
+    pub spin_window: std::time::Duration,
 }
 
 impl Default for RunOptions {
@@ -52,7 +56,12 @@ impl Default for RunOptions {
             workers: None,
             driver: DriverChoice::Auto,
             pin_workers: false,
-            splice_relay: std::env::var("RINGPROXY_RELAY").map(|v| v != "copy").unwrap_or(true),
+            splice_relay: std::env::var("RINGPROXY_RELAY").is_ok_and(|v| v == "splice"),
+            spin_window: std::env::var("RINGPROXY_SPIN_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_micros)
+                .unwrap_or(crate::spin::DEFAULT_SPIN_WINDOW),
         }
     }
 }
@@ -157,6 +166,7 @@ impl Server {
                 shutdown: theirs,
                 ready: ready_tx.clone(),
                 splice_relay: options.splice_relay,
+                spin_window: options.spin_window,
             };
             threads.push(
                 std::thread::Builder::new()

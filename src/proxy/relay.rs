@@ -209,6 +209,7 @@ async fn one_way_splice<R: Stream, W: Stream>(
                 in_pipe = n;
                 moved += n as u64;
                 activity.set(Instant::now());
+                crate::spin::note_activity();
                 // Push it on at once; a short splice means the socket is drained, so after
                 // the pipe is empty wait for readiness instead of a splice that says EAGAIN.
                 while in_pipe > 0 {

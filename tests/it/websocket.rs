@@ -264,3 +264,41 @@ per_driver! {
         assert_eq!(next.text(), "plain GET /after");
     }
 }
+
+per_driver! {
+    fn the_splice_relay_echoes_mixed_sizes_byte_exact_and_passes_half_close(setup) {
+        let setup = crate::support::proxy::Setup { splice_relay: true, ..setup };
+        let origin = WsOrigin::start();
+        let proxy = setup.proxy_to(origin.addr);
+        if proxy.skip_on_caddy("relay flavour is a ringproxy option") {
+            return;
+        }
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
+        let mut rng = Rng::new(77);
+        for i in 0..300 {
+            let size = if i % 50 == 0 { 256 * 1024 } else { rng.log_range(1, 64 * 1024) as usize };
+            let msg = Message::Binary(rng.bytes(size));
+            ws.send(msg.clone()).unwrap();
+            assert!(next_data(&mut ws) == msg, "message {i} ({size} bytes) came back different");
+        }
+        ws.close(None).unwrap();
+
+        let mut conn: HttpConn = proxy.connect();
+        conn.send(
+            format!(
+                "GET /halfclose HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                proxy.host()
+            )
+            .as_bytes(),
+        );
+        assert_eq!(conn.response("GET").status, 101);
+        let data = payload::pattern(1_000_000);
+        for piece in data.chunks(64 * 1024) {
+            conn.send(piece);
+        }
+        conn.stream.shutdown_write().unwrap();
+        let answer = conn.expect_closed(IO_TIMEOUT);
+        assert_eq!(String::from_utf8_lossy(&answer), format!("{} {}\n", data.len(), payload::sha256_hex(&data)));
+    }
+}

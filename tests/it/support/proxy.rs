@@ -52,6 +52,8 @@ pub enum Leg {
 pub struct Setup {
     pub driver: DriverChoice,
     pub leg: Leg,
+    /// Relay plaintext WebSockets with splice(2) instead of the default copy path.
+    pub splice_relay: bool,
 }
 
 impl Setup {
@@ -135,7 +137,7 @@ impl Proxy {
         init_logging();
         let dir = TempDir::new("proxy");
         let caddyfile = with_admin_off(&caddyfile.replace("$SITE {", setup.site_opening()));
-        let (driver, leg) = (setup.driver, setup.leg);
+        let (driver, leg, splice_relay) = (setup.driver, setup.leg, setup.splice_relay);
         match target() {
             Target::Ringproxy => {
                 let text = caddyfile.replace("$PORT", "0");
@@ -145,7 +147,8 @@ impl Proxy {
                 // The rest of RunOptions (pinning, relay flavour) keeps its defaults, as for
                 // `ringproxy run`.
                 #[allow(clippy::needless_update)]
-                let options = RunOptions { workers: Some(2), driver, ..RunOptions::default() };
+                let options =
+                    RunOptions { workers: Some(2), driver, splice_relay, ..RunOptions::default() };
                 let server = bounded("start", move || Server::start(config, options))
                     .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
@@ -313,6 +316,7 @@ macro_rules! per_driver {
                 run($crate::support::proxy::Setup {
                     driver: ringproxy::server::DriverChoice::IoUring,
                     leg: $crate::support::proxy::Leg::Plain,
+                    splice_relay: false,
                 })
             }
 
@@ -321,6 +325,7 @@ macro_rules! per_driver {
                 run($crate::support::proxy::Setup {
                     driver: ringproxy::server::DriverChoice::Epoll,
                     leg: $crate::support::proxy::Leg::Plain,
+                    splice_relay: false,
                 })
             }
         }
