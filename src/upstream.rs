@@ -17,6 +17,9 @@ use crate::config::{LbPolicy, Upstream, UpstreamSet};
 use crate::net::stream::{PlainStream, Stream};
 use crate::net::sys;
 
+/// Pooled connections idle at least this long are probed (`MSG_PEEK`) before reuse.
+pub const PROBE_AFTER_IDLE: Duration = Duration::from_millis(500);
+
 /// A live connection to one upstream, from the pool or freshly dialled.
 pub struct UpstreamConn {
     pub stream: PlainStream,
@@ -150,12 +153,21 @@ impl UpstreamPool {
     }
 
     /// A pooled idle connection that still looks alive, or `None`.
-    pub fn take_idle(&self, index: usize) -> Option<UpstreamConn> {
+    ///
+    /// A connection idle for less than [`PROBE_AFTER_IDLE`] is handed out without the liveness
+    /// probe when `replayable` (the request can be resent if the connection turns out closed):
+    /// upstreams close idle connections after seconds, not microseconds, and the probe is one
+    /// syscall per request on a busy keep-alive path.
+    pub fn take_idle(&self, index: usize, replayable: bool) -> Option<UpstreamConn> {
         let keepalive = self.set.transport.keepalive?;
         let mut idle = self.states[index].idle.borrow_mut();
         while let Some(conn) = idle.pop() {
-            if conn.idle_since.elapsed() < keepalive
-                && sys::idle_connection_usable(conn.stream.fd())
+            let idle_for = conn.idle_since.elapsed();
+            if idle_for >= keepalive {
+                continue;
+            }
+            if (replayable && idle_for < PROBE_AFTER_IDLE)
+                || sys::idle_connection_usable(conn.stream.fd())
             {
                 return Some(UpstreamConn { stream: conn.stream, upstream: index, reused: true });
             }

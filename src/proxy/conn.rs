@@ -65,6 +65,7 @@ pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
     let mut first = true;
     loop {
         let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
+        let after_response = !first;
         first = false;
         let head = match read_head(
             &client,
@@ -72,6 +73,7 @@ pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
             wait,
             limits.read_header_timeout,
             limits.max_header_bytes,
+            after_response,
         )
         .await
         {
@@ -144,6 +146,7 @@ async fn read_head<S: Stream>(
     idle_wait: Duration,
     header_timeout: Duration,
     max_head: usize,
+    after_response: bool,
 ) -> Result<Option<RequestHead>, ClientError> {
     let mut deadline: Option<Instant> = None;
     loop {
@@ -167,7 +170,16 @@ async fn read_head<S: Stream>(
             return Err(ClientError::HeaderTimeout);
         }
         let room = max_head + 1 - buf.len().min(max_head);
-        match monoio::time::timeout(left, read_append(client, buf, room)).await {
+        // Between keep-alive requests the next one is rarely there already (pipelined bytes
+        // would be in `buf`): wait for readiness first rather than read only to get EAGAIN.
+        let wait_first = after_response && buf.is_empty() && deadline.is_none();
+        let read = async {
+            if wait_first {
+                client.readable().await?;
+            }
+            read_append(client, buf, room).await
+        };
+        match monoio::time::timeout(left, read).await {
             Ok(Ok(0)) if buf.is_empty() => return Ok(None),
             Ok(Ok(0)) => return Err(ClientError::ClosedMidRequest),
             Ok(Ok(_)) => {

@@ -94,7 +94,8 @@ pub async fn forward<S: Stream>(
         let fctx = forward_ctx(ctx, &upstream.display, strip_prefixes);
         out.clear();
         write_request_head(buf, head, &pool.set.header_up, &fctx, &mut out);
-        let mut conn = match pool.take_idle(index) {
+        let replayable = matches!(head.body, RequestBody::None | RequestBody::Length(0));
+        let mut conn = match pool.take_idle(index, replayable) {
             Some(conn) => conn,
             None => match dial(upstream, transport.dial_timeout).await {
                 Ok(stream) => UpstreamConn { stream, upstream: index, reused: false },
