@@ -292,28 +292,14 @@ async fn exchange_inner<S: Stream>(
                 })?;
         conn.reused = false;
         out.clear();
-        if response.status == 101 {
-            if !head.websocket_upgrade {
-                return Err(before_response(UpstreamError::UnexpectedUpgrade {
-                    upstream: upstream_name.to_owned(),
-                }));
-            }
-            write_response_head(
-                &response_buf,
-                &response,
-                &pool.set.header_down,
-                head,
-                request_head,
-                &fctx,
-                false,
-                &mut out,
-            );
-            write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
-            let upstream_rest = response_buf[response.head_len..].to_vec();
-            let client_rest = std::mem::take(buf);
-            return Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest });
+        if response.status == 101 && !head.websocket_upgrade {
+            return Err(before_response(UpstreamError::UnexpectedUpgrade {
+                upstream: upstream_name.to_owned(),
+            }));
         }
         if (100..200).contains(&response.status) {
+            // A 101, or an interim head (100 Continue, 103 Early Hints): pass it on as is
+            // (rewritten), then relay or read the next head.
             write_response_head(
                 &response_buf,
                 &response,
@@ -325,6 +311,11 @@ async fn exchange_inner<S: Stream>(
                 &mut out,
             );
             write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+            if response.status == 101 {
+                let upstream_rest = response_buf[response.head_len..].to_vec();
+                let client_rest = std::mem::take(buf);
+                return Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest });
+            }
             response_buf.drain(..response.head_len);
             continue;
         }

@@ -164,6 +164,34 @@ per_driver! {
     }
 }
 
+/// Upgrade on `/halfclose`, send 1 MB, shut down our write side: the backend answers only once
+/// it has read EOF, so its answer proves the half-close went through and that the other
+/// direction stayed open.
+fn half_close_reaches_the_backend_and_its_answer_still_arrives(
+    proxy: &crate::support::proxy::Proxy,
+) {
+    let mut conn: HttpConn = proxy.connect();
+    conn.send(
+        format!(
+            "GET /halfclose HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            proxy.host()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(conn.response("GET").status, 101);
+    let data = payload::pattern(1_000_000);
+    for piece in data.chunks(64 * 1024) {
+        conn.send(piece);
+    }
+    conn.stream.shutdown_write().unwrap();
+    let answer = conn.expect_closed(IO_TIMEOUT);
+    assert_eq!(
+        String::from_utf8_lossy(&answer),
+        format!("{} {}\n", data.len(), payload::sha256_hex(&data))
+    );
+}
+
 per_driver! {
     fn half_close_from_the_client_reaches_the_backend_and_its_answer_still_arrives(setup) {
         let origin = WsOrigin::start();
@@ -171,25 +199,7 @@ per_driver! {
         if proxy.skip_on_caddy("Caddy closes both directions of a relay as soon as one side ends") {
             return;
         }
-        let mut conn: HttpConn = proxy.connect();
-        conn.send(
-            format!(
-                "GET /halfclose HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-                proxy.host()
-            )
-            .as_bytes(),
-        );
-        assert_eq!(conn.response("GET").status, 101);
-        let data = payload::pattern(1_000_000);
-        for piece in data.chunks(64 * 1024) {
-            conn.send(piece);
-        }
-        conn.stream.shutdown_write().unwrap();
-        // The backend only answers once it has read EOF, so this proves the half-close went
-        // through, and that the other direction stayed open for the answer.
-        let answer = conn.expect_closed(IO_TIMEOUT);
-        assert_eq!(String::from_utf8_lossy(&answer), format!("{} {}\n", data.len(), payload::sha256_hex(&data)));
+        half_close_reaches_the_backend_and_its_answer_still_arrives(&proxy);
     }
 }
 
@@ -283,22 +293,6 @@ per_driver! {
         }
         ws.close(None).unwrap();
 
-        let mut conn: HttpConn = proxy.connect();
-        conn.send(
-            format!(
-                "GET /halfclose HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-                proxy.host()
-            )
-            .as_bytes(),
-        );
-        assert_eq!(conn.response("GET").status, 101);
-        let data = payload::pattern(1_000_000);
-        for piece in data.chunks(64 * 1024) {
-            conn.send(piece);
-        }
-        conn.stream.shutdown_write().unwrap();
-        let answer = conn.expect_closed(IO_TIMEOUT);
-        assert_eq!(String::from_utf8_lossy(&answer), format!("{} {}\n", data.len(), payload::sha256_hex(&data)));
+        half_close_reaches_the_backend_and_its_answer_still_arrives(&proxy);
     }
 }
