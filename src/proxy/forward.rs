@@ -400,19 +400,16 @@ async fn send_body<S: Stream>(
     request: &RequestHead,
     upstream_name: &str,
 ) -> Result<BodySent, ForwardError> {
-    let upstream_io = |source: io::Error| {
-        before_response(UpstreamError::Io { upstream: upstream_name.to_owned(), source })
-    };
     loop {
         // Bytes already read from the client go first.
         if !buf.is_empty() {
             let (n, done) =
                 framing.take(buf).map_err(|e| before_response(ClientError::Chunked(e)))?;
-            let chunk: Vec<u8> = buf.drain(..n).collect();
-            if let Some(arrived) =
-                write_watching(client, upstream, &chunk, response_buf, request, upstream_name)
-                    .await?
-            {
+            let sent =
+                write_watching(client, upstream, &buf[..n], response_buf, request, upstream_name)
+                    .await?;
+            buf.drain(..n);
+            if let Some(arrived) = sent {
                 return Ok(arrived);
             }
             if done {
@@ -422,23 +419,15 @@ async fn send_body<S: Stream>(
                 continue;
             }
         }
-        let woke = {
-            let client_ready = pin!(client.readable());
-            let upstream_spoke = pin!(wait_for_response(upstream, response_buf, upstream_name));
-            monoio::select! {
-                ready = client_ready => Either::Client(ready),
-                spoke = upstream_spoke => Either::Upstream(spoke),
-            }
-        };
-        match woke {
-            Either::Client(Err(e)) => return Err(before_response(ClientError::Io(e))),
-            Either::Client(Ok(())) => match read_append(client, buf, usize::MAX).await {
+        match ready_or_response(client.readable(), upstream, response_buf, upstream_name).await {
+            Woke::Ready(Err(e)) => return Err(before_response(ClientError::Io(e))),
+            Woke::Ready(Ok(())) => match read_append(client, buf, usize::MAX).await {
                 Ok(0) => return Err(before_response(ClientError::ClosedMidRequest)),
                 Ok(_) => {}
                 Err(e) => return Err(before_response(ClientError::Io(e))),
             },
-            Either::Upstream(Err(e)) => return Err(before_response(e)),
-            Either::Upstream(Ok(())) => {
+            Woke::Upstream(Err(e)) => return Err(before_response(e)),
+            Woke::Upstream(Ok(())) => {
                 if let Some(arrived) =
                     forward_interim(client, response_buf, request, upstream_name).await?
                 {
@@ -446,7 +435,6 @@ async fn send_body<S: Stream>(
                 }
             }
         }
-        let _ = &upstream_io;
     }
 }
 
@@ -465,19 +453,13 @@ async fn write_watching<S: Stream>(
         match upstream.try_write(chunk) {
             Ok(n) => chunk = &chunk[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let woke = {
-                    let writable = pin!(upstream.writable());
-                    let spoke = pin!(wait_for_response(upstream, response_buf, upstream_name));
-                    monoio::select! {
-                        w = writable => Either::Client(w),
-                        s = spoke => Either::Upstream(s),
-                    }
-                };
-                match woke {
-                    Either::Client(Ok(())) => {}
-                    Either::Client(Err(_)) => return Ok(Some(BodySent::ResponseArrived)),
-                    Either::Upstream(Err(e)) => return Err(before_response(e)),
-                    Either::Upstream(Ok(())) => {
+                match ready_or_response(upstream.writable(), upstream, response_buf, upstream_name)
+                    .await
+                {
+                    Woke::Ready(Ok(())) => {}
+                    Woke::Ready(Err(_)) => return Ok(Some(BodySent::ResponseArrived)),
+                    Woke::Upstream(Err(e)) => return Err(before_response(e)),
+                    Woke::Upstream(Ok(())) => {
                         if let Some(arrived) =
                             forward_interim(client, response_buf, request, upstream_name).await?
                         {
@@ -522,9 +504,27 @@ async fn forward_interim<S: Stream>(
     }
 }
 
-enum Either<A, B> {
-    Client(A),
-    Upstream(B),
+/// What ended a wait during an upload: the awaited readiness, or bytes from the upstream.
+enum Woke {
+    Ready(io::Result<()>),
+    Upstream(Result<(), ProxyError>),
+}
+
+/// Wait for `ready` (client readable or upstream writable) while watching the upstream for an
+/// early response. Both branches are readiness waits, so the losing one drops without losing
+/// data.
+async fn ready_or_response(
+    ready: impl std::future::Future<Output = io::Result<()>>,
+    upstream: &PlainStream,
+    response_buf: &mut Vec<u8>,
+    upstream_name: &str,
+) -> Woke {
+    let ready = pin!(ready);
+    let spoke = pin!(wait_for_response(upstream, response_buf, upstream_name));
+    monoio::select! {
+        r = ready => Woke::Ready(r),
+        s = spoke => Woke::Upstream(s),
+    }
 }
 
 /// Resolve once the upstream has sent bytes (appended to `response_buf`); an EOF is an error.
