@@ -99,12 +99,12 @@ impl UpstreamPool {
 
     /// The order in which to try upstreams for one request: the policy's pick first, then the
     /// other available upstreams (a dial failure moves on instead of answering 502 at once,
-    /// unlike Caddy's default). Unavailable upstreams are tried last, as a last resort,
-    /// only when every upstream is unavailable.
+    /// unlike Caddy's default). Upstreams marked down (health check or passive failures) are
+    /// left out; empty when all are down, which the caller answers with 502.
     pub fn attempt_order(&self, client_ip: IpAddr) -> Vec<usize> {
         let n = self.states.len();
         let now = Instant::now();
-        let available: Vec<usize> = (0..n).filter(|i| self.available(*i, now)).collect();
+        let mut available: Vec<usize> = (0..n).filter(|i| self.available(*i, now)).collect();
         if available.is_empty() {
             return Vec::new();
         }
@@ -125,10 +125,8 @@ impl UpstreamPool {
             }
             LbPolicy::IpHash => (hash_ip(client_ip) % available.len() as u64) as usize,
         };
-        let mut order = Vec::with_capacity(available.len());
-        order.extend_from_slice(&available[first..]);
-        order.extend_from_slice(&available[..first]);
-        order
+        available.rotate_left(first);
+        available
     }
 
     /// Record a failed attempt (passive health).

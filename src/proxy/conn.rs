@@ -242,10 +242,10 @@ async fn handle_request<S: Stream>(
         return answer_direct(client, head, buf, 200, None, answer.as_bytes()).await;
     }
     let request = RoutedRequest { head, buf: &buf[..] };
-    let resolution = site.map(|site| resolve(site, &request));
-    let handler = resolution.as_ref().and_then(|r| r.handler);
-    let strip: Vec<&str> =
-        resolution.as_ref().map(|r| r.strip_prefixes.clone()).unwrap_or_default();
+    let (handler, strip) = match site.map(|site| resolve(site, &request)) {
+        Some(resolution) => (resolution.handler, resolution.strip_prefixes),
+        None => (None, Vec::new()),
+    };
     let fctx = ForwardContext {
         client_ip: ctx.peer.ip(),
         client_port: ctx.peer.port(),

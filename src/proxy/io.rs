@@ -8,7 +8,6 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::time::Instant;
 
 use crate::http::chunked::{ChunkError, ChunkedTracker};
 use crate::net::stream::Stream;
@@ -198,6 +197,3 @@ pub async fn pump_body<R: Stream, W: Stream>(
         }
     }
 }
-
-/// Timestamp of the last byte a relay moved, shared by its two directions.
-pub type Activity = std::rc::Rc<std::cell::Cell<Instant>>;
