@@ -17,6 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::lock::{self, LockTimings};
+use super::retry::retry_bad_nonce;
 use super::storage::AcmeStorage;
 use super::AcmeError;
 
@@ -106,8 +107,10 @@ impl Accounts {
             terms_of_service_agreed: true,
             only_return_existing: false,
         };
-        let (account, credentials) =
-            self.builder()?.create(&new_account, self.directory_url.clone(), None).await?;
+        let (account, credentials) = retry_bad_nonce!(
+            "new account",
+            self.builder()?.create(&new_account, self.directory_url.clone(), None).await
+        )?;
         let json =
             serde_json::to_vec(&credentials).map_err(|e| AcmeError::Internal(e.to_string()))?;
         self.storage.save_account(key, &json)?;

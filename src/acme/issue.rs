@@ -19,6 +19,7 @@ use instant_acme::{
 };
 use rustls::sign::CertifiedKey;
 
+use super::retry::{is_bad_nonce, is_bad_nonce_problem, retry_bad_nonce, BAD_NONCE_RETRIES};
 use super::shared::{Published, SharedChallenges, PUBLISH_GRACE};
 use super::storage::{parse_cert, StoredCert};
 use super::{AcmeError, ChallengeKind};
@@ -77,64 +78,83 @@ async fn order_with(
 ) -> Result<Issued, AcmeError> {
     let store = responders.store;
     let identifiers = [Identifier::Dns(name.to_owned())];
-    let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+    let mut order =
+        retry_bad_nonce!("new order", account.new_order(&NewOrder::new(&identifiers)).await)?;
     tracing::debug!(name, order = %order.url(), challenge = %kind, "ACME order created");
 
     // Responses stay provisioned until the order is ready or has failed.
     let mut provisioned = Vec::new();
     if order.state().status == OrderStatus::Pending {
-        let mut authorizations = order.authorizations();
-        while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization?;
-            match authorization.status {
-                AuthorizationStatus::Pending => {}
-                // Reused from an earlier validation: nothing to answer.
-                AuthorizationStatus::Valid => continue,
-                status => {
-                    return Err(AcmeError::ChallengeFailed {
-                        kind,
-                        problem: Some(format!("authorization is {status:?}")),
-                    })
+        // An authorization whose fetch hit a bad nonce is fetched again by a new pass over the
+        // order's authorizations; the ones already answered are skipped.
+        let mut answered: Vec<String> = Vec::new();
+        let mut fetch_retries = 0;
+        'pass: loop {
+            let mut authorizations = order.authorizations();
+            while let Some(authorization) = authorizations.next().await {
+                let mut authorization = match authorization {
+                    Ok(authorization) => authorization,
+                    Err(e) if fetch_retries < BAD_NONCE_RETRIES && is_bad_nonce(&e) => {
+                        fetch_retries += 1;
+                        continue 'pass;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if answered.iter().any(|url| url == authorization.url()) {
+                    continue;
                 }
+                match authorization.status {
+                    AuthorizationStatus::Pending => {}
+                    // Reused from an earlier validation: nothing to answer.
+                    AuthorizationStatus::Valid => continue,
+                    status => {
+                        return Err(AcmeError::ChallengeFailed {
+                            kind,
+                            problem: Some(format!("authorization is {status:?}")),
+                        })
+                    }
+                }
+                answered.push(authorization.url().to_owned());
+                let offered: Vec<String> =
+                    authorization.challenges.iter().map(|c| type_name(&c.r#type)).collect();
+                let Some(mut challenge) = authorization.challenge(kind.acme_type()) else {
+                    return Err(AcmeError::ChallengeNotOffered { kind, offered });
+                };
+                let key_authorization = challenge.key_authorization();
+                let what = match kind {
+                    ChallengeKind::Http01 => {
+                        store.set_http_challenge(&challenge.token, key_authorization.as_str());
+                        Answer::Http(challenge.token.clone())
+                    }
+                    ChallengeKind::TlsAlpn01 => {
+                        let cert = alpn_challenge_cert(name, key_authorization.digest().as_ref())?;
+                        store.set_alpn_challenge(name, cert);
+                        Answer::Alpn(name.to_owned())
+                    }
+                };
+                let published = match responders.shared.publish(
+                    kind,
+                    name,
+                    &challenge.token,
+                    key_authorization.as_str(),
+                ) {
+                    Ok(published) => Some(published),
+                    Err(e) => {
+                        tracing::warn!(name, error = %e, "cannot share the challenge answer with other instances; only this one will answer");
+                        None
+                    }
+                };
+                provisioned.push(Provisioned { store: store.clone(), what, _published: published });
+                // Give other instances on this storage directory time to mirror the answer: the
+                // CA may reach any of them.
+                tokio::time::sleep(PUBLISH_GRACE).await;
+                retry_bad_nonce!("challenge ready", challenge.set_ready().await)?;
             }
-            let offered: Vec<String> =
-                authorization.challenges.iter().map(|c| type_name(&c.r#type)).collect();
-            let Some(mut challenge) = authorization.challenge(kind.acme_type()) else {
-                return Err(AcmeError::ChallengeNotOffered { kind, offered });
-            };
-            let key_authorization = challenge.key_authorization();
-            let what = match kind {
-                ChallengeKind::Http01 => {
-                    store.set_http_challenge(&challenge.token, key_authorization.as_str());
-                    Answer::Http(challenge.token.clone())
-                }
-                ChallengeKind::TlsAlpn01 => {
-                    let cert = alpn_challenge_cert(name, key_authorization.digest().as_ref())?;
-                    store.set_alpn_challenge(name, cert);
-                    Answer::Alpn(name.to_owned())
-                }
-            };
-            let published = match responders.shared.publish(
-                kind,
-                name,
-                &challenge.token,
-                key_authorization.as_str(),
-            ) {
-                Ok(published) => Some(published),
-                Err(e) => {
-                    tracing::warn!(name, error = %e, "cannot share the challenge answer with other instances; only this one will answer");
-                    None
-                }
-            };
-            provisioned.push(Provisioned { store: store.clone(), what, _published: published });
-            // Give other instances on this storage directory time to mirror the answer: the CA
-            // may reach any of them.
-            tokio::time::sleep(PUBLISH_GRACE).await;
-            challenge.set_ready().await?;
+            break;
         }
-        let status = match order.poll_ready(&poll_policy()).await {
+        let status = match retry_bad_nonce!("order ready", order.poll_ready(&poll_policy()).await) {
             Ok(status) => status,
-            Err(instant_acme::Error::Api(problem)) => {
+            Err(instant_acme::Error::Api(problem)) if !is_bad_nonce_problem(&problem) => {
                 return Err(AcmeError::ChallengeFailed {
                     kind,
                     problem: Some(describe_problem(&problem)),
@@ -157,8 +177,8 @@ async fn order_with(
         rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(AcmeError::Csr)?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     let csr = params.serialize_request(&key).map_err(AcmeError::Csr)?;
-    order.finalize_csr(csr.der()).await?;
-    let chain_pem = order.poll_certificate(&poll_policy()).await?;
+    retry_bad_nonce!("finalize", order.finalize_csr(csr.der()).await)?;
+    let chain_pem = retry_bad_nonce!("certificate", order.poll_certificate(&poll_policy()).await)?;
     let key_pem = key.serialize_pem();
     let cert = parse_cert(
         name,

@@ -25,6 +25,7 @@
 pub mod account;
 pub mod issue;
 pub mod lock;
+pub mod retry;
 pub mod schedule;
 pub mod shared;
 pub mod storage;

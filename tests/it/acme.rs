@@ -110,6 +110,31 @@ fn order_flow_obtains_certificate_with_tls_alpn01() {
 }
 
 #[test]
+fn one_order_suffices_when_the_ca_rejects_half_of_all_nonces() {
+    // badNonce means "send it again with a fresh nonce" (RFC 8555 §6.5). With half the nonces
+    // rejected, instant-acme's own three attempts lose one request in eight, so an order's ten
+    // or so requests would usually fail (and be re-ordered after a backoff) without retries.
+    let (http_port, tls_port) = (free_port(), free_port());
+    let mut pebble = Pebble::prepare(http_port, tls_port);
+    pebble.reject_nonces(50);
+    pebble.start();
+    let store = Arc::new(CertStore::new());
+    let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
+    let storage_dir = TempDir::new("acme-bad-nonces");
+
+    let handle = acme::spawn_with(
+        settings(&pebble, vec![ChallengeKind::Http01]),
+        store.clone(),
+        storage_dir.path().to_owned(),
+    );
+    let status = wait_until(&handle, Duration::from_secs(60), "issuance", |s| s.issued == 1);
+    assert_eq!(status.state, CertState::Valid);
+    assert_eq!((status.orders, status.consecutive_failures), (1, 0));
+    assert_eq!(pebble.orders_placed(), 1, "{}", pebble.log());
+    handle.shutdown();
+}
+
+#[test]
 fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
     // Pebble validates HTTP-01 on a port where nothing listens.
     let (dead_http_port, tls_port) = (free_port(), free_port());
@@ -601,17 +626,24 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
     std::fs::write(&b_caddyfile, b_text).unwrap();
     let a_caddyfile = a.write_caddyfile(&pebble);
 
-    let spawn = |caddyfile: &Path| {
+    let logs = TempDir::new("acme-two-procs-logs");
+    let spawn = |caddyfile: &Path, instance: &str| {
+        let log = std::fs::File::create(logs.path().join(instance)).unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_ringproxy"))
             .args(["run", "--config"])
             .arg(caddyfile)
             .env("RINGPROXY_WORKERS", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .env("RINGPROXY_LOG", "ringproxy=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap()
     };
-    let mut procs = [KillOnDrop(spawn(&a_caddyfile)), KillOnDrop(spawn(&b_caddyfile))];
+    let mut procs = [KillOnDrop(spawn(&a_caddyfile, "a")), KillOnDrop(spawn(&b_caddyfile, "b"))];
+    let instance_logs = || {
+        let read = |i| std::fs::read_to_string(logs.path().join(i)).unwrap_or_default();
+        format!("--- instance a ---\n{}\n--- instance b ---\n{}", read("a"), read("b"))
+    };
 
     let roots = roots_of(pebble.issuing_root());
     let deadline = Instant::now() + ISSUE_TIMEOUT;
@@ -631,7 +663,7 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(leaf_a, leaf_b);
-    assert_eq!(pebble.orders_placed(), 1);
+    assert_eq!(pebble.orders_placed(), 1, "{}\n--- pebble ---\n{}", instance_logs(), pebble.log());
 }
 
 struct KillOnDrop(std::process::Child);

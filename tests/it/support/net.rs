@@ -12,11 +12,26 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A loopback port with nothing listening: connecting is refused at once.
 ///
-/// The port was free when we bound it; the kernel does not hand the same ephemeral port to the
-/// next `bind(0)` straight away, so it stays unused for the length of a test.
-pub fn dead_port() -> SocketAddr {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap()
+/// The port stays bound (but not listening) for as long as this value lives: a port that was
+/// merely free when the test looked can be handed to another test's `bind(0)` a moment later,
+/// and then the "dead" upstream answers. A bound socket in the closed state keeps the port out
+/// of every other bind and ephemeral choice while the kernel still answers SYNs with a reset.
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _reservation: Socket,
+}
+
+impl std::fmt::Display for DeadPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
+pub fn dead_port() -> DeadPort {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    DeadPort { addr, _reservation: socket }
 }
 
 /// A free port on every interface (for a Caddy process, which must be told its port).
@@ -98,8 +113,10 @@ mod tests {
     #[test]
     fn dead_port_refuses_connections() {
         let addr = dead_port();
-        let err = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap_err();
+        let err = TcpStream::connect_timeout(&addr.addr, Duration::from_secs(2)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        // Nobody else can take the port while the test holds it.
+        assert!(TcpListener::bind(addr.addr).is_err(), "the dead port could be bound again");
     }
 
     #[test]

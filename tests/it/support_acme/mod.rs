@@ -90,6 +90,8 @@ pub struct Pebble {
     api_root_pem: String,
     children: Vec<Child>,
     log: Arc<Mutex<String>>,
+    /// Share of valid nonces pebble rejects with `badNonce`; `None` keeps pebble's 5 %.
+    nonce_reject_percent: Option<u8>,
 }
 
 impl Pebble {
@@ -126,6 +128,7 @@ impl Pebble {
             api_root_pem: tls.root_pem,
             children: Vec::new(),
             log: Arc::default(),
+            nonce_reject_percent: None,
         }
     }
 
@@ -134,6 +137,11 @@ impl Pebble {
         let mut pebble = Pebble::prepare(http_port, tls_port);
         pebble.start();
         pebble
+    }
+
+    /// Have pebble reject `percent` % of valid nonces (call before [`Pebble::start`]).
+    pub fn reject_nonces(&mut self, percent: u8) {
+        self.nonce_reject_percent = Some(percent);
     }
 
     /// Start challtestsrv and pebble and wait until both accept connections.
@@ -152,7 +160,11 @@ impl Pebble {
         self.adopt(challtestsrv, "challtestsrv");
         wait_for_port(self.challtestsrv_management_port);
 
-        let pebble = Command::new("pebble")
+        let mut pebble = Command::new("pebble");
+        if let Some(percent) = self.nonce_reject_percent {
+            pebble.env("PEBBLE_WFE_NONCEREJECT", percent.to_string());
+        }
+        let pebble = pebble
             .args([
                 "-config",
                 &self.dir.path().join("pebble.json").display().to_string(),
