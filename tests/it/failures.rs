@@ -130,7 +130,7 @@ per_driver! {
                 } else {
                     proxy.connect().get(&proxy.host(), &format!("/{policy}/{i}"))
                 };
-                assert_eq!(resp.status, 200, "{policy}: request {i} failed");
+                assert_eq!(resp.status, 200, "{policy}: request {i} failed: {}", resp.text());
                 assert_eq!(resp.header("x-origin"), Some("live"));
             }
         }
@@ -172,7 +172,7 @@ per_driver! {
         for i in 0..8 {
             conn.send(format!("GET /then-close HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes());
             let resp = conn.response("GET");
-            assert_eq!(resp.status, 200, "request {i}");
+            assert_eq!(resp.status, 200, "request {i}: {}", resp.text());
             std::thread::sleep(Duration::from_millis(25));
         }
     }

@@ -112,11 +112,11 @@ pub struct Proxy {
 fn init_logging() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // RUST_LOG=ringproxy=debug shows the proxy's logs next to a failing test's output.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        // The proxy's warnings (why a request got 502, say) are captured with each test's
+        // output and shown when it fails; RUST_LOG=ringproxy=debug shows everything.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("ringproxy=warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
     });
 }
 
