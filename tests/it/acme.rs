@@ -61,7 +61,7 @@ fn mode(path: &Path) -> u32 {
 
 /// Order one certificate with only `kind` enabled; check what was stored and served.
 fn order_flow_with(kind: ChallengeKind) {
-    let (http_port, tls_port) = (free_port(), free_port());
+    let (http_port, tls_port) = (unassigned_port(), unassigned_port());
     let pebble = Pebble::start_new(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
@@ -114,7 +114,7 @@ fn one_order_suffices_when_the_ca_rejects_half_of_all_nonces() {
     // badNonce means "send it again with a fresh nonce" (RFC 8555 §6.5). With half the nonces
     // rejected, instant-acme's own three attempts lose one request in eight, so an order's ten
     // or so requests would usually fail (and be re-ordered after a backoff) without retries.
-    let (http_port, tls_port) = (free_port(), free_port());
+    let (http_port, tls_port) = (unassigned_port(), unassigned_port());
     let mut pebble = Pebble::prepare(http_port, tls_port);
     pebble.reject_nonces(50);
     pebble.start();
@@ -137,10 +137,11 @@ fn one_order_suffices_when_the_ca_rejects_half_of_all_nonces() {
 #[test]
 fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
     // Pebble validates HTTP-01 on a port where nothing listens.
-    let (dead_http_port, tls_port) = (free_port(), free_port());
-    let pebble = Pebble::start_new(dead_http_port, tls_port);
+    let dead_http = crate::support::net::dead_port();
+    let tls_port = unassigned_port();
+    let pebble = Pebble::start_new(dead_http.addr.port(), tls_port);
     let store = Arc::new(CertStore::new());
-    let _responder = ChallengeResponder::start(store.clone(), free_port(), tls_port);
+    let _responder = ChallengeResponder::start(store.clone(), unassigned_port(), tls_port);
     let storage_dir = TempDir::new("acme-fallback");
 
     let handle = acme::spawn_with(
@@ -159,7 +160,7 @@ fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
 
 #[test]
 fn order_flow_reports_the_ca_problem_when_every_challenge_fails() {
-    let pebble = Pebble::start_new(free_port(), free_port());
+    let pebble = Pebble::start_new(unassigned_port(), unassigned_port());
     let store = Arc::new(CertStore::new());
     let storage_dir = TempDir::new("acme-fail");
     let handle = acme::spawn_with(
@@ -184,7 +185,7 @@ fn order_flow_reports_the_ca_problem_when_every_challenge_fails() {
 
 #[test]
 fn order_flow_with_stored_certificate_loads_it_before_returning_and_places_no_order() {
-    let (http_port, tls_port) = (free_port(), free_port());
+    let (http_port, tls_port) = (unassigned_port(), unassigned_port());
     let pebble = Pebble::start_new(http_port, tls_port);
     let first_store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(first_store.clone(), http_port, tls_port);
@@ -222,7 +223,7 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
     // Two instances (separate stores) on one storage directory. The CA only ever reaches
     // instance A, as a load balancer might decide; if B wins the race and orders, A must still
     // answer, from the challenge B published in storage.
-    let (http_port, tls_port) = (free_port(), free_port());
+    let (http_port, tls_port) = (unassigned_port(), unassigned_port());
     let pebble = Pebble::start_new(http_port, tls_port);
     let store_a = Arc::new(CertStore::new());
     let store_b = Arc::new(CertStore::new());
@@ -280,7 +281,7 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
 
 #[test]
 fn order_flow_keeps_retrying_while_the_ca_is_down_and_succeeds_once_it_is_up() {
-    let (http_port, tls_port) = (free_port(), free_port());
+    let (http_port, tls_port) = (unassigned_port(), unassigned_port());
     let mut pebble = Pebble::prepare(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
@@ -339,7 +340,7 @@ type CertificateDerOwned = rustls::pki_types::CertificateDer<'static>;
 
 #[test]
 fn order_flow_renews_a_stored_certificate_past_two_thirds_of_its_lifetime() {
-    let (http_port, tls_port) = (free_port(), free_port());
+    let (http_port, tls_port) = (unassigned_port(), unassigned_port());
     let pebble = Pebble::start_new(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
@@ -388,9 +389,9 @@ struct ProxySetup {
 impl ProxySetup {
     fn new() -> ProxySetup {
         ProxySetup {
-            http_port: free_port(),
-            https_port: free_port(),
-            plain_port: free_port(),
+            http_port: unassigned_port(),
+            https_port: unassigned_port(),
+            plain_port: unassigned_port(),
             storage: TempDir::new("acme-e2e"),
             main: HttpOrigin::start("moshi"),
             auth: HttpOrigin::start("auth"),
@@ -507,7 +508,7 @@ fn site_gets_a_pebble_certificate_and_serves_seed_routes_and_websocket_over_http
 fn http01_alone_obtains_the_certificate_when_tls_alpn01_cannot_be_validated() {
     let setup = ProxySetup::new();
     // Pebble's TLS-ALPN-01 validation goes to a dead port: only HTTP-01 can succeed.
-    let pebble = Pebble::start_new(setup.http_port, free_port());
+    let pebble = Pebble::start_new(setup.http_port, unassigned_port());
     let server = setup.start(&pebble);
     wait_for_served_leaf(
         setup.https_addr(),
@@ -522,7 +523,7 @@ fn http01_alone_obtains_the_certificate_when_tls_alpn01_cannot_be_validated() {
 fn tls_alpn01_alone_obtains_the_certificate_when_http01_cannot_be_validated() {
     let setup = ProxySetup::new();
     // Pebble's HTTP-01 validation goes to a dead port: only TLS-ALPN-01 can succeed.
-    let pebble = Pebble::start_new(free_port(), setup.https_port);
+    let pebble = Pebble::start_new(unassigned_port(), setup.https_port);
     let server = setup.start(&pebble);
     wait_for_served_leaf(
         setup.https_addr(),

@@ -155,7 +155,7 @@ impl Proxy {
                 Proxy { addrs, running: Running::Ringproxy(Some(server)), leg, dir }
             }
             Target::Caddy => {
-                let port = super::net::free_port();
+                let port = super::net::unassigned_port();
                 let text = caddyfile.replace("$PORT", &port.to_string());
                 let file = dir.path().join("Caddyfile");
                 fs::write(&file, &text).unwrap();

@@ -24,10 +24,9 @@ use rustls::pki_types::{CertificateDer, ServerName};
 /// The name every ACME test orders a certificate for.
 pub const TEST_NAME: &str = "acme-test.example";
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+/// Ports that pebble, its challenge server and the proxies under test bind by number: below
+/// the ephemeral range, so no `bind(0)` or outgoing connection elsewhere takes them first.
+pub use crate::support::net::unassigned_port;
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -103,7 +102,7 @@ impl Pebble {
         std::fs::write(dir.path().join("api-root.pem"), &tls.root_pem).unwrap();
         std::fs::write(dir.path().join("cert.pem"), &tls.cert_pem).unwrap();
         std::fs::write(dir.path().join("key.pem"), &tls.key_pem).unwrap();
-        let (listen_port, management_port) = (free_port(), free_port());
+        let (listen_port, management_port) = (unassigned_port(), unassigned_port());
         let config = format!(
             r#"{{"pebble": {{
                 "listenAddress": "127.0.0.1:{listen_port}",
@@ -123,8 +122,8 @@ impl Pebble {
             dir,
             listen_port,
             management_port,
-            dns_port: free_port(),
-            challtestsrv_management_port: free_port(),
+            dns_port: unassigned_port(),
+            challtestsrv_management_port: unassigned_port(),
             api_root_pem: tls.root_pem,
             children: Vec::new(),
             log: Arc::default(),
