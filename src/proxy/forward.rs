@@ -18,7 +18,9 @@ use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
 use super::ConnCtx;
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
-use crate::http::head::{parse_response, RequestBody, RequestHead, ResponseBody, ResponseHead};
+use crate::http::head::{
+    parse_response, RequestBody, RequestHead, ResponseBody, ResponseHead, Version,
+};
 use crate::http::rewrite::{write_request_head, write_response_head, ForwardContext};
 use crate::net::stream::{PlainStream, Stream};
 use crate::upstream::{dial, UpstreamConn, UpstreamPool};
@@ -298,6 +300,12 @@ async fn exchange_inner<S: Stream>(
             }));
         }
         if (100..200).contains(&response.status) {
+            if response.status != 101 && head.version == Version::Http10 {
+                // An HTTP/1.0 client cannot parse interim responses (RFC 9110 §15.2), and it
+                // sends its body without waiting for `100 Continue` anyway: drop them.
+                response_buf.drain(..response.head_len);
+                continue;
+            }
             // A 101, or an interim head (100 Continue, 103 Early Hints): pass it on as is
             // (rewritten), then relay or read the next head.
             write_response_head(

@@ -214,6 +214,26 @@ per_driver! {
 }
 
 per_driver! {
+    fn an_http10_client_never_gets_an_interim_response(setup) {
+        let origin = Origin::start("o");
+        let proxy = setup.proxy_to(origin.addr);
+        let mut conn = proxy.connect();
+        let body = b"a 1.0 client sends its body at once";
+        // The origin answers `Expect: 100-continue` with `100 Continue` whatever the version;
+        // an HTTP/1.0 client would read that as the final response (RFC 9110 §15.2).
+        conn.send(
+            format!("PUT /upload HTTP/1.0\r\nHost: {}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n", proxy.host(), body.len())
+                .as_bytes(),
+        );
+        conn.send(body);
+        let resp = conn.response("PUT");
+        assert_eq!(resp.status, 200, "the first response an HTTP/1.0 client sees is the final one");
+        assert_eq!(resp.body, body);
+        assert_eq!(origin.requests()[0].body, body);
+    }
+}
+
+per_driver! {
     fn head_responses_carry_headers_but_no_body(setup) {
         let origin = Origin::start("o");
         let proxy = setup.proxy_to(origin.addr);
