@@ -173,8 +173,9 @@ pub fn write_response_head(
 
 /// Render a template for a request into `out`.
 ///
-/// `{uri}`, `{path}` and `{query}` are the target as received (origin-form); `{remote_host}` is
-/// the client address with IPv4-mapped IPv6 shown as IPv4.
+/// `{uri}`, `{path}` and `{query}` are the target as received (origin-form), less any
+/// `handle_path` prefixes, as in Caddy where `handle_path` rewrites the request before anything
+/// inside it runs; `{remote_host}` is the client address with IPv4-mapped IPv6 shown as IPv4.
 pub fn render_template(
     template: &Template,
     request: &RequestHead,
@@ -188,8 +189,13 @@ pub fn render_template(
             TemplatePart::Placeholder(p) => match p {
                 Placeholder::Host => out.extend_from_slice(request.host.as_bytes()),
                 Placeholder::HostPort => out.extend_from_slice(request.host_port.as_bytes()),
-                Placeholder::Uri => out.extend_from_slice(request.target.get(request_buf)),
-                Placeholder::Path => out.extend_from_slice(request.path.get(request_buf)),
+                Placeholder::Uri => write_target(request_buf, request, ctx.strip_prefixes, out),
+                Placeholder::Path if ctx.strip_prefixes.is_empty() => {
+                    out.extend_from_slice(request.path.get(request_buf))
+                }
+                Placeholder::Path => {
+                    write_stripped_path(request.path.get(request_buf), ctx.strip_prefixes, out)
+                }
                 Placeholder::Query => out.extend_from_slice(request.query(request_buf)),
                 Placeholder::Scheme => out.extend_from_slice(ctx.scheme.as_bytes()),
                 Placeholder::Method => out.extend_from_slice(request.method_span.get(request_buf)),
@@ -332,7 +338,12 @@ fn write_target(buf: &[u8], head: &RequestHead, prefixes: &[&str], out: &mut Vec
         return;
     }
     let path = head.path.get(buf);
-    let query = &target[path.len()..];
+    write_stripped_path(path, prefixes, out);
+    out.extend_from_slice(&target[path.len()..]);
+}
+
+/// `path` with `handle_path` prefixes removed (see the module doc for the two forms).
+fn write_stripped_path(path: &[u8], prefixes: &[&str], out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(path);
     let stripped = is_clean(path) && prefixes.iter().all(|p| strip_prefix_at(out, start, p));
@@ -351,7 +362,6 @@ fn write_target(buf: &[u8], head: &RequestHead, prefixes: &[&str], out: &mut Vec
     if out.get(start) != Some(&b'/') {
         out.insert(start, b'/');
     }
-    out.extend_from_slice(query);
 }
 
 /// Remove `prefix` (without its trailing `/`) from the start of `out[start..]`, ignoring ASCII
@@ -594,6 +604,14 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "h.example|H.example:8443|/p/a?q=1|/p/a|q=1|https|PUT|192.0.2.7|54321|localhost:8080|"
+        );
+
+        // Inside handle_path, the placeholders see the request as rewritten.
+        let mut out = Vec::new();
+        render_template(&all, &head, raw, &ctx(&["/p/"]), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "h.example|H.example:8443|/a?q=1|/a|q=1|https|PUT|192.0.2.7|54321|localhost:8080|"
         );
 
         let ops = [set("X-Evil", lit("a\r\nInjected: yes\r\n\r\nGET /smuggled HTTP/1.1"))];
