@@ -5,12 +5,16 @@
 //! the worker's one scratch buffer and is written onward before the next `.await`. Only when
 //! the destination pushes back (its socket buffer is full) are the unwritten bytes copied into
 //! an owned `Vec` that lives until they are written.
+//!
+//! Large Content-Length bodies between two plaintext sockets skip user space: they go through
+//! a pipe with splice(2) (see [`SPLICE_BODY_MIN`]).
 
 use std::cell::RefCell;
 use std::io;
 
 use crate::http::chunked::{ChunkError, ChunkedTracker};
 use crate::net::stream::Stream;
+use crate::net::sys::{self, Pipe};
 
 /// Size of the per-worker scratch buffer: the most one read moves. 64 KiB matches the
 /// kernel's default socket buffer scale, so bulk transfers need few syscalls.
@@ -153,6 +157,15 @@ pub async fn pump_body<R: Stream, W: Stream>(
             return Ok(moved);
         }
     }
+    if let (BodyFraming::Length(remaining), Some(src_fd), Some(dst_fd)) =
+        (&mut *framing, src.plaintext_fd(), dst.plaintext_fd())
+    {
+        if *remaining >= SPLICE_BODY_MIN {
+            if let Some(spliced) = splice_length(src, src_fd, dst, dst_fd, remaining).await? {
+                return Ok(moved + spliced);
+            }
+        }
+    }
     loop {
         let step = with_scratch(|scratch| -> Result<Step, PumpError> {
             let n = match src.try_read(scratch) {
@@ -196,4 +209,55 @@ pub async fn pump_body<R: Stream, W: Stream>(
             }
         }
     }
+}
+
+/// Bodies at least this long, between two plaintext sockets, are moved with splice(2). Below
+/// it, creating and closing the pipe (three syscalls) costs more than copying the bytes twice.
+pub const SPLICE_BODY_MIN: u64 = 64 * 1024;
+
+/// Most bytes one splice moves into the pipe: the default pipe capacity.
+const PIPE_CHUNK: u64 = 64 * 1024;
+
+/// Move exactly `*remaining` bytes from `src` to `dst` through a pipe, never reading past the
+/// body (the upstream connection may be reused). `Ok(None)` when splice cannot be used here
+/// (no pipe available, or the kernel refuses these descriptors before any byte moved): the
+/// caller copies instead.
+async fn splice_length<R: Stream, W: Stream>(
+    src: &R,
+    src_fd: std::os::fd::RawFd,
+    dst: &W,
+    dst_fd: std::os::fd::RawFd,
+    remaining: &mut u64,
+) -> Result<Option<u64>, PumpError> {
+    let Ok(pipe) = Pipe::new() else {
+        return Ok(None);
+    };
+    let mut moved = 0u64;
+    let mut in_pipe = 0usize;
+    while *remaining > 0 || in_pipe > 0 {
+        if in_pipe == 0 {
+            match sys::splice(src_fd, pipe.write, (*remaining).min(PIPE_CHUNK) as usize) {
+                Ok(0) => return Err(PumpError::SourceClosed),
+                Ok(n) => {
+                    in_pipe = n;
+                    *remaining -= n as u64;
+                }
+                Err(e) if would_block(&e) => {
+                    src.readable().await.map_err(PumpError::Source)?;
+                    continue;
+                }
+                Err(e) if moved == 0 && e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+                Err(e) => return Err(PumpError::Source(e)),
+            }
+        }
+        match sys::splice(pipe.read, dst_fd, in_pipe) {
+            Ok(n) => {
+                in_pipe -= n;
+                moved += n as u64;
+            }
+            Err(e) if would_block(&e) => dst.writable().await.map_err(PumpError::Destination)?,
+            Err(e) => return Err(PumpError::Destination(e)),
+        }
+    }
+    Ok(Some(moved))
 }

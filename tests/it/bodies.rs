@@ -154,6 +154,34 @@ per_driver! {
 }
 
 per_driver! {
+    fn bodies_around_the_splice_threshold_end_exactly_where_the_next_response_begins(setup) {
+        // Plaintext bodies from 64 KiB up go through a pipe with splice(2): they must stop at
+        // the body's last byte, so the upstream connection stays usable for the next request.
+        let origin = Origin::start("o");
+        let proxy = setup.proxy_to(origin.addr);
+        let mut conn = proxy.connect();
+        let sizes = [65_535u64, 65_536, 65_537, 1_048_583, 3 << 20];
+        for len in sizes {
+            let resp = conn.get(&proxy.host(), &format!("/bytes/{len}"));
+            assert_eq!((resp.status, resp.body_len), (200, len));
+            assert_eq!(resp.body_sha256, payload::pattern_sha256(len), "{len} bytes");
+        }
+        let host = proxy.host();
+        let pipelined: String =
+            sizes.iter().map(|len| format!("GET /bytes/{len} HTTP/1.1\r\nHost: {host}\r\n\r\n")).collect();
+        conn.send(pipelined.as_bytes());
+        for len in sizes {
+            let resp = conn.response("GET");
+            assert_eq!(resp.body_sha256, payload::pattern_sha256(len), "pipelined {len} bytes");
+        }
+        assert_eq!(origin.requests().len(), 2 * sizes.len());
+        if !proxy.is_caddy() {
+            assert_eq!(origin.connections(), 1, "one upstream connection, reused after every body");
+        }
+    }
+}
+
+per_driver! {
     fn ten_pipelined_requests_are_answered_in_order(setup) {
         let origin = Origin::start("o");
         let proxy = setup.proxy_to(origin.addr);
