@@ -100,6 +100,25 @@ impl Pipe {
     }
 }
 
+impl Pipe {
+    /// Ask the kernel for a pipe of `bytes` (rounded up to a power-of-two number of pages);
+    /// returns the capacity in effect, which stays the default 64 KiB if the request is refused
+    /// (above `/proc/sys/fs/pipe-max-size` for an unprivileged process, or the user's pipe
+    /// memory quota is spent). Pages are only taken as data arrives.
+    pub fn grow(&self, bytes: usize) -> usize {
+        let wanted = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: F_SETPIPE_SZ / F_GETPIPE_SZ on a pipe descriptor this value owns; no memory
+        // is passed.
+        let ret = unsafe { libc::fcntl(self.write, libc::F_SETPIPE_SZ, wanted) };
+        if ret > 0 {
+            return ret as usize;
+        }
+        // SAFETY: as above.
+        let current = unsafe { libc::fcntl(self.write, libc::F_GETPIPE_SZ) };
+        usize::try_from(current).unwrap_or(0)
+    }
+}
+
 impl Drop for Pipe {
     fn drop(&mut self) {
         // SAFETY: both descriptors were created by pipe2 for this value and are closed only
@@ -192,6 +211,32 @@ mod tests {
         drop(a);
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(splice(b.as_raw_fd(), pipe.write, 1 << 16).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_grown_pipe_holds_more_than_the_default_in_one_splice() {
+        let (mut a, b) = pair();
+        set_nonblocking(b.as_raw_fd()).unwrap();
+        let pipe = Pipe::new().unwrap();
+        let capacity = pipe.grow(1 << 20);
+        assert_eq!(capacity, 1 << 20);
+        // A refused size leaves the pipe as it was.
+        assert_eq!(pipe.grow(usize::MAX), capacity);
+        let sent = vec![7u8; 512 * 1024];
+        let writer = std::thread::spawn(move || a.write_all(&sent).map(|_| a));
+        let mut in_pipe = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while in_pipe < 512 * 1024 && std::time::Instant::now() < deadline {
+            match splice(b.as_raw_fd(), pipe.write, capacity - in_pipe) {
+                Ok(n) => in_pipe += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(in_pipe, 512 * 1024, "the pipe took eight times its default capacity");
+        drop(writer.join().unwrap().unwrap());
     }
 
     #[test]
