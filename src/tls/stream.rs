@@ -37,7 +37,14 @@ pub const MAX_PLAINTEXT_PER_WRITE: usize = 16 * 1024;
 /// A TLS session after a completed handshake.
 pub struct TlsStream {
     sock: PlainStream,
-    conn: RefCell<ServerConnection>,
+    /// Boxed: a `ServerConnection` is 1,168 bytes, and the futures that carry the stream (the
+    /// connection task while it reads requests, the relay task for the life of a WebSocket)
+    /// hold two or three copies of what they are handed by value (an async fn keeps its
+    /// arguments next to the locals they are moved into). Inline, that made the relay task
+    /// 4 KiB and the connection task 5.6 KiB, and with many handshakes in flight those blocks
+    /// fragmented the heap; boxed, an idle wss costs 10 KiB of RSS instead of 15 in the
+    /// benchmark (docs/benchmarks.md, experiment 7).
+    conn: Box<RefCell<ServerConnection>>,
     close_notify_queued: Cell<bool>,
 }
 
@@ -80,7 +87,11 @@ fn tls_error(e: rustls::Error) -> io::Error {
 
 impl TlsStream {
     pub(crate) fn new(sock: PlainStream, conn: ServerConnection) -> Self {
-        TlsStream { sock, conn: RefCell::new(conn), close_notify_queued: Cell::new(false) }
+        TlsStream {
+            sock,
+            conn: Box::new(RefCell::new(conn)),
+            close_notify_queued: Cell::new(false),
+        }
     }
 
     /// The underlying TCP socket (addresses, socket options).
