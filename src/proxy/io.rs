@@ -221,9 +221,11 @@ pub const SPLICE_BODY_MIN: u64 = 64 * 1024;
 const BODY_PIPE_BYTES: usize = 1 << 20;
 
 /// Move exactly `*remaining` bytes from `src` to `dst` through a pipe, never reading past the
-/// body (the upstream connection may be reused). `Ok(None)` when splice cannot be used here
-/// (no pipe available, or the kernel refuses these descriptors before any byte moved): the
-/// caller copies instead.
+/// body (the upstream connection may be reused). Both ends work at once: while the client's
+/// socket is full the pipe keeps filling from the upstream, and the other way round, so neither
+/// side's window drains while the proxy waits on the other. `Ok(None)` when splice cannot be
+/// used here (no pipe available, or the kernel refuses these descriptors before any byte
+/// moved): the caller copies instead.
 async fn splice_length<R: Stream, W: Stream>(
     src: &R,
     src_fd: std::os::fd::RawFd,
@@ -234,32 +236,54 @@ async fn splice_length<R: Stream, W: Stream>(
     let Ok(pipe) = Pipe::new() else {
         return Ok(None);
     };
-    let chunk = pipe.grow(BODY_PIPE_BYTES).max(4096) as u64;
+    let capacity = pipe.grow(BODY_PIPE_BYTES).max(4096);
     let mut moved = 0u64;
     let mut in_pipe = 0usize;
     while *remaining > 0 || in_pipe > 0 {
-        if in_pipe == 0 {
-            match sys::splice(src_fd, pipe.write, (*remaining).min(chunk) as usize) {
+        let mut progressed = false;
+        if *remaining > 0 && in_pipe < capacity {
+            let room = (capacity - in_pipe) as u64;
+            match sys::splice(src_fd, pipe.write, (*remaining).min(room) as usize) {
                 Ok(0) => return Err(PumpError::SourceClosed),
                 Ok(n) => {
-                    in_pipe = n;
+                    in_pipe += n;
                     *remaining -= n as u64;
+                    progressed = true;
                 }
-                Err(e) if would_block(&e) => {
-                    src.readable().await.map_err(PumpError::Source)?;
-                    continue;
+                Err(e) if would_block(&e) => {}
+                Err(e) if moved == 0 && in_pipe == 0 && e.raw_os_error() == Some(libc::EINVAL) => {
+                    return Ok(None)
                 }
-                Err(e) if moved == 0 && e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
                 Err(e) => return Err(PumpError::Source(e)),
             }
         }
-        match sys::splice(pipe.read, dst_fd, in_pipe) {
-            Ok(n) => {
-                in_pipe -= n;
-                moved += n as u64;
+        if in_pipe > 0 {
+            match sys::splice(pipe.read, dst_fd, in_pipe) {
+                Ok(n) => {
+                    in_pipe -= n;
+                    moved += n as u64;
+                    progressed = true;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(PumpError::Destination(e)),
             }
-            Err(e) if would_block(&e) => dst.writable().await.map_err(PumpError::Destination)?,
-            Err(e) => return Err(PumpError::Destination(e)),
+        }
+        if progressed {
+            continue;
+        }
+        let wait_src = *remaining > 0 && in_pipe < capacity;
+        let wait_dst = in_pipe > 0;
+        match (wait_src, wait_dst) {
+            (true, true) => {
+                let readable = std::pin::pin!(src.readable());
+                let writable = std::pin::pin!(dst.writable());
+                monoio::select! {
+                    r = readable => r.map_err(PumpError::Source)?,
+                    w = writable => w.map_err(PumpError::Destination)?,
+                }
+            }
+            (true, false) => src.readable().await.map_err(PumpError::Source)?,
+            (false, _) => dst.writable().await.map_err(PumpError::Destination)?,
         }
     }
     Ok(Some(moved))
