@@ -19,4 +19,5 @@ mod routing;
 mod slow_clients;
 mod tls;
 mod tls_datapath;
+mod uring_setup;
 mod websocket;
