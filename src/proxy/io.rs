@@ -212,7 +212,8 @@ pub async fn pump_body<R: Stream, W: Stream>(
 }
 
 /// Bodies at least this long, between two plaintext sockets, are moved with splice(2). Below
-/// it, creating and closing the pipe (three syscalls) costs more than copying the bytes twice.
+/// it, setting up and closing the pipe (pipe2, fcntl, two closes) costs more than copying the
+/// bytes twice.
 pub const SPLICE_BODY_MIN: u64 = 64 * 1024;
 
 /// The pipe size asked for a spliced body. Each wake-up then moves up to this much instead of
