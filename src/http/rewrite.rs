@@ -190,9 +190,6 @@ pub fn render_template(
                 Placeholder::Host => out.extend_from_slice(request.host.as_bytes()),
                 Placeholder::HostPort => out.extend_from_slice(request.host_port.as_bytes()),
                 Placeholder::Uri => write_target(request_buf, request, ctx.strip_prefixes, out),
-                Placeholder::Path if ctx.strip_prefixes.is_empty() => {
-                    out.extend_from_slice(request.path.get(request_buf))
-                }
                 Placeholder::Path => {
                     write_stripped_path(request.path.get(request_buf), ctx.strip_prefixes, out)
                 }
@@ -342,8 +339,13 @@ fn write_target(buf: &[u8], head: &RequestHead, prefixes: &[&str], out: &mut Vec
     out.extend_from_slice(&target[path.len()..]);
 }
 
-/// `path` with `handle_path` prefixes removed (see the module doc for the two forms).
+/// `path` with `handle_path` prefixes removed (see the module doc for the two forms); as
+/// received when there are none.
 fn write_stripped_path(path: &[u8], prefixes: &[&str], out: &mut Vec<u8>) {
+    if prefixes.is_empty() {
+        out.extend_from_slice(path);
+        return;
+    }
     let start = out.len();
     out.extend_from_slice(path);
     let stripped = is_clean(path) && prefixes.iter().all(|p| strip_prefix_at(out, start, p));
