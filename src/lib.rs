@@ -23,7 +23,6 @@ pub mod net;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
-pub mod spin;
 pub mod tls;
 pub mod upstream;
 

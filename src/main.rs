@@ -1,13 +1,21 @@
 //! The `ringproxy` command: argument parsing, logging set-up and process signals. All logic
 //! lives in the library.
+//!
+//! This is the only place that reads the process environment: flags and their `RINGPROXY_*`
+//! aliases (through clap), `{$VAR}` placeholders in the Caddyfile, and the default storage
+//! directory (`$XDG_DATA_HOME`, `$HOME`) are all resolved here and handed to the library as
+//! values, so the library behaves the same whatever shell it runs in.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use ringproxy::config::{self, Config, ConfigError};
-use ringproxy::server::{DriverChoice, RunOptions, Server};
+use ringproxy::config::{self, ChallengeKind, Config, ConfigError, ParseOptions};
+use ringproxy::server::{DriverChoice, RunOptions, Server, UringSetup};
+
+/// Deprecated: the global `acme_challenges` option replaces it.
+const ACME_CHALLENGES_ENV: &str = "RINGPROXY_ACME_CHALLENGES";
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +43,9 @@ enum Command {
         /// I/O driver: auto (io_uring, or epoll where io_uring is refused), io_uring, epoll.
         #[arg(long, env = "RINGPROXY_DRIVER", default_value = "auto")]
         driver: DriverChoice,
+        /// io_uring setup flags: a comma list of coop, single, defer, or none for a plain ring.
+        #[arg(long, env = "RINGPROXY_URING_SETUP", default_value = "coop,single")]
+        uring_setup: UringSetup,
         /// Do not pin worker N to core N.
         #[arg(long)]
         no_pin: bool,
@@ -62,7 +73,7 @@ fn main() -> ExitCode {
             println!("ringproxy {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Validate { config } => match config::parse_file(&config) {
+        Command::Validate { config } => match load(Some(&config)) {
             Ok(parsed) => {
                 println!("valid");
                 print!("{}", config::summary::summary(&parsed));
@@ -73,7 +84,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, workers, driver, no_pin } => {
+        Command::Run { config, workers, driver, uring_setup, no_pin } => {
             let parsed = match load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -81,22 +92,64 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let default_storage = ringproxy::tls::storage::default_storage_dir(
+                std::env::var_os("XDG_DATA_HOME"),
+                std::env::var_os("HOME"),
+            );
             run(
                 parsed,
-                RunOptions { workers, driver, pin_workers: !no_pin, ..RunOptions::default() },
+                RunOptions { workers, driver, pin_workers: !no_pin, uring_setup, default_storage },
             )
         }
     }
 }
 
+/// The Caddyfile's `{$VAR}` placeholders see the process environment.
+fn parse_options() -> ParseOptions {
+    ParseOptions::default().with_env(|name| std::env::var(name).ok())
+}
+
 fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    match path {
-        Some(p) => config::parse_file(p),
-        None if Path::new("Caddyfile").exists() => config::parse_file(Path::new("Caddyfile")),
+    let mut config = match path {
+        Some(p) => config::parse_file(p, &parse_options()),
+        None if Path::new("Caddyfile").exists() => {
+            config::parse_file(Path::new("Caddyfile"), &parse_options())
+        }
         None => {
             tracing::info!("no --config and no ./Caddyfile: serving the embedded default config");
-            config::parse_caddyfile(config::EMBEDDED_DEFAULT, "<embedded default>", Path::new("."))
+            config::parse_bytes(
+                config::EMBEDDED_DEFAULT.as_bytes(),
+                "<embedded default>",
+                Path::new("."),
+                &parse_options(),
+            )
         }
+    }?;
+    apply_deprecated_acme_challenges(&mut config);
+    Ok(config)
+}
+
+/// `RINGPROXY_ACME_CHALLENGES` predates the `acme_challenges` option; it still applies when
+/// the Caddyfile does not set the option, with a warning.
+fn apply_deprecated_acme_challenges(config: &mut Config) {
+    let Ok(text) = std::env::var(ACME_CHALLENGES_ENV) else { return };
+    if !config.globals.acme_challenges.is_empty() {
+        tracing::warn!(
+            "{ACME_CHALLENGES_ENV} is ignored: the Caddyfile sets acme_challenges (the variable \
+             is deprecated)"
+        );
+        return;
+    }
+    match ChallengeKind::parse_list(&text) {
+        Ok(kinds) if !kinds.is_empty() => {
+            tracing::warn!(
+                "{ACME_CHALLENGES_ENV} is deprecated; use the global option 'acme_challenges {}'",
+                kinds.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+            );
+            config.globals.acme_challenges = kinds;
+        }
+        Ok(_) => tracing::warn!("{ACME_CHALLENGES_ENV} is empty; ignoring it"),
+        Err(e) => tracing::warn!("{ACME_CHALLENGES_ENV}: {e}; ignoring it"),
     }
 }
 

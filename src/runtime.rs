@@ -24,7 +24,7 @@ use crate::config::{Config, ListenerKind};
 use crate::net::stream::PlainStream;
 use crate::proxy::guard::contained;
 use crate::proxy::{conn, ConnCtx, OpenConnection, Snapshot};
-use crate::server::DriverChoice;
+use crate::server::{DriverChoice, UringSetup};
 use crate::tls::acceptor::TlsAcceptor;
 use crate::tls::TlsContext;
 use crate::upstream::{run_health_checks, UpstreamPool};
@@ -68,37 +68,26 @@ pub struct WorkerSetup {
     pub tls: Option<Arc<TlsContext>>,
     /// Becomes readable (EOF) when the server shuts down.
     pub shutdown: StdUnixStream,
-    pub splice_relay: bool,
-    /// Busy-poll window after I/O (see `spin`).
-    pub spin_window: Duration,
+    /// io_uring setup flags (ignored on epoll).
+    pub uring_setup: UringSetup,
     /// Reports whether the runtime started.
     pub ready: mpsc::Sender<Result<Driver, String>>,
 }
 
-/// io_uring setup flags. By default COOP_TASKRUN (completions are delivered when the worker
-/// next enters the kernel, which it does constantly, instead of by an interrupt that preempts
-/// it) and SINGLE_ISSUER (each ring is only used by its own worker thread, so the kernel skips
-/// the locking that sharing would need): measured +15–40 % keep-alive requests/s and less CPU
-/// per request (benchmarks.md, experiment 9). DEFER_TASKRUN measured worse: monoio submits
-/// without asking for completions while tasks are runnable, so completions waited.
-/// `RINGPROXY_URING_SETUP` (comma list of `coop`, `single`, `defer`, or `none`) overrides.
-fn uring_setup() -> (io_uring::Builder, bool) {
+/// Builds the ring with the setup flags asked for; `any` says whether it asked for any, so a
+/// refusal can be retried with a plain ring.
+fn uring_builder(setup: UringSetup) -> (io_uring::Builder, bool) {
     let mut builder = io_uring::IoUring::builder();
-    let wanted = std::env::var("RINGPROXY_URING_SETUP").unwrap_or_else(|_| "coop,single".into());
-    let mut any = false;
-    for flag in wanted.split(',').map(str::trim).filter(|f| !f.is_empty() && *f != "none") {
-        match flag {
-            "coop" => builder.setup_coop_taskrun(),
-            "single" => builder.setup_single_issuer(),
-            "defer" => builder.setup_defer_taskrun(),
-            other => {
-                tracing::warn!(flag = other, "unknown RINGPROXY_URING_SETUP flag ignored");
-                continue;
-            }
-        };
-        any = true;
+    if setup.coop_taskrun {
+        builder.setup_coop_taskrun();
     }
-    (builder, any)
+    if setup.single_issuer {
+        builder.setup_single_issuer();
+    }
+    if setup.defer_taskrun {
+        builder.setup_defer_taskrun();
+    }
+    (builder, setup != UringSetup::NONE)
 }
 
 fn build_uring_runtime(
@@ -121,7 +110,7 @@ pub fn run_worker(setup: WorkerSetup) {
     let driver = setup.driver;
     let failed = match driver {
         Driver::IoUring => {
-            let (urb, flags) = uring_setup();
+            let (urb, flags) = uring_builder(setup.uring_setup);
             let built = match build_uring_runtime(urb) {
                 // Kernels before 6.0 refuse SINGLE_ISSUER (5.19: COOP_TASKRUN) with EINVAL.
                 Err(e) if flags => {
@@ -149,18 +138,7 @@ pub fn run_worker(setup: WorkerSetup) {
 }
 
 async fn worker_main(setup: WorkerSetup) {
-    let WorkerSetup {
-        id,
-        driver,
-        sockets,
-        config,
-        tls,
-        shutdown,
-        ready,
-        splice_relay,
-        spin_window,
-        ..
-    } = setup;
+    let WorkerSetup { id, driver, sockets, config, tls, shutdown, ready, .. } = setup;
     let clock = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -176,7 +154,6 @@ async fn worker_main(setup: WorkerSetup) {
         config: config.clone(),
         pools,
         certs: tls.as_ref().map(|ctx| ctx.store().clone()),
-        splice_relay,
     });
 
     let shutdown = match shutdown.set_nonblocking(true).and_then(|_| UnixStream::from_std(shutdown))
@@ -210,7 +187,6 @@ async fn worker_main(setup: WorkerSetup) {
         }
     }
     monoio::spawn(sweep_pools(snapshot.clone(), stop.clone()));
-    monoio::spawn(crate::spin::spinner(spin_window, stop.clone()));
 
     let active = Rc::new(Cell::new(0usize));
     let next_id = Rc::new(Cell::new(0u64));

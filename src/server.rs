@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -35,34 +36,71 @@ impl std::str::FromStr for DriverChoice {
     }
 }
 
-#[derive(Debug, Clone)]
+/// How a proxy runs, as opposed to what it serves (that is the [`Config`]). The library never
+/// reads the process environment: `ringproxy run` fills these from its flags (and their
+/// `RINGPROXY_*` environment aliases), and `Default` is the same on every machine.
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Worker threads; `None` = available cores.
     pub workers: Option<usize>,
     pub driver: DriverChoice,
     /// Pin worker N to core N (default on for `ringproxy run`; tests leave it off).
     pub pin_workers: bool,
-    /// Relay plaintext WebSockets with splice(2) instead of copying (`RINGPROXY_RELAY=splice`).
-    /// Off by default: for 1,920-byte audio frames the copy path measured slightly less CPU
-    /// and a lower p99 (docs/benchmarks.md, experiments).
-    pub splice_relay: bool,
-    /// Busy-poll window after I/O (`RINGPROXY_SPIN_US`; 0 disables). See `spin`.
-    pub spin_window: std::time::Duration,
+    /// io_uring setup flags; see [`UringSetup`].
+    pub uring_setup: UringSetup,
+    /// Where certificates and the local CA live when the Caddyfile has no `storage` option
+    /// (`ringproxy run` passes `$XDG_DATA_HOME/ringproxy` or `~/.local/share/ringproxy`).
+    /// `None` and no `storage` option: a config that needs storage fails to start.
+    pub default_storage: Option<PathBuf>,
 }
 
-impl Default for RunOptions {
+/// io_uring setup flags. The default is COOP_TASKRUN (completions are delivered when the
+/// worker next enters the kernel, which it does constantly, instead of by an interrupt that
+/// preempts it) and SINGLE_ISSUER (each ring is used only by its own worker thread, so the
+/// kernel skips the locking that sharing would need): measured +15–40 % keep-alive requests/s
+/// and less CPU per request (docs/benchmarks.md, experiment 9). DEFER_TASKRUN measured worse:
+/// monoio submits without asking for completions while tasks are runnable, so completions
+/// waited. A kernel that refuses the flags gets a plain ring (not epoll).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UringSetup {
+    pub coop_taskrun: bool,
+    pub single_issuer: bool,
+    pub defer_taskrun: bool,
+}
+
+impl UringSetup {
+    /// A plain ring.
+    pub const NONE: UringSetup =
+        UringSetup { coop_taskrun: false, single_issuer: false, defer_taskrun: false };
+}
+
+impl Default for UringSetup {
     fn default() -> Self {
-        RunOptions {
-            workers: None,
-            driver: DriverChoice::Auto,
-            pin_workers: false,
-            splice_relay: std::env::var("RINGPROXY_RELAY").is_ok_and(|v| v == "splice"),
-            spin_window: std::env::var("RINGPROXY_SPIN_US")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map(std::time::Duration::from_micros)
-                .unwrap_or(crate::spin::DEFAULT_SPIN_WINDOW),
+        UringSetup { coop_taskrun: true, single_issuer: true, defer_taskrun: false }
+    }
+}
+
+impl std::str::FromStr for UringSetup {
+    type Err = String;
+
+    /// A comma list of `coop`, `single`, `defer`, or `none` for a plain ring.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut setup = UringSetup::NONE;
+        for flag in s.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            match flag {
+                "none" => {}
+                "coop" => setup.coop_taskrun = true,
+                "single" => setup.single_issuer = true,
+                "defer" => setup.defer_taskrun = true,
+                other => {
+                    return Err(format!(
+                        "unknown io_uring setup flag '{other}' (expected a comma list of coop, \
+                         single, defer, or none)"
+                    ))
+                }
+            }
         }
+        Ok(setup)
     }
 }
 
@@ -105,8 +143,9 @@ impl Server {
         let needs_tls = config.listeners.iter().any(|l| l.kind == ListenerKind::Tls);
         // The store also carries HTTP-01 answers, so it exists whenever certificates are managed.
         let tls = if needs_tls {
-            let storage = tls::storage::storage_dir(&config.globals)
-                .map_err(|e| StartError::Tls(e.to_string()))?;
+            let storage =
+                tls::storage::storage_dir(&config.globals, options.default_storage.as_deref())
+                    .map_err(|e| StartError::Tls(e.to_string()))?;
             let ctx =
                 tls::prepare(&config, &storage).map_err(|e| StartError::Tls(e.to_string()))?;
             let acme = acme::spawn(&config, ctx.store().clone(), storage);
@@ -165,8 +204,7 @@ impl Server {
                 tls: tls.clone(),
                 shutdown: theirs,
                 ready: ready_tx.clone(),
-                splice_relay: options.splice_relay,
-                spin_window: options.spin_window,
+                uring_setup: options.uring_setup,
             };
             threads.push(
                 std::thread::Builder::new()

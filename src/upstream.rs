@@ -288,7 +288,6 @@ pub fn peer(stream: &PlainStream) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Origin, Transport};
 
     fn set(n: usize, policy: LbPolicy, fail_duration: Duration) -> UpstreamSet {
         UpstreamSet {
@@ -299,18 +298,8 @@ mod tests {
                 })
                 .collect(),
             lb_policy: policy,
-            health: None,
             fail_duration,
-            max_fails: 1,
-            header_up: vec![],
-            header_down: vec![],
-            transport: Transport {
-                dial_timeout: Duration::from_secs(1),
-                response_header_timeout: None,
-                keepalive: Some(Duration::from_secs(60)),
-                keepalive_idle_conns: 4,
-            },
-            origin: Origin { file: "Caddyfile".into(), line: 1 },
+            ..UpstreamSet::default()
         }
     }
 

@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use rcgen::{CertificateParams, KeyPair};
 use ringproxy::config::{
-    limits::Limits, Admin, AutoHttps, Config, Globals, HostPattern, ListenerConfig, ListenerKind,
-    Origin, Site, TlsPolicy,
+    Admin, Config, Globals, HostPattern, ListenerConfig, ListenerKind, Origin, Site, TlsPolicy,
 };
 use ringproxy::net::stream::{PlainStream, Stream};
 use ringproxy::tls::{self, TlsAcceptor, TlsContext, TlsStream};
@@ -121,17 +120,9 @@ fn main() {
 fn config(cert: PathBuf, key: PathBuf) -> Config {
     Config {
         globals: Globals {
-            http_port: 80,
-            https_port: 443,
             admin: Admin::Off,
-            email: None,
-            acme_ca: None,
-            acme_ca_root: None,
-            local_certs: false,
-            auto_https: AutoHttps::On,
-            storage: None,
             grace_period: Duration::from_secs(1),
-            limits: Limits::default(),
+            ..Globals::default()
         },
         listeners: vec![ListenerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),

@@ -117,7 +117,7 @@ async fn order_with(
                 answered.push(authorization.url().to_owned());
                 let offered: Vec<String> =
                     authorization.challenges.iter().map(|c| type_name(&c.r#type)).collect();
-                let Some(mut challenge) = authorization.challenge(kind.acme_type()) else {
+                let Some(mut challenge) = authorization.challenge(super::acme_type(kind)) else {
                     return Err(AcmeError::ChallengeNotOffered { kind, offered });
                 };
                 let key_authorization = challenge.key_authorization();
@@ -200,7 +200,7 @@ async fn challenge_problem(order: &mut instant_acme::Order, kind: ChallengeKind)
         if let Some(problem) = state
             .challenges
             .iter()
-            .find(|c| c.r#type == kind.acme_type())
+            .find(|c| c.r#type == super::acme_type(kind))
             .and_then(|c| c.error.as_ref())
         {
             return Some(describe_problem(problem));

@@ -7,14 +7,18 @@
 //! [`LockTimings::refresh_every`]; a lock whose mtime is older than
 //! [`LockTimings::stale_after`] belongs to a crashed or frozen instance and may be broken.
 //!
-//! Breaking is the only racy step, and it is made safe by renaming the stale file aside first:
-//! of several instances that judged the same file stale, exactly one rename succeeds. The
-//! winner then re-checks the file it moved; if it turns out to be a fresh lock (created or
-//! refreshed between the check and the rename), it is linked back into place. What remains is
-//! a window of microseconds in which a lock whose owner was silent for `stale_after` can be
-//! lost; the owner notices on its next refresh and logs it. This is the same trade other
-//! file-system lock implementations (certmagic's, for one) make, because `flock` is not
-//! reliable on every network file system a shared storage directory might live on.
+//! Breaking is the only racy step. Instances that judge the same file stale first take a
+//! short-lived *breaker* file next to it (`<name>.lock.break`, `O_CREAT|O_EXCL`), so only one
+//! of them breaks at a time; the others report the lock as held and poll again. The breaker
+//! re-checks the lock under the breaker file, renames it aside, checks that what it moved is
+//! the stale file it judged, and deletes it; then every contender races on `O_EXCL` again and
+//! exactly one wins. Without the breaker file a second breaker could move the winner's fresh
+//! lock aside while a third instance took the path, leaving two owners. What remains is an
+//! owner that was silent for `stale_after` waking up in the microseconds of a break; it notices
+//! on its next refresh and logs it. A breaker file left by a crash is itself broken after
+//! `stale_after`. File locks rather than `flock`, because `flock` is not reliable on every
+//! network file system a shared storage directory might live on (certmagic makes the same
+//! choice).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -95,11 +99,57 @@ pub fn try_acquire(path: &Path, stale_after: Duration) -> Result<Option<LockFile
         if !is_stale(&meta, stale_after) {
             return Ok(None);
         }
+        let Some(_breaking) = Breaker::take(path, stale_after).map_err(io_err)? else {
+            // Another instance is breaking it right now.
+            return Ok(None);
+        };
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        if !is_stale(&meta, stale_after) {
+            return Ok(None);
+        }
         if !break_stale(path, &meta, stale_after).map_err(io_err)? {
             return Ok(None);
         }
     }
     Ok(None)
+}
+
+/// The right to break the stale lock next to it; released on drop.
+struct Breaker(PathBuf);
+
+impl Breaker {
+    fn take(lock: &Path, stale_after: Duration) -> io::Result<Option<Breaker>> {
+        let mut name = lock.as_os_str().to_owned();
+        name.push(".break");
+        let path = PathBuf::from(name);
+        for _ in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+                Ok(_) => return Ok(Some(Breaker(path))),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            // A breaker holds the file for microseconds; one this old crashed mid-break.
+            match fs::metadata(&path) {
+                Ok(meta) if is_stale(&meta, stale_after) => {
+                    break_stale(&path, &meta, stale_after)?;
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Breaker {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 fn is_stale(meta: &fs::Metadata, stale_after: Duration) -> bool {
@@ -336,14 +386,25 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Where `processes_holding_one_lock_never_overlap` (process `parent`) tells its children
+    /// which lock to contend for and where to log. A file rather than the environment: the
+    /// crate reads no environment variables outside `main`.
+    fn child_orders(parent: u32) -> PathBuf {
+        std::env::temp_dir().join(format!("ringproxy-lock-test-orders-{parent}"))
+    }
+
     /// Not a test on its own: the body run by the child processes of
-    /// `processes_holding_one_lock_never_overlap` (it returns at once without the env var).
+    /// `processes_holding_one_lock_never_overlap` (it returns at once when its parent left no
+    /// orders, i.e. when it runs as an ordinary test).
     #[test]
     fn lock_contender_child_process() {
-        let Ok(lock) = std::env::var("RINGPROXY_LOCK_TEST_PATH") else {
+        let Ok(orders) = fs::read_to_string(child_orders(std::os::unix::process::parent_id()))
+        else {
             return;
         };
-        let log = std::env::var("RINGPROXY_LOCK_TEST_LOG").unwrap();
+        let Some((lock, log)) = orders.split_once('\n') else {
+            return;
+        };
         let path = PathBuf::from(lock);
         for _ in 0..30 {
             let held = loop {
@@ -352,7 +413,7 @@ mod tests {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             };
-            let mut out = OpenOptions::new().append(true).create(true).open(&log).unwrap();
+            let mut out = OpenOptions::new().append(true).create(true).open(log).unwrap();
             writeln!(out, "enter {}", std::process::id()).unwrap();
             std::thread::sleep(Duration::from_millis(2));
             writeln!(out, "exit {}", std::process::id()).unwrap();
@@ -366,6 +427,8 @@ mod tests {
         let path = lock_path(&dir, "a.example");
         let log = dir.join("log");
         let exe = std::env::current_exe().unwrap();
+        let orders = child_orders(std::process::id());
+        fs::write(&orders, format!("{}\n{}", path.display(), log.display())).unwrap();
         let children: Vec<_> = (0..3)
             .map(|_| {
                 std::process::Command::new(&exe)
@@ -374,8 +437,6 @@ mod tests {
                         "acme::lock::tests::lock_contender_child_process",
                         "--test-threads=1",
                     ])
-                    .env("RINGPROXY_LOCK_TEST_PATH", &path)
-                    .env("RINGPROXY_LOCK_TEST_LOG", &log)
                     .stdout(std::process::Stdio::null())
                     .spawn()
                     .unwrap()
@@ -384,6 +445,7 @@ mod tests {
         for mut child in children {
             assert!(child.wait().unwrap().success());
         }
+        fs::remove_file(&orders).unwrap();
         let text = fs::read_to_string(&log).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3 * 30 * 2);

@@ -31,7 +31,6 @@ pub mod shared;
 pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -49,11 +48,6 @@ use crate::tls::store::CertStore;
 
 /// Let's Encrypt's production directory: the default `acme_ca`, as in Caddy.
 pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
-
-/// Environment variable restricting and ordering the challenge types, e.g. `tls-alpn-01` or
-/// `http-01,tls-alpn-01`. Meant for tests and for hosts where one port is unreachable from the
-/// CA; by default both types are tried, HTTP-01 first.
-pub const CHALLENGES_ENV: &str = "RINGPROXY_ACME_CHALLENGES";
 
 /// An issuance that has not finished after this long is abandoned and retried, so that a CA
 /// that accepts connections but never answers cannot wedge a name forever.
@@ -130,48 +124,12 @@ fn describe_acme_error(e: &instant_acme::Error) -> String {
     }
 }
 
-/// An ACME challenge type ringproxy can answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChallengeKind {
-    Http01,
-    TlsAlpn01,
-}
+pub use crate::config::ChallengeKind;
 
-impl ChallengeKind {
-    fn acme_type(self) -> ChallengeType {
-        match self {
-            ChallengeKind::Http01 => ChallengeType::Http01,
-            ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-        }
-    }
-
-    /// Parse a comma-separated list such as `tls-alpn-01,http-01`.
-    pub fn parse_list(text: &str) -> Result<Vec<ChallengeKind>, String> {
-        let mut kinds = Vec::new();
-        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let kind = match item.to_ascii_lowercase().as_str() {
-                "http-01" => ChallengeKind::Http01,
-                "tls-alpn-01" => ChallengeKind::TlsAlpn01,
-                _ => {
-                    return Err(format!(
-                        "unknown ACME challenge type {item:?} (use http-01 or tls-alpn-01)"
-                    ))
-                }
-            };
-            if !kinds.contains(&kind) {
-                kinds.push(kind);
-            }
-        }
-        Ok(kinds)
-    }
-}
-
-impl fmt::Display for ChallengeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChallengeKind::Http01 => "http-01",
-            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
-        })
+pub(crate) fn acme_type(kind: ChallengeKind) -> ChallengeType {
+    match kind {
+        ChallengeKind::Http01 => ChallengeType::Http01,
+        ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
     }
 }
 
@@ -198,7 +156,7 @@ impl AcmeSettings {
     /// The ACME settings of `config`: every public hostname of a TLS site under
     /// [`TlsPolicy::Acme`]. Challenge types default to those the config has a listener for
     /// (HTTP-01 needs the redirect listener on `http_port`, TLS-ALPN-01 a TLS listener on
-    /// `https_port`); [`CHALLENGES_ENV`] overrides that.
+    /// `https_port`); the global `acme_challenges` option overrides that.
     pub fn from_config(config: &Config) -> AcmeSettings {
         let globals = &config.globals;
         let mut names: Vec<ManagedName> = Vec::new();
@@ -246,12 +204,8 @@ impl AcmeSettings {
             // Ports may be forwarded from 80/443 by something in front of us: try anyway.
             challenges = vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01];
         }
-        if let Ok(text) = std::env::var(CHALLENGES_ENV) {
-            match ChallengeKind::parse_list(&text) {
-                Ok(kinds) if !kinds.is_empty() => challenges = kinds,
-                Ok(_) => tracing::warn!("{CHALLENGES_ENV} is empty; ignoring it"),
-                Err(e) => tracing::warn!("{CHALLENGES_ENV}: {e}; ignoring it"),
-            }
+        if !globals.acme_challenges.is_empty() {
+            challenges = globals.acme_challenges.clone();
         }
 
         AcmeSettings {
@@ -696,16 +650,6 @@ mod tests {
         ] {
             assert!(!is_public_hostname(private), "{private}");
         }
-    }
-
-    #[test]
-    fn challenge_list_parses_dedups_and_rejects_unknown() {
-        assert_eq!(
-            ChallengeKind::parse_list("tls-alpn-01, HTTP-01,tls-alpn-01").unwrap(),
-            vec![ChallengeKind::TlsAlpn01, ChallengeKind::Http01]
-        );
-        assert!(ChallengeKind::parse_list("dns-01").is_err());
-        assert!(ChallengeKind::parse_list("").unwrap().is_empty());
     }
 
     #[test]

@@ -62,14 +62,13 @@ pub fn line_count(input: &[u8]) -> usize {
     1 + input.iter().filter(|&&b| b == b'\n').count()
 }
 
-/// Tokenize `input` (the contents of `file`), substituting `{$VAR}` from the process
-/// environment.
+/// Tokenize `input` (the contents of `file`) with no environment: every `{$VAR}` is empty.
 pub fn tokenize(input: &[u8], file: &str) -> Result<Vec<Token>, ConfigError> {
-    tokenize_with_env(input, file, &|name| std::env::var(name).ok())
+    tokenize_with_env(input, file, &|_| None)
 }
 
-/// Tokenize with an explicit environment lookup (tests and embedders use this to avoid
-/// mutating the process environment).
+/// Tokenize with an explicit environment lookup for `{$VAR}` (`main` passes the process
+/// environment; the library itself never reads it).
 pub fn tokenize_with_env(
     input: &[u8],
     file: &str,

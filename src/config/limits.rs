@@ -58,6 +58,9 @@ pub const DEFAULT_MAX_FAILS: u32 = 1;
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The admin endpoint's address when the Caddyfile names none, as in Caddy.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "localhost:2019";
+
 /// Default ports, as in Caddy.
 pub const DEFAULT_HTTP_PORT: u16 = 80;
 pub const DEFAULT_HTTPS_PORT: u16 = 443;

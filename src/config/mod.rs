@@ -89,11 +89,77 @@ pub struct Globals {
     pub storage: Option<PathBuf>,
     /// How long a shutdown or reload waits for in-flight requests before closing them.
     pub grace_period: Duration,
+    /// `acme_challenges` (a ringproxy extension): the ACME challenge types to try, in order.
+    /// Empty means automatic: those the config has a listener for, HTTP-01 first.
+    pub acme_challenges: Vec<ChallengeKind>,
     pub limits: limits::Limits,
 }
 
-/// The `admin` global option. ringproxy has no admin API; `admin off` and an address are both
-/// accepted so existing Caddyfiles validate, and an address is reported at startup as unserved.
+impl Default for Globals {
+    /// Caddy's defaults (ports 80/443, admin on localhost:2019, automatic HTTPS on) and
+    /// ringproxy's limits.
+    fn default() -> Self {
+        Globals {
+            http_port: limits::DEFAULT_HTTP_PORT,
+            https_port: limits::DEFAULT_HTTPS_PORT,
+            admin: Admin::Address(limits::DEFAULT_ADMIN_ADDRESS.to_string()),
+            email: None,
+            acme_ca: None,
+            acme_ca_root: None,
+            local_certs: false,
+            auto_https: AutoHttps::On,
+            storage: None,
+            grace_period: limits::DEFAULT_GRACE_PERIOD,
+            acme_challenges: Vec::new(),
+            limits: limits::Limits::default(),
+        }
+    }
+}
+
+/// An ACME challenge type ringproxy can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Http01,
+    TlsAlpn01,
+}
+
+impl ChallengeKind {
+    /// `http-01` or `tls-alpn-01`, any case.
+    pub fn parse(text: &str) -> Option<ChallengeKind> {
+        match text.to_ascii_lowercase().as_str() {
+            "http-01" => Some(ChallengeKind::Http01),
+            "tls-alpn-01" => Some(ChallengeKind::TlsAlpn01),
+            _ => None,
+        }
+    }
+
+    /// A comma-separated list such as `tls-alpn-01,http-01`, duplicates dropped (the
+    /// deprecated `RINGPROXY_ACME_CHALLENGES` variable's format).
+    pub fn parse_list(text: &str) -> Result<Vec<ChallengeKind>, String> {
+        let mut kinds = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let kind = ChallengeKind::parse(item).ok_or_else(|| {
+                format!("unknown ACME challenge type {item:?} (use http-01 or tls-alpn-01)")
+            })?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+impl fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        })
+    }
+}
+
+/// The `admin` global option. ringproxy has no admin API yet; `admin off` and an address are
+/// both accepted so existing Caddyfiles validate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admin {
     Off,
@@ -146,7 +212,7 @@ pub struct Site {
 }
 
 /// Where something came from in the Caddyfile.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Origin {
     pub file: String,
     pub line: usize,
@@ -319,6 +385,24 @@ pub struct UpstreamSet {
     pub origin: Origin,
 }
 
+impl Default for UpstreamSet {
+    /// No upstreams yet; Caddy's defaults for everything else (`lb_policy random`, passive
+    /// health off, no health checks, no header ops).
+    fn default() -> Self {
+        UpstreamSet {
+            upstreams: Vec::new(),
+            lb_policy: LbPolicy::Random,
+            health: None,
+            fail_duration: limits::DEFAULT_FAIL_DURATION,
+            max_fails: limits::DEFAULT_MAX_FAILS,
+            header_up: Vec::new(),
+            header_down: Vec::new(),
+            transport: Transport::default(),
+            origin: Origin::default(),
+        }
+    }
+}
+
 /// One upstream, resolved at config time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -367,6 +451,17 @@ pub struct Transport {
     pub keepalive: Option<Duration>,
     /// Idle pooled connections kept per upstream, per worker.
     pub keepalive_idle_conns: usize,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport {
+            dial_timeout: limits::DEFAULT_DIAL_TIMEOUT,
+            response_header_timeout: None,
+            keepalive: Some(limits::DEFAULT_UPSTREAM_KEEPALIVE),
+            keepalive_idle_conns: limits::DEFAULT_KEEPALIVE_IDLE_CONNS,
+        }
+    }
 }
 
 /// `log` directive.

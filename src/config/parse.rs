@@ -23,15 +23,17 @@ use super::placeholder::{self, Context};
 use super::syntax::{self, Block, Directive};
 use super::units::{parse_duration, parse_size};
 use super::{
-    AccessLog, Admin, AutoHttps, Config, ConfigError, Globals, Handler, HeaderCondition, HeaderOp,
-    HeaderTest, HealthCheck, HostPattern, LbPolicy, ListenerConfig, ListenerKind, LogFormat,
-    LogOutput, Matcher, Origin, Route, Site, TlsPolicy, Transport, Upstream, UpstreamSet,
+    AccessLog, Admin, AutoHttps, ChallengeKind, Config, ConfigError, Globals, Handler,
+    HeaderCondition, HeaderOp, HeaderTest, HealthCheck, HostPattern, LbPolicy, ListenerConfig,
+    ListenerKind, LogFormat, LogOutput, Matcher, Origin, Route, Site, TlsPolicy, Transport,
+    Upstream, UpstreamSet,
 };
 
 const SUPPORTED_DIRECTIVES: &str =
     "handle, handle_path, log, redir, respond, reverse_proxy, route, tls";
-const SUPPORTED_GLOBALS: &str = "acme_ca, acme_ca_root, admin, auto_https, email, grace_period, \
-                                 http_port, https_port, local_certs, servers, storage";
+const SUPPORTED_GLOBALS: &str = "acme_ca, acme_ca_root, acme_challenges, admin, auto_https, \
+                                 email, grace_period, http_port, https_port, local_certs, servers, \
+                                 storage";
 const SUPPORTED_MATCHERS: &str = "header, host, method, not, path";
 const SUPPORTED_PROXY_OPTIONS: &str = "fail_duration, flush_interval, header_down, header_up, \
      health_interval, health_timeout, health_uri, lb_policy, max_fails, to, transport";
@@ -40,8 +42,10 @@ const SUPPORTED_TRANSPORT_OPTIONS: &str =
     "dial_timeout, keepalive, keepalive_idle_conns, response_header_timeout";
 
 /// Hooks for what parsing reads from the outside world: environment variables (`{$VAR}`) and
-/// name resolution (upstream hosts). [`ParseOptions::system`] uses the real ones; tests pass
-/// their own so they neither mutate the process environment nor depend on DNS.
+/// name resolution (upstream hosts). The default resolves with the system resolver and sees
+/// no environment variables (`{$VAR}` is empty, as in Caddy for an unset variable): only
+/// `main` reads the process environment, and passes it in with [`ParseOptions::with_env`].
+/// Tests pass their own hooks so they neither depend on a developer's shell nor on DNS.
 pub struct ParseOptions {
     env: Box<EnvLookup>,
     resolver: Box<Resolver>,
@@ -54,14 +58,6 @@ pub type EnvLookup = dyn Fn(&str) -> Option<String>;
 pub type Resolver = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>>;
 
 impl ParseOptions {
-    /// The process environment and the system resolver.
-    pub fn system() -> Self {
-        ParseOptions {
-            env: Box::new(|name| std::env::var(name).ok()),
-            resolver: Box::new(address::system_resolve),
-        }
-    }
-
     /// Replaces the environment lookup used for `{$VAR}`.
     pub fn with_env(mut self, env: impl Fn(&str) -> Option<String> + 'static) -> Self {
         self.env = Box::new(env);
@@ -80,7 +76,7 @@ impl ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions::system()
+        ParseOptions { env: Box::new(|_| None), resolver: Box::new(address::system_resolve) }
     }
 }
 
@@ -91,7 +87,7 @@ pub fn parse_caddyfile(
     file_name: &str,
     base_dir: &Path,
 ) -> Result<Config, ConfigError> {
-    parse_bytes(text.as_bytes(), file_name, base_dir, &ParseOptions::system())
+    parse_bytes(text.as_bytes(), file_name, base_dir, &ParseOptions::default())
 }
 
 /// Parse Caddyfile bytes with explicit [`ParseOptions`]. Never panics, whatever the input.
@@ -115,7 +111,7 @@ pub fn parse_bytes(
 }
 
 /// Read and parse a Caddyfile from disk.
-pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
+pub fn parse_file(path: &Path, options: &ParseOptions) -> Result<Config, ConfigError> {
     let file_name = path.display().to_string();
     let input = std::fs::read(path).map_err(|e| ConfigError {
         file: file_name.clone(),
@@ -126,7 +122,7 @@ pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    parse_bytes(&input, &file_name, base_dir, &ParseOptions::system())
+    parse_bytes(&input, &file_name, base_dir, options)
 }
 
 struct Parser<'a> {
@@ -257,19 +253,7 @@ impl Parser<'_> {
     // ---- global options ------------------------------------------------------------------
 
     fn globals(&self, block: Option<&Block>) -> Result<(Globals, GlobalLines), ConfigError> {
-        let mut g = Globals {
-            http_port: limits::DEFAULT_HTTP_PORT,
-            https_port: limits::DEFAULT_HTTPS_PORT,
-            admin: Admin::Address("localhost:2019".to_string()),
-            email: None,
-            acme_ca: None,
-            acme_ca_root: None,
-            local_certs: false,
-            auto_https: AutoHttps::On,
-            storage: None,
-            grace_period: limits::DEFAULT_GRACE_PERIOD,
-            limits: limits::Limits::default(),
-        };
+        let mut g = Globals::default();
         let mut lines = GlobalLines::default();
         let Some(block) = block else {
             return Ok((g, lines));
@@ -334,6 +318,27 @@ impl Parser<'_> {
                 }
                 "storage" => g.storage = Some(self.storage(d)?),
                 "grace_period" => g.grace_period = self.duration(&self.args(d, 1)?[0])?,
+                "acme_challenges" => {
+                    self.no_block(d)?;
+                    for arg in self.some_args(d)? {
+                        let kind = ChallengeKind::parse(&arg.text).ok_or_else(|| {
+                            self.err(
+                                arg.line,
+                                format!(
+                                    "acme_challenges '{}' is not supported by ringproxy \
+                                     (supported: http-01, tls-alpn-01)",
+                                    arg.text
+                                ),
+                            )
+                        })?;
+                        if g.acme_challenges.contains(&kind) {
+                            return Err(
+                                self.err(arg.line, format!("acme_challenges names '{kind}' twice"))
+                            );
+                        }
+                        g.acme_challenges.push(kind);
+                    }
+                }
                 "servers" => self.servers(d, &mut g.limits)?,
                 other => {
                     return Err(self.err(
@@ -973,20 +978,8 @@ impl Parser<'_> {
             upstreams.push(self.upstream(arg)?);
         }
         let mut set = UpstreamSet {
-            upstreams: Vec::new(),
-            lb_policy: LbPolicy::Random,
-            health: None,
-            fail_duration: limits::DEFAULT_FAIL_DURATION,
-            max_fails: limits::DEFAULT_MAX_FAILS,
-            header_up: Vec::new(),
-            header_down: Vec::new(),
-            transport: Transport {
-                dial_timeout: limits::DEFAULT_DIAL_TIMEOUT,
-                response_header_timeout: None,
-                keepalive: Some(limits::DEFAULT_UPSTREAM_KEEPALIVE),
-                keepalive_idle_conns: limits::DEFAULT_KEEPALIVE_IDLE_CONNS,
-            },
             origin: Origin { file: self.file.to_string(), line: d.line() },
+            ..UpstreamSet::default()
         };
         let mut health_uri: Option<String> = None;
         let mut health_interval: Option<(Duration, usize)> = None;

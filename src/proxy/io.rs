@@ -27,7 +27,6 @@ thread_local! {
 /// Run `f` with the worker's scratch buffer. `f` must not await (it cannot: it is a plain
 /// closure), which is what makes sharing one buffer between all connections sound.
 pub fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
-    crate::spin::note_activity();
     SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 

@@ -27,8 +27,6 @@ pub struct Snapshot {
     pub pools: Vec<Rc<UpstreamPool>>,
     /// ACME HTTP-01 challenge answers, when certificates are managed.
     pub certs: Option<Arc<CertStore>>,
-    /// Relay plaintext↔plaintext WebSockets with splice(2) instead of copying.
-    pub splice_relay: bool,
 }
 
 /// Everything a connection needs to know about where it came from.

@@ -10,17 +10,12 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::os::fd::RawFd;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::io::{flush, with_scratch, write_all};
 use crate::net::stream::Stream;
-use crate::net::sys::{self, Pipe};
-
-/// Most bytes one splice call moves into the pipe: the default pipe capacity.
-const SPLICE_CHUNK: usize = 64 * 1024;
 
 /// Bytes moved by a finished relay, for the access log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -37,23 +32,8 @@ pub async fn relay<C: Stream, U: Stream>(
     client_prefix: Vec<u8>,
     upstream_prefix: Vec<u8>,
     idle_timeout: Option<Duration>,
-    splice: bool,
 ) -> io::Result<RelayTotals> {
     let activity = Rc::new(Cell::new(Instant::now()));
-    if let (true, Some(c), Some(u)) = (splice, client.plaintext_fd(), upstream.plaintext_fd()) {
-        let up = pin!(one_way_splice(
-            client,
-            c,
-            upstream,
-            u,
-            client_prefix,
-            idle_timeout,
-            activity.clone()
-        ));
-        let down =
-            pin!(one_way_splice(upstream, u, client, c, upstream_prefix, idle_timeout, activity));
-        return both(up, down).await;
-    }
     let up = pin!(one_way(client, upstream, client_prefix, idle_timeout, activity.clone()));
     let down = pin!(one_way(upstream, client, upstream_prefix, idle_timeout, activity));
     both(up, down).await
@@ -164,69 +144,6 @@ async fn wait_readable<R: Stream>(
         // (the default) should not carry its space in every idle WebSocket.
         if let Ok(ready) = Box::pin(monoio::time::timeout(left, src.readable())).await {
             return ready;
-        }
-    }
-}
-
-/// Copy `src` → `dst` through a pipe with splice(2): the bytes never enter user space. Used
-/// when both legs are plaintext sockets. The pipe exists only for this relay direction.
-async fn one_way_splice<R: Stream, W: Stream>(
-    src: &R,
-    src_fd: RawFd,
-    dst: &W,
-    dst_fd: RawFd,
-    prefix: Vec<u8>,
-    idle_timeout: Option<Duration>,
-    activity: Rc<Cell<Instant>>,
-) -> io::Result<u64> {
-    let mut moved = prefix.len() as u64;
-    if !prefix.is_empty() {
-        write_all(dst, &prefix).await?;
-    }
-    drop(prefix);
-    let pipe = Pipe::new()?;
-    let mut in_pipe = 0usize;
-    loop {
-        if in_pipe > 0 {
-            match sys::splice(pipe.read, dst_fd, in_pipe) {
-                Ok(n) => {
-                    in_pipe -= n;
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    dst.writable().await?;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        match sys::splice(src_fd, pipe.write, SPLICE_CHUNK) {
-            Ok(0) => {
-                let _ = dst.shutdown_write();
-                return Ok(moved);
-            }
-            Ok(n) => {
-                in_pipe = n;
-                moved += n as u64;
-                activity.set(Instant::now());
-                crate::spin::note_activity();
-                // Push it on at once; a short splice means the socket is drained, so after
-                // the pipe is empty wait for readiness instead of a splice that says EAGAIN.
-                while in_pipe > 0 {
-                    match sys::splice(pipe.read, dst_fd, in_pipe) {
-                        Ok(m) => in_pipe -= m,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable().await?,
-                        Err(e) => return Err(e),
-                    }
-                }
-                if n < SPLICE_CHUNK {
-                    wait_readable(src, idle_timeout, &activity).await?;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_readable(src, idle_timeout, &activity).await?
-            }
-            Err(e) => return Err(e),
         }
     }
 }

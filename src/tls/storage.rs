@@ -35,35 +35,24 @@ impl StorageError {
     }
 }
 
-/// Resolve the storage directory as Caddy users expect: the Caddyfile's
-/// `storage file_system <path>`, else `$XDG_DATA_HOME/ringproxy`, else
-/// `~/.local/share/ringproxy`.
-pub fn storage_dir(globals: &Globals) -> Result<PathBuf, StorageError> {
-    resolve_storage_dir(
-        globals.storage.as_deref(),
-        std::env::var_os("XDG_DATA_HOME"),
-        std::env::var_os("HOME"),
-    )
+/// The storage directory in effect: the Caddyfile's `storage file_system <path>`, else
+/// `default` (what [`default_storage_dir`] gave `ringproxy run`).
+pub fn storage_dir(globals: &Globals, default: Option<&Path>) -> Result<PathBuf, StorageError> {
+    globals.storage.as_deref().or(default).map(Path::to_owned).ok_or(StorageError::NoLocation)
 }
 
-/// [`storage_dir`] with the environment passed in, so it can be tested without mutating the
-/// process environment.
-pub fn resolve_storage_dir(
-    configured: Option<&Path>,
+/// Where Caddy users expect storage when the Caddyfile names none: `$XDG_DATA_HOME/ringproxy`,
+/// else `~/.local/share/ringproxy`. The caller passes the two variables in (only `main` reads
+/// the process environment).
+pub fn default_storage_dir(
     xdg_data_home: Option<OsString>,
     home: Option<OsString>,
-) -> Result<PathBuf, StorageError> {
-    if let Some(path) = configured {
-        return Ok(path.to_owned());
-    }
+) -> Option<PathBuf> {
     // The XDG base directory spec says relative values are invalid and must be ignored.
     if let Some(xdg) = xdg_data_home.map(PathBuf::from).filter(|p| p.is_absolute()) {
-        return Ok(xdg.join("ringproxy"));
+        return Some(xdg.join("ringproxy"));
     }
-    if let Some(home) = home.map(PathBuf::from).filter(|p| p.is_absolute()) {
-        return Ok(home.join(".local/share/ringproxy"));
-    }
-    Err(StorageError::NoLocation)
+    home.map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".local/share/ringproxy"))
 }
 
 /// Create `dir` and any missing parents with mode 0700 (existing directories are left as the
@@ -115,21 +104,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn storage_dir_prefers_caddyfile_then_xdg_then_home() {
-        let configured = Path::new("/srv/certs");
-        let got = resolve_storage_dir(Some(configured), Some("/x".into()), Some("/h".into()));
-        assert_eq!(got.unwrap(), PathBuf::from("/srv/certs"));
-        let got = resolve_storage_dir(None, Some("/x".into()), Some("/h".into()));
-        assert_eq!(got.unwrap(), PathBuf::from("/x/ringproxy"));
-        let got = resolve_storage_dir(None, None, Some("/h".into()));
-        assert_eq!(got.unwrap(), PathBuf::from("/h/.local/share/ringproxy"));
+    fn storage_dir_prefers_the_caddyfile_then_the_default() {
+        let mut globals = crate::config::Globals::default();
+        let default = Path::new("/d");
+        assert_eq!(storage_dir(&globals, Some(default)).unwrap(), PathBuf::from("/d"));
+        assert!(matches!(storage_dir(&globals, None), Err(StorageError::NoLocation)));
+        globals.storage = Some(PathBuf::from("/srv/certs"));
+        assert_eq!(storage_dir(&globals, Some(default)).unwrap(), PathBuf::from("/srv/certs"));
     }
 
     #[test]
-    fn relative_xdg_data_home_is_ignored_and_nothing_at_all_is_an_error() {
-        let got = resolve_storage_dir(None, Some("rel".into()), Some("/h".into()));
-        assert_eq!(got.unwrap(), PathBuf::from("/h/.local/share/ringproxy"));
-        assert!(matches!(resolve_storage_dir(None, None, None), Err(StorageError::NoLocation)));
+    fn the_default_is_xdg_then_home_and_relative_values_are_ignored() {
+        let got = default_storage_dir(Some("/x".into()), Some("/h".into()));
+        assert_eq!(got, Some(PathBuf::from("/x/ringproxy")));
+        let got = default_storage_dir(None, Some("/h".into()));
+        assert_eq!(got, Some(PathBuf::from("/h/.local/share/ringproxy")));
+        let got = default_storage_dir(Some("rel".into()), Some("/h".into()));
+        assert_eq!(got, Some(PathBuf::from("/h/.local/share/ringproxy")));
+        assert_eq!(default_storage_dir(None, Some("rel".into())), None);
+        assert_eq!(default_storage_dir(None, None), None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ const SEED_AUTH: &str = include_str!("config_cases/seed_auth.Caddyfile");
 
 /// A fixed environment and a resolver that knows one name, so tests never touch DNS.
 fn options() -> ParseOptions {
-    ParseOptions::system()
+    ParseOptions::default()
         .with_env(|name| match name {
             "UPSTREAM_PORT" => Some("9001".to_string()),
             "SITE" => Some("env.example.com".to_string()),
@@ -197,10 +197,10 @@ fn seed_with_auth_server_routes_auth_and_health_to_3001_and_the_rest_to_8080() {
 fn seed_files_parse_from_disk() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/config_cases");
     for name in ["seed.Caddyfile", "seed_auth.Caddyfile"] {
-        let c = parse_file(&dir.join(name)).unwrap();
+        let c = parse_file(&dir.join(name), &ParseOptions::default()).unwrap();
         assert_eq!(proxied(&c, 443, "stt.fullen.dev", "/api/chat"), ["localhost:8080"]);
     }
-    let err = parse_file(&dir.join("missing.Caddyfile")).unwrap_err();
+    let err = parse_file(&dir.join("missing.Caddyfile"), &ParseOptions::default()).unwrap_err();
     assert_eq!(err.line, 0);
     assert!(
         err.to_string().contains("missing.Caddyfile - cannot read the configuration file"),

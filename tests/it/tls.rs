@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use ringproxy::config::{
-    limits::Limits, Admin, AutoHttps, Config, Globals, HostPattern, ListenerConfig, ListenerKind,
-    Origin, Site, TlsPolicy,
+    Admin, Config, Globals, HostPattern, ListenerConfig, ListenerKind, Origin, Site, TlsPolicy,
 };
 use ringproxy::net::stream::{PlainStream, Stream};
 use ringproxy::tls::{self, TlsAcceptError, TlsAcceptor, TlsContext, TlsStream};
@@ -362,17 +361,9 @@ fn files(cert: &Path, key: &Path) -> TlsPolicy {
 fn config(sites: Vec<Site>) -> Config {
     Config {
         globals: Globals {
-            http_port: 80,
-            https_port: 443,
             admin: Admin::Off,
-            email: None,
-            acme_ca: None,
-            acme_ca_root: None,
-            local_certs: false,
-            auto_https: AutoHttps::On,
-            storage: None,
             grace_period: Duration::from_secs(1),
-            limits: Limits::default(),
+            ..Globals::default()
         },
         listeners: vec![ListenerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),

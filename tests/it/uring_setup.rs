@@ -1,6 +1,6 @@
 //! io_uring setup flags: the defaults start on this kernel, and flags the kernel refuses fall
-//! back to a plain ring instead of to epoll or a failed start. Runs the real binary, because
-//! the flags come from the process environment.
+//! back to a plain ring instead of to epoll or a failed start. Runs the real binary, with the
+//! flags in `RINGPROXY_URING_SETUP` (the `--uring-setup` flag's environment alias).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};

@@ -274,25 +274,3 @@ per_driver! {
         assert_eq!(next.text(), "plain GET /after");
     }
 }
-
-per_driver! {
-    fn the_splice_relay_echoes_mixed_sizes_byte_exact_and_passes_half_close(setup) {
-        let setup = crate::support::proxy::Setup { splice_relay: true, ..setup };
-        let origin = WsOrigin::start();
-        let proxy = setup.proxy_to(origin.addr);
-        if proxy.skip_on_caddy("relay flavour is a ringproxy option") {
-            return;
-        }
-        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
-        let mut rng = Rng::new(77);
-        for i in 0..300 {
-            let size = if i % 50 == 0 { 256 * 1024 } else { rng.log_range(1, 64 * 1024) as usize };
-            let msg = Message::Binary(rng.bytes(size));
-            ws.send(msg.clone()).unwrap();
-            assert!(next_data(&mut ws) == msg, "message {i} ({size} bytes) came back different");
-        }
-        ws.close(None).unwrap();
-
-        half_close_reaches_the_backend_and_its_answer_still_arrives(&proxy);
-    }
-}

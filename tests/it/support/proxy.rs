@@ -52,8 +52,6 @@ pub enum Leg {
 pub struct Setup {
     pub driver: DriverChoice,
     pub leg: Leg,
-    /// Relay plaintext WebSockets with splice(2) instead of the default copy path.
-    pub splice_relay: bool,
 }
 
 impl Setup {
@@ -137,18 +135,16 @@ impl Proxy {
         init_logging();
         let dir = TempDir::new("proxy");
         let caddyfile = with_admin_off(&caddyfile.replace("$SITE {", setup.site_opening()));
-        let (driver, leg, splice_relay) = (setup.driver, setup.leg, setup.splice_relay);
+        let (driver, leg) = (setup.driver, setup.leg);
         match target() {
             Target::Ringproxy => {
                 let text = caddyfile.replace("$PORT", "0");
                 fs::write(dir.path().join("Caddyfile"), &text).unwrap();
                 let config = ringproxy::config::parse_caddyfile(&text, "Caddyfile", dir.path())
                     .unwrap_or_else(|e| panic!("test Caddyfile rejected: {e}\n{text}"));
-                // The rest of RunOptions (pinning, relay flavour) keeps its defaults, as for
-                // `ringproxy run`.
-                #[allow(clippy::needless_update)]
-                let options =
-                    RunOptions { workers: Some(2), driver, splice_relay, ..RunOptions::default() };
+                // The rest of RunOptions (io_uring flags) keeps its defaults, as for
+                // `ringproxy run`; pinning stays off so parallel tests share the cores.
+                let options = RunOptions { workers: Some(2), driver, ..RunOptions::default() };
                 let server = bounded("start", move || Server::start(config, options))
                     .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
@@ -316,7 +312,6 @@ macro_rules! per_driver {
                 run($crate::support::proxy::Setup {
                     driver: ringproxy::server::DriverChoice::IoUring,
                     leg: $crate::support::proxy::Leg::Plain,
-                    splice_relay: false,
                 })
             }
 
@@ -325,7 +320,6 @@ macro_rules! per_driver {
                 run($crate::support::proxy::Setup {
                     driver: ringproxy::server::DriverChoice::Epoll,
                     leg: $crate::support::proxy::Leg::Plain,
-                    splice_relay: false,
                 })
             }
         }
