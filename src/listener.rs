@@ -6,13 +6,11 @@
 //! first probe the address *without* SO_REUSEPORT: if that fails with EADDRINUSE, someone else
 //! owns the port and we refuse to start.
 
+use crate::config::limits;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
-
-/// Pending connections per listening socket.
-const LISTEN_BACKLOG: i32 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}: {source}")]
@@ -66,7 +64,7 @@ fn reuseport_socket(addr: SocketAddr) -> io::Result<StdTcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    socket.listen(limits::LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
 

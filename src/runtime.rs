@@ -16,11 +16,11 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use monoio::net::{TcpListener, UnixStream};
 
-use crate::config::{Config, ListenerKind};
+use crate::config::{limits, Config, ListenerKind};
 use crate::net::stream::PlainStream;
 use crate::proxy::guard::contained;
 use crate::proxy::{conn, ConnCtx, OpenConnection, Snapshot};
@@ -28,16 +28,6 @@ use crate::server::{DriverChoice, UringSetup};
 use crate::tls::acceptor::TlsAcceptor;
 use crate::tls::TlsContext;
 use crate::upstream::{run_health_checks, UpstreamPool};
-
-/// io_uring submission queue entries per worker.
-const URING_ENTRIES: u32 = 1024;
-
-/// Pause after an accept error such as EMFILE before accepting again, so a full fd table
-/// does not turn the accept loop into a busy spin; connections wait in the backlog meanwhile.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
-/// How often idle pooled upstream connections past their keepalive are closed.
-const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The driver a worker actually runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +84,7 @@ fn build_uring_runtime(
     urb: io_uring::Builder,
 ) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
     monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(URING_ENTRIES)
+        .with_entries(limits::URING_ENTRIES)
         .uring_builder(urb)
         .enable_timer()
         .build()
@@ -219,7 +209,7 @@ async fn worker_main(setup: WorkerSetup) {
     let grace = config.globals.grace_period;
     let deadline = Instant::now() + grace;
     while active.get() > 0 && Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(20)).await;
+        monoio::time::sleep(limits::DRAIN_POLL_INTERVAL).await;
     }
     tracing::info!(worker = id, open = active.get(), "worker stopped");
 }
@@ -257,7 +247,7 @@ async fn accept_loop(
                     continue;
                 }
                 tracing::warn!(worker, "accept failed, backing off: {e}");
-                monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                monoio::time::sleep(limits::ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
         };
@@ -314,7 +304,7 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
 
 async fn sweep_pools(snapshot: Rc<Snapshot>, stop: Rc<Cell<bool>>) {
     while !stop.get() {
-        monoio::time::sleep(POOL_SWEEP_INTERVAL).await;
+        monoio::time::sleep(limits::POOL_SWEEP_INTERVAL).await;
         for pool in &snapshot.pools {
             pool.sweep_idle();
         }

@@ -13,12 +13,9 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::config::{LbPolicy, Upstream, UpstreamSet};
+use crate::config::{limits, LbPolicy, Upstream, UpstreamSet};
 use crate::net::stream::{PlainStream, Stream};
 use crate::net::sys;
-
-/// Pooled connections idle at least this long are probed (`MSG_PEEK`) before reuse.
-pub const PROBE_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// A live connection to one upstream, from the pool or freshly dialled.
 pub struct UpstreamConn {
@@ -152,7 +149,7 @@ impl UpstreamPool {
 
     /// A pooled idle connection that still looks alive, or `None`.
     ///
-    /// A connection idle for less than [`PROBE_AFTER_IDLE`] is handed out without the liveness
+    /// A connection idle for less than [`limits::PROBE_AFTER_IDLE`] is handed out without the liveness
     /// probe when `replayable` (the request can be resent if the connection turns out closed):
     /// upstreams close idle connections after seconds, not microseconds, and the probe is one
     /// syscall per request on a busy keep-alive path.
@@ -164,7 +161,7 @@ impl UpstreamPool {
             if idle_for >= keepalive {
                 continue;
             }
-            if (replayable && idle_for < PROBE_AFTER_IDLE)
+            if (replayable && idle_for < limits::PROBE_AFTER_IDLE)
                 || sys::idle_connection_usable(conn.stream.fd())
             {
                 return Some(UpstreamConn { stream: conn.stream, upstream: index, reused: true });
@@ -256,7 +253,7 @@ pub async fn run_health_checks(pool: Rc<UpstreamPool>, stop: Rc<Cell<bool>>) {
 }
 
 async fn probe_health(upstream: &Upstream, uri: &str) -> io::Result<bool> {
-    let stream = dial(upstream, Duration::from_secs(3)).await?;
+    let stream = dial(upstream, limits::HEALTH_CHECK_DIAL_TIMEOUT).await?;
     let request = format!(
         "GET {uri} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringproxy-health\r\nConnection: close\r\n\r\n",
         upstream.display

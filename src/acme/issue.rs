@@ -3,12 +3,13 @@
 //!
 //! Challenge responses go into the shared [`CertStore`]: HTTP-01 key authorizations for the
 //! redirect listener, TLS-ALPN-01 certificates for the TLS listener (RFC 8737). They are
-//! removed again when the attempt ends, whatever its outcome ([`Provisioned`]'s `Drop`).
+//! removed again when the attempt ends, whatever its outcome (`Provisioned`'s `Drop`).
 //!
 //! A failed challenge makes the whole order invalid (RFC 8555 §7.1.6), so falling back to the
 //! other challenge type means a new order; that happens here, inside one issuance, before the
 //! caller's retry backoff applies.
 
+use crate::config::limits;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +26,11 @@ use super::storage::{parse_cert, StoredCert};
 use super::{AcmeError, ChallengeKind};
 use crate::tls::store::CertStore;
 
-/// How long to wait for the CA to validate a challenge or to issue after finalization.
-const POLL_TIMEOUT: Duration = Duration::from_secs(90);
-
 fn poll_policy() -> RetryPolicy {
-    RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(POLL_TIMEOUT)
+    RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(limits::ACME_POLL_TIMEOUT)
 }
 
 /// A certificate freshly issued by the CA.

@@ -43,18 +43,11 @@ use self::lock::LockTimings;
 use self::schedule::{random_u64, renewal_time, retry_delay, time_in_window};
 use self::shared::SharedChallenges;
 use self::storage::{AcmeStorage, StorageError, StoredCert};
-use crate::config::{Config, HostPattern, ListenerKind, TlsPolicy};
+use crate::config::{limits, Config, HostPattern, ListenerKind, TlsPolicy};
 use crate::tls::store::CertStore;
 
 /// Let's Encrypt's production directory: the default `acme_ca`, as in Caddy.
 pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
-
-/// An issuance that has not finished after this long is abandoned and retried, so that a CA
-/// that accepts connections but never answers cannot wedge a name forever.
-const ISSUE_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// A renewal-information query that takes longer is skipped in favour of the 2/3 rule.
-const ARI_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A name's task re-reads storage at least this often while waiting to renew, to pick up a
 /// certificate another instance sharing the storage directory obtained.
@@ -479,9 +472,14 @@ async fn manage_name(
             s.state = CertState::Ordering;
             s.orders += 1;
         });
-        let result = match tokio::time::timeout(ISSUE_TIMEOUT, manager.obtain(&managed)).await {
+        let result = match tokio::time::timeout(
+            limits::ACME_ISSUE_TIMEOUT,
+            manager.obtain(&managed),
+        )
+        .await
+        {
             Ok(result) => result,
-            Err(_) => Err(AcmeError::Timeout(ISSUE_TIMEOUT)),
+            Err(_) => Err(AcmeError::Timeout(limits::ACME_ISSUE_TIMEOUT)),
         };
         let result = result.and_then(|issued| {
             manager.storage.save_cert(
@@ -548,7 +546,7 @@ impl Manager {
     /// of its lifetime.
     async fn renewal_due_at(&self, cert: &StoredCert, email: Option<&str>) -> SystemTime {
         let fallback = renewal_time(cert.not_before, cert.not_after, random_u64());
-        match tokio::time::timeout(ARI_TIMEOUT, self.ari_window(cert, email)).await {
+        match tokio::time::timeout(limits::ACME_ARI_TIMEOUT, self.ari_window(cert, email)).await {
             Ok(Some((start, end))) => time_in_window(start, end, random_u64()),
             Ok(None) | Err(_) => fallback,
         }
@@ -659,7 +657,7 @@ mod tests {
         )
         .unwrap();
         assert!(!AcmeError::Acme(instant_acme::Error::Api(refused)).is_unreachable());
-        assert!(AcmeError::Timeout(ISSUE_TIMEOUT).is_unreachable());
+        assert!(AcmeError::Timeout(limits::ACME_ISSUE_TIMEOUT).is_unreachable());
         let unknown: instant_acme::Problem =
             serde_json::from_str(r#"{"type":"urn:ietf:params:acme:error:accountDoesNotExist"}"#)
                 .unwrap();

@@ -1,7 +1,10 @@
 //! Every timeout and size limit ringproxy enforces, with its default and the reason for it.
 //!
 //! Defaults live here and nowhere else; the parser only overrides them from the Caddyfile and
-//! docs/configuration.md's limits table mirrors this file.
+//! docs/configuration.md's limits table mirrors this file. The first part holds what a
+//! Caddyfile can change; the fixed bounds (on input from clients, upstreams and config files,
+//! and the data path's buffer sizes) follow. Only the ACME renewal schedule (`acme::schedule`:
+//! when to renew, how to back off) lives with the code it shapes.
 
 use std::time::Duration;
 
@@ -86,3 +89,94 @@ impl Default for Limits {
         }
     }
 }
+
+// ---- fixed bounds on client and upstream input ------------------------------------------
+
+/// Largest upstream response head (status line + fields) accepted; larger is a 502.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Longest chunk-size line (size, extensions, CRLF) accepted. Extensions are unused in practice;
+/// the bound stops a peer from streaming an endless line that never reaches data.
+pub const MAX_CHUNK_LINE_BYTES: usize = 4096;
+
+/// Largest trailer section accepted (all trailer field lines together).
+pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// After answering a plaintext client on a TLS port, how long we keep reading (and discarding)
+/// its request, so that closing does not reset the connection before it read our answer.
+pub const PLAINTEXT_LINGER: Duration = Duration::from_secs(1);
+
+/// Most bytes discarded while lingering after the plaintext-on-TLS-port answer.
+pub const PLAINTEXT_LINGER_BYTES: usize = 64 * 1024;
+
+// ---- listeners, workers and pools -------------------------------------------------------
+
+/// Pending connections per listening socket (each worker has its own). The kernel caps it at
+/// `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// io_uring submission queue entries per worker.
+pub const URING_ENTRIES: u32 = 1024;
+
+/// Pause after an accept error such as EMFILE before accepting again, so a full fd table
+/// does not turn the accept loop into a busy spin; connections wait in the backlog meanwhile.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How often idle pooled upstream connections past their keepalive are closed.
+pub const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Pooled connections idle at least this long are probed (`MSG_PEEK`) before reuse; younger
+/// ones are handed out unprobed to requests that can be resent (see `UpstreamPool::take_idle`).
+pub const PROBE_AFTER_IDLE: Duration = Duration::from_millis(500);
+
+/// Dial timeout of an active health check (the check's own `health_timeout` bounds the whole
+/// check; this keeps a black-holed upstream from holding a check's socket longer than that).
+pub const HEALTH_CHECK_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often a stopping worker looks whether its last connections have finished.
+pub const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+// ---- data-path buffers ------------------------------------------------------------------
+
+/// Size of the per-worker scratch buffer: the most one read moves. 64 KiB matches the
+/// kernel's default socket buffer scale, so bulk transfers need few syscalls.
+pub const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Bodies at least this long, between two plaintext sockets, are moved with splice(2). Below
+/// it, setting up and closing the pipe (pipe2, fcntl, two closes) costs more than copying the
+/// bytes twice.
+pub const SPLICE_BODY_MIN: u64 = 64 * 1024;
+
+/// The pipe size asked for a spliced body. Each wake-up then moves up to this much instead of
+/// the default 64 KiB, which matters because on loopback a wake-up costs more than moving
+/// 64 KiB (see docs/benchmarks.md). The pages are the socket buffers' own, lent to the pipe.
+pub const BODY_PIPE_BYTES: usize = 1 << 20;
+
+/// Plaintext accepted per TLS `try_write`: one TLS record's maximum payload.
+pub const MAX_PLAINTEXT_PER_WRITE: usize = 16 * 1024;
+
+/// TLS session-ID cache entries per worker. An entry is a few hundred bytes; the cache evicts
+/// the oldest when full.
+pub const SESSION_CACHE_ENTRIES_PER_WORKER: usize = 256;
+
+// ---- configuration files ----------------------------------------------------------------
+
+/// Upper bound on tokens after expanding imports: a snippet imported twice by a snippet that is
+/// imported twice, and so on, grows exponentially; this turns that into an error, not an OOM.
+pub const MAX_EXPANDED_TOKENS: usize = 200_000;
+
+/// Deepest block nesting accepted. Real files nest three or four levels; the bound keeps the
+/// recursive parsers (syntax, parse, routing) far from the stack limit on any input.
+pub const MAX_NESTING: usize = 32;
+
+// ---- ACME (control plane) ---------------------------------------------------------------
+
+/// An issuance that has not finished after this long is abandoned and retried, so that a CA
+/// that accepts connections but never answers cannot wedge a name forever.
+pub const ACME_ISSUE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long to wait for the CA to validate a challenge or to issue after finalization.
+pub const ACME_POLL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A renewal-information (ARI) query that takes longer is skipped in favour of the 2/3 rule.
+pub const ACME_ARI_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,4 +1,4 @@
-//! Tokens → typed [`Config`](super::Config): the meaning of every global option, directive,
+//! Tokens → typed [`Config`]: the meaning of every global option, directive,
 //! subdirective and matcher ringproxy supports, and the assembly of sites into listeners.
 //!
 //! Anything outside the supported subset is a [`ConfigError`] at `file:line` naming what is

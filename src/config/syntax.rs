@@ -6,18 +6,11 @@
 //! `{args[N]}` substitution and cycle detection. It knows nothing about what a directive means;
 //! `parse` does.
 
+use super::limits;
 use std::collections::HashMap;
 
 use super::lexer::Token;
 use super::ConfigError;
-
-/// Upper bound on tokens after expanding imports: a snippet imported twice by a snippet that is
-/// imported twice, and so on, grows exponentially; this turns that into an error, not an OOM.
-const MAX_EXPANDED_TOKENS: usize = 200_000;
-
-/// Deepest block nesting accepted. Real files nest three or four levels; the bound keeps the
-/// recursive parsers (here, in `parse` and in routing) far from the stack limit on any input.
-const MAX_NESTING: usize = 32;
 
 /// A parsed Caddyfile, before any meaning is given to directives.
 #[derive(Debug, Default)]
@@ -307,10 +300,10 @@ impl Structure<'_> {
 
     /// Directive lines up to the `}` that closes the block opened at `open_line`.
     fn block_items(&mut self, open_line: usize) -> Result<Block, ConfigError> {
-        if self.depth >= MAX_NESTING {
+        if self.depth >= limits::MAX_NESTING {
             return Err(self.err(
                 open_line,
-                format!("blocks are nested too deeply (more than {MAX_NESTING} levels)"),
+                format!("blocks are nested too deeply (more than {} levels)", limits::MAX_NESTING),
             ));
         }
         self.depth += 1;
@@ -458,12 +451,13 @@ impl Structure<'_> {
             frame = f.parent;
         }
 
-        if self.tokens.len() + body.len() > MAX_EXPANDED_TOKENS {
+        if self.tokens.len() + body.len() > limits::MAX_EXPANDED_TOKENS {
             return Err(self.err(
                 import.line,
                 format!(
                     "the configuration is too large after expanding imports (more than \
-                     {MAX_EXPANDED_TOKENS} tokens)"
+                     {} tokens)",
+                    limits::MAX_EXPANDED_TOKENS
                 ),
             ));
         }

@@ -12,12 +12,7 @@
 //! Whitespace is accepted only between the size and `;` or CR (RFC 9112 §7.1.1 BWS, and what
 //! Go's reader tolerates); it cannot change the size either side reads.
 
-/// Longest chunk-size line (size, extensions, CRLF) accepted. Extensions are unused in practice;
-/// the bound stops a peer from streaming an endless line that never reaches data.
-pub const MAX_CHUNK_LINE_BYTES: usize = 4096;
-
-/// Largest trailer section accepted (all trailer field lines together).
-pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+use crate::config::limits;
 
 /// Result of feeding bytes to the tracker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +128,13 @@ impl ChunkedTracker {
         match self.state {
             State::Size | State::SizeSpace | State::Extension => {
                 self.line_len += 1;
-                if self.line_len > MAX_CHUNK_LINE_BYTES {
+                if self.line_len > limits::MAX_CHUNK_LINE_BYTES {
                     return Err(ChunkError::TooLong);
                 }
             }
             State::TrailerStart | State::TrailerName | State::TrailerValue | State::TrailerLf => {
                 self.trailer_len += 1;
-                if self.trailer_len > MAX_TRAILER_BYTES {
+                if self.trailer_len > limits::MAX_TRAILER_BYTES {
                     return Err(ChunkError::TooLong);
                 }
             }
@@ -289,9 +284,9 @@ mod tests {
     #[test]
     fn rejections_table() {
         use ChunkError::*;
-        let long_ext = [b"1;".as_slice(), &[b'x'; MAX_CHUNK_LINE_BYTES], b"\r\n"].concat();
+        let long_ext = [b"1;".as_slice(), &[b'x'; limits::MAX_CHUNK_LINE_BYTES], b"\r\n"].concat();
         let long_trailer =
-            [b"0\r\nX: ".as_slice(), &[b'v'; MAX_TRAILER_BYTES], b"\r\n\r\n"].concat();
+            [b"0\r\nX: ".as_slice(), &[b'v'; limits::MAX_TRAILER_BYTES], b"\r\n\r\n"].concat();
         let cases: &[(&[u8], ChunkError)] = &[
             (b"\r\n", BadSize),
             (b";x\r\n", BadSize),

@@ -84,7 +84,7 @@ pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// `Content-Type`, framing, `Connection` and a body reading "<status> <reason>\n".
+/// `Content-Type`, framing, `Connection` and a body reading `<status> <reason>\n`.
 fn write_text_body(status: u16, close: bool, out: &mut Vec<u8>) {
     let reason = reason_phrase(status);
     // "NNN " + reason + "\n"

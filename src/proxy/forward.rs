@@ -10,6 +10,7 @@
 //!    and either relay after a `101` or stream the body by its framing.
 //! 4. Return the upstream connection to the worker's pool when both messages completed cleanly.
 
+use crate::config::limits;
 use std::io;
 use std::pin::pin;
 use std::time::Instant;
@@ -69,9 +70,6 @@ fn before_response(error: impl Into<ProxyError>) -> ForwardError {
 fn after_response(error: impl Into<ProxyError>) -> ForwardError {
     ForwardError { error: error.into(), response_started: true, stale_pooled: false }
 }
-
-/// Largest upstream response head accepted.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Forward `head` (at the start of `buf`) and its body; on return `buf` holds only bytes the
 /// client sent after this request (pipelining).
@@ -493,7 +491,7 @@ async fn forward_interim<S: Stream>(
     upstream_name: &str,
 ) -> Result<Option<BodySent>, ForwardError> {
     loop {
-        let head = match parse_response(response_buf, request.method, MAX_RESPONSE_HEAD) {
+        let head = match parse_response(response_buf, request.method, limits::MAX_RESPONSE_HEAD) {
             Ok(Some(head)) => head,
             Ok(None) => return Ok(None),
             Err(source) => {
@@ -541,7 +539,7 @@ async fn wait_for_response(
     response_buf: &mut Vec<u8>,
     upstream_name: &str,
 ) -> Result<(), ProxyError> {
-    match read_append(upstream, response_buf, MAX_RESPONSE_HEAD).await {
+    match read_append(upstream, response_buf, limits::MAX_RESPONSE_HEAD).await {
         Ok(0) => Err(UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()),
         Ok(_) => Ok(()),
         Err(source) => Err(UpstreamError::Io { upstream: upstream_name.to_owned(), source }.into()),
@@ -558,7 +556,7 @@ async fn read_response_head(
 ) -> Result<ResponseHead, ProxyError> {
     loop {
         if !buf.is_empty() {
-            match parse_response(buf, request.method, MAX_RESPONSE_HEAD) {
+            match parse_response(buf, request.method, limits::MAX_RESPONSE_HEAD) {
                 Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(source) => {
@@ -575,7 +573,7 @@ async fn read_response_head(
             if fresh {
                 upstream.readable().await?;
             }
-            read_append(upstream, buf, MAX_RESPONSE_HEAD).await
+            read_append(upstream, buf, limits::MAX_RESPONSE_HEAD).await
         };
         let got = match deadline {
             Some(d) => {

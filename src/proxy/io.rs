@@ -7,8 +7,9 @@
 //! an owned `Vec` that lives until they are written.
 //!
 //! Large Content-Length bodies between two plaintext sockets skip user space: they go through
-//! a pipe with splice(2) (see [`SPLICE_BODY_MIN`]).
+//! a pipe with splice(2) (see [`limits::SPLICE_BODY_MIN`]).
 
+use crate::config::limits;
 use std::cell::RefCell;
 use std::io;
 
@@ -16,12 +17,8 @@ use crate::http::chunked::{ChunkError, ChunkedTracker};
 use crate::net::stream::Stream;
 use crate::net::sys::{self, Pipe};
 
-/// Size of the per-worker scratch buffer: the most one read moves. 64 KiB matches the
-/// kernel's default socket buffer scale, so bulk transfers need few syscalls.
-pub const SCRATCH_BYTES: usize = 64 * 1024;
-
 thread_local! {
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_BYTES].into_boxed_slice());
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; limits::SCRATCH_BYTES].into_boxed_slice());
 }
 
 /// Run `f` with the worker's scratch buffer. `f` must not await (it cannot: it is a plain
@@ -159,7 +156,7 @@ pub async fn pump_body<R: Stream, W: Stream>(
     if let (BodyFraming::Length(remaining), Some(src_fd), Some(dst_fd)) =
         (&mut *framing, src.plaintext_fd(), dst.plaintext_fd())
     {
-        if *remaining >= SPLICE_BODY_MIN {
+        if *remaining >= limits::SPLICE_BODY_MIN {
             if let Some(spliced) = splice_length(src, src_fd, dst, dst_fd, remaining).await? {
                 return Ok(moved + spliced);
             }
@@ -210,16 +207,6 @@ pub async fn pump_body<R: Stream, W: Stream>(
     }
 }
 
-/// Bodies at least this long, between two plaintext sockets, are moved with splice(2). Below
-/// it, setting up and closing the pipe (pipe2, fcntl, two closes) costs more than copying the
-/// bytes twice.
-pub const SPLICE_BODY_MIN: u64 = 64 * 1024;
-
-/// The pipe size asked for a spliced body. Each wake-up then moves up to this much instead of
-/// the default 64 KiB, which matters because on loopback a wake-up costs more than moving
-/// 64 KiB (see docs/benchmarks.md). The pages are the socket buffers' own, lent to the pipe.
-const BODY_PIPE_BYTES: usize = 1 << 20;
-
 /// Move exactly `*remaining` bytes from `src` to `dst` through a pipe, never reading past the
 /// body (the upstream connection may be reused). Both ends work at once: while the client's
 /// socket is full the pipe keeps filling from the upstream, and the other way round, so neither
@@ -236,7 +223,7 @@ async fn splice_length<R: Stream, W: Stream>(
     let Ok(pipe) = Pipe::new() else {
         return Ok(None);
     };
-    let capacity = pipe.grow(BODY_PIPE_BYTES).max(4096);
+    let capacity = pipe.grow(limits::BODY_PIPE_BYTES).max(4096);
     let mut moved = 0u64;
     let mut in_pipe = 0usize;
     while *remaining > 0 || in_pipe > 0 {

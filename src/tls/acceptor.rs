@@ -13,6 +13,7 @@
 //! SNI can be answered with the certificate for the listener's own IP address (Caddy does the
 //! same for IP sites); with SNI the per-worker config and its resolver handle everything.
 
+use crate::config::limits;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,12 +31,6 @@ use crate::net::stream::{PlainStream, Stream};
 /// sends.
 pub const PLAINTEXT_HTTP_RESPONSE: &[u8] =
     b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
-
-/// After answering a plaintext client, how long we keep reading (and discarding) its request
-/// so that closing does not reset the connection before it read our answer.
-const PLAINTEXT_LINGER: Duration = Duration::from_secs(1);
-/// Most bytes discarded while lingering.
-const PLAINTEXT_LINGER_BYTES: usize = 64 * 1024;
 
 /// Why a connection on a TLS port did not become a [`TlsStream`]. All of these are the
 /// client's doing except `Io` (and even that is usually a reset); log at debug.
@@ -288,7 +283,7 @@ async fn answer_plaintext_http(sock: &PlainStream) {
     let drain = async {
         let mut scratch = vec![0u8; 2048];
         let mut discarded = 0;
-        while discarded < PLAINTEXT_LINGER_BYTES {
+        while discarded < limits::PLAINTEXT_LINGER_BYTES {
             match sock.try_read(&mut scratch) {
                 Ok(0) => return,
                 Ok(n) => discarded += n,
@@ -301,7 +296,7 @@ async fn answer_plaintext_http(sock: &PlainStream) {
             }
         }
     };
-    let _ = monoio::time::timeout(PLAINTEXT_LINGER, drain).await;
+    let _ = monoio::time::timeout(limits::PLAINTEXT_LINGER, drain).await;
 }
 
 #[cfg(test)]

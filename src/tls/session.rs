@@ -9,13 +9,10 @@
 //! every worker on the handshake path. The price is that such a client resumes only when it
 //! lands on the same worker again.
 
+use crate::config::limits;
 use std::sync::Arc;
 
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
-
-/// Session-ID cache entries per worker. An entry is a few hundred bytes; the cache evicts the
-/// oldest when full.
-pub const SESSION_CACHE_ENTRIES_PER_WORKER: usize = 256;
 
 /// The shared ticket key rotator (ring AEAD keys, rotated every 6 hours with the previous key
 /// still accepted, so a ticket stays usable for up to 12 hours).
@@ -25,5 +22,5 @@ pub fn shared_ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
 
 /// A fresh session-ID cache for one worker.
 pub fn worker_session_cache() -> Arc<dyn StoresServerSessions> {
-    ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES_PER_WORKER)
+    ServerSessionMemoryCache::new(limits::SESSION_CACHE_ENTRIES_PER_WORKER)
 }

@@ -22,6 +22,7 @@
 //! frees decrypted chunks as they are read and sent records as they are written, so an idle
 //! session holds the rustls state and that 4 KiB (see docs/tls.md for the measured figure).
 
+use crate::config::limits;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::os::fd::RawFd;
@@ -30,9 +31,6 @@ use rustls::ServerConnection;
 
 use crate::net::stream::{PlainStream, Stream};
 use crate::net::sys;
-
-/// Plaintext accepted per `try_write`: one TLS record's maximum payload.
-pub const MAX_PLAINTEXT_PER_WRITE: usize = 16 * 1024;
 
 /// A TLS session after a completed handshake.
 pub struct TlsStream {
@@ -187,7 +185,7 @@ impl Stream for TlsStream {
         if !push_records(&mut conn, fd)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let take = buf.len().min(MAX_PLAINTEXT_PER_WRITE);
+        let take = buf.len().min(limits::MAX_PLAINTEXT_PER_WRITE);
         let n = conn.writer().write(&buf[..take])?;
         // Records left queued here are pushed by the next try_write or try_flush.
         push_records(&mut conn, fd)?;
