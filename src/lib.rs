@@ -23,6 +23,7 @@ pub mod net;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod storage;
 pub mod tls;
 pub mod upstream;
 

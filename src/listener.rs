@@ -6,11 +6,12 @@
 //! first probe the address *without* SO_REUSEPORT: if that fails with EADDRINUSE, someone else
 //! owns the port and we refuse to start.
 
-use crate::config::limits;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::limits;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}: {source}")]

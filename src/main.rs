@@ -92,7 +92,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let default_storage = ringproxy::tls::storage::default_storage_dir(
+            let default_storage = ringproxy::storage::default_storage_dir(
                 std::env::var_os("XDG_DATA_HOME"),
                 std::env::var_os("HOME"),
             );

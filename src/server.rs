@@ -144,7 +144,7 @@ impl Server {
         // The store also carries HTTP-01 answers, so it exists whenever certificates are managed.
         let tls = if needs_tls {
             let storage =
-                tls::storage::storage_dir(&config.globals, options.default_storage.as_deref())
+                crate::storage::storage_dir(&config.globals, options.default_storage.as_deref())
                     .map_err(|e| StartError::Tls(e.to_string()))?;
             let ctx =
                 tls::prepare(&config, &storage).map_err(|e| StartError::Tls(e.to_string()))?;

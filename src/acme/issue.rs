@@ -9,7 +9,6 @@
 //! other challenge type means a new order; that happens here, inside one issuance, before the
 //! caller's retry backoff applies.
 
-use crate::config::limits;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +23,7 @@ use super::retry::{is_bad_nonce, is_bad_nonce_problem, retry_bad_nonce, BAD_NONC
 use super::shared::{Published, SharedChallenges, PUBLISH_GRACE};
 use super::storage::{parse_cert, StoredCert};
 use super::{AcmeError, ChallengeKind};
+use crate::config::limits;
 use crate::tls::store::CertStore;
 
 fn poll_policy() -> RetryPolicy {

@@ -26,7 +26,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::storage::{create_private_dir, StorageError};
+use crate::storage::{create_private_dir, StorageError};
 
 /// How lock files age.
 #[derive(Debug, Clone, Copy)]
@@ -286,16 +286,6 @@ mod tests {
 
     use super::*;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ringproxy-lock-{tag}-{}-{}",
-            std::process::id(),
-            nanos()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn age(path: &Path, by: Duration) {
         let file = File::options().write(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - by).unwrap();
@@ -303,7 +293,8 @@ mod tests {
 
     #[test]
     fn second_acquirer_waits_until_release() {
-        let dir = temp_dir("basic");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = lock_path(&dir, "a.example");
         let held = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
         assert!(try_acquire(&path, Duration::from_secs(60)).unwrap().is_none());
@@ -312,12 +303,12 @@ mod tests {
         drop(held);
         assert!(!path.exists());
         assert!(try_acquire(&path, Duration::from_secs(60)).unwrap().is_some());
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn stale_lock_is_broken_and_fresh_one_is_not() {
-        let dir = temp_dir("stale");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = lock_path(&dir, "a.example");
         let crashed = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
         // A crashed owner never releases: forget the guard, keep the file.
@@ -332,12 +323,12 @@ mod tests {
         assert!(taken.is_some(), "61 s old is stale");
         let leftovers = fs::read_dir(&dir).unwrap().count();
         assert_eq!(leftovers, 1, "only the new lock file remains");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn refresh_keeps_a_lock_fresh_and_detects_theft() {
-        let dir = temp_dir("refresh");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = lock_path(&dir, "a.example");
         let held = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
         age(&path, Duration::from_secs(61));
@@ -351,12 +342,12 @@ mod tests {
         drop(held);
         assert!(path.exists());
         drop(thief);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn racing_threads_breaking_one_stale_lock_yield_one_owner() {
-        let dir = temp_dir("race");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = lock_path(&dir, "a.example");
         for round in 0..20 {
             let stale = try_acquire(&path, Duration::from_secs(60)).unwrap().unwrap();
@@ -383,7 +374,6 @@ mod tests {
             drop(held);
             assert!(!path.exists());
         }
-        fs::remove_dir_all(dir).unwrap();
     }
 
     /// Where `processes_holding_one_lock_never_overlap` (process `parent`) tells its children
@@ -423,7 +413,8 @@ mod tests {
 
     #[test]
     fn processes_holding_one_lock_never_overlap() {
-        let dir = temp_dir("procs");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = lock_path(&dir, "a.example");
         let log = dir.join("log");
         let exe = std::env::current_exe().unwrap();
@@ -454,6 +445,5 @@ mod tests {
             assert!(enter.starts_with("enter "), "{enter}");
             assert_eq!(enter.replacen("enter", "exit", 1), exit, "critical sections overlapped");
         }
-        fs::remove_dir_all(dir).unwrap();
     }
 }

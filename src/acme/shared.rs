@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::storage::{write_atomic, StorageError};
 use super::ChallengeKind;
+use crate::storage::{write_atomic, StorageError, PUBLIC_FILE_MODE};
 use crate::tls::store::CertStore;
 
 /// How often every instance scans for challenges published by others.
@@ -86,7 +86,11 @@ impl SharedChallenges {
                 reason: "malformed challenge token".to_owned(),
             });
         }
-        write_atomic(&path, format!("{kind}\n{name}\n{key_authorization}\n").as_bytes(), 0o644)?;
+        write_atomic(
+            &path,
+            format!("{kind}\n{name}\n{key_authorization}\n").as_bytes(),
+            PUBLIC_FILE_MODE,
+        )?;
         Ok(Published { path })
     }
 
@@ -202,17 +206,10 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    fn temp_dir() -> PathBuf {
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("ringproxy-shared-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn published_answers_are_mirrored_and_withdrawn() {
-        let dir = temp_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let shared = SharedChallenges::new(&dir);
         let store = CertStore::new();
         let mut mirrored = HashMap::new();
@@ -238,17 +235,16 @@ mod tests {
         shared.mirror_once(&store, &mut mirrored);
         assert!(store.http_challenge("tok_1-A").is_none());
         assert!(store.alpn_challenge_for("b.example").is_none());
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn tokens_outside_base64url_are_refused() {
-        let dir = temp_dir();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let shared = SharedChallenges::new(&dir);
         for bad in ["../x", "a/b", "", ".hidden", "a b"] {
             assert!(shared.publish(ChallengeKind::Http01, "a.example", bad, "k").is_err(), "{bad}");
         }
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

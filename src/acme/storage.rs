@@ -13,9 +13,8 @@
 //! locks/<name>.lock         present while an instance is ordering <name> (see `lock`)
 //! ```
 //!
-//! Directories are created 0700. Every file is written to a temporary file in the same
-//! directory, fsynced, renamed over the target and the directory fsynced, so a crash leaves
-//! either the old file or the new one, never half a key. The chain and key of one name are two
+//! Files are written with `crate::storage::write_atomic` (a crash leaves either the old file
+//! or the new one, never half a key; directories 0700). The chain and key of one name are two
 //! files: the key is written first and the chain last, and a reader that finds a chain whose
 //! leaf does not match the key treats the pair as missing (and orders again) rather than
 //! serving a broken pair.
@@ -23,9 +22,8 @@
 //! All I/O here is blocking std I/O: it runs only on the ACME control-plane thread, never on a
 //! worker, and each call touches a few small files.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,31 +34,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-/// Permissions for every directory we create: only the proxy's user may list it.
-const DIR_MODE: u32 = 0o700;
-/// Permissions for private keys and account credentials.
-const SECRET_MODE: u32 = 0o600;
-/// Permissions for certificate chains: public data, but nobody else needs to write them.
-const PUBLIC_MODE: u32 = 0o644;
-
-/// Why reading or writing ACME storage failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-}
-
-impl StorageError {
-    fn io(path: &Path, source: io::Error) -> Self {
-        StorageError::Io { path: path.to_owned(), source }
-    }
-
-    fn invalid(path: &Path, reason: impl Into<String>) -> Self {
-        StorageError::Invalid { path: path.to_owned(), reason: reason.into() }
-    }
-}
+pub use crate::storage::StorageError;
+use crate::storage::{write_atomic, PUBLIC_FILE_MODE, SECRET_FILE_MODE};
 
 /// The ACME part of the storage directory for one CA.
 #[derive(Debug, Clone)]
@@ -128,7 +103,7 @@ impl AcmeStorage {
     }
 
     pub fn save_account(&self, email: &str, json: &[u8]) -> Result<(), StorageError> {
-        write_atomic(&self.account_path(email), json, SECRET_MODE)
+        write_atomic(&self.account_path(email), json, SECRET_FILE_MODE)
     }
 
     pub fn remove_account(&self, email: &str) -> Result<(), StorageError> {
@@ -166,8 +141,8 @@ impl AcmeStorage {
         chain_pem: &[u8],
         key_pem: &[u8],
     ) -> Result<(), StorageError> {
-        write_atomic(&self.key_path(name), key_pem, SECRET_MODE)?;
-        write_atomic(&self.chain_path(name), chain_pem, PUBLIC_MODE)
+        write_atomic(&self.key_path(name), key_pem, SECRET_FILE_MODE)?;
+        write_atomic(&self.chain_path(name), chain_pem, PUBLIC_FILE_MODE)
     }
 }
 
@@ -247,64 +222,11 @@ fn unix_to_system(secs: i64) -> SystemTime {
     }
 }
 
-/// Create `dir` and its missing parents with mode 0700.
-pub fn create_private_dir(dir: &Path) -> Result<(), StorageError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(|e| StorageError::io(dir, e))
-}
-
-/// Replace `path` with `contents` so that a crash at any point leaves either the old file or
-/// the new one: write a temporary file in the same directory with `mode`, fsync it, rename it
-/// over `path`, fsync the directory so the rename itself is durable.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StorageError> {
-    let Some(dir) = path.parent() else {
-        return Err(StorageError::invalid(path, "no parent directory"));
-    };
-    create_private_dir(dir)?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{file_name}.tmp.{}.{}", std::process::id(), unique_suffix()));
-    let result = (|| {
-        // create_new: never follow or reuse a file someone else put at our temp name.
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(StorageError::io(path, e));
-    }
-    Ok(())
-}
-
-/// A suffix that differs between calls in one process (threads included).
-fn unique_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) | u64::from(nanos)
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "ringproxy-acme-{tag}-{}-{}",
-            std::process::id(),
-            unique_suffix()
-        ));
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     fn self_signed(name: &str, days_before: i64, days_after: i64) -> (String, String) {
         let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
@@ -337,8 +259,8 @@ mod tests {
 
     #[test]
     fn saved_cert_loads_back_with_its_validity_and_private_permissions() {
-        let dir = temp_dir("save");
-        let storage = AcmeStorage::new(&dir, "https://ca.test/dir");
+        let dir = tempfile::tempdir().unwrap();
+        let storage = AcmeStorage::new(dir.path(), "https://ca.test/dir");
         let (chain, key) = self_signed("a.example", 1, 30);
         storage.save_cert("a.example", chain.as_bytes(), key.as_bytes()).unwrap();
 
@@ -358,13 +280,12 @@ mod tests {
             .filter(|n| n.to_string_lossy().starts_with('.'))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn missing_cert_is_none_and_mismatched_pair_is_an_error() {
-        let dir = temp_dir("mismatch");
-        let storage = AcmeStorage::new(&dir, "https://ca.test/dir");
+        let dir = tempfile::tempdir().unwrap();
+        let storage = AcmeStorage::new(dir.path(), "https://ca.test/dir");
         assert!(storage.load_cert("a.example").unwrap().is_none());
 
         let (chain, _) = self_signed("a.example", 1, 30);
@@ -373,7 +294,6 @@ mod tests {
         storage.save_cert("a.example", chain.as_bytes(), other_key.as_bytes()).unwrap();
         let err = storage.load_cert("a.example").unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -382,43 +302,5 @@ mod tests {
         let err =
             parse_cert("a.example", chain.as_bytes(), key.as_bytes(), Path::new("x")).unwrap_err();
         assert!(err.to_string().contains("does not cover a.example"), "{err}");
-    }
-
-    #[test]
-    fn atomic_write_replaces_content_and_keeps_mode() {
-        let dir = temp_dir("atomic");
-        let path = dir.join("sub").join("secret");
-        write_atomic(&path, b"one", SECRET_MODE).unwrap();
-        write_atomic(&path, b"two", SECRET_MODE).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(dir.join("sub")).unwrap().permissions().mode() & 0o777, 0o700);
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn concurrent_atomic_writers_never_expose_a_partial_file() {
-        let dir = temp_dir("race");
-        let path = dir.join("key.pem");
-        let a = vec![b'a'; 64 * 1024];
-        let b = vec![b'b'; 64 * 1024];
-        write_atomic(&path, &a, SECRET_MODE).unwrap();
-        std::thread::scope(|s| {
-            for payload in [&a, &b] {
-                let path = &path;
-                s.spawn(move || {
-                    for _ in 0..50 {
-                        write_atomic(path, payload, SECRET_MODE).unwrap();
-                    }
-                });
-            }
-            s.spawn(|| {
-                for _ in 0..200 {
-                    let seen = fs::read(&path).unwrap();
-                    assert!(seen == a || seen == b, "torn read of {} bytes", seen.len());
-                }
-            });
-        });
-        fs::remove_dir_all(dir).unwrap();
     }
 }

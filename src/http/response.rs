@@ -25,8 +25,6 @@ pub enum Answer {
     VersionNotSupported,
     /// 200 with an empty body: no route answered (Caddy's behaviour).
     EmptyOk,
-    /// 100 Continue, sent when we must ask the client for its body ourselves.
-    Continue,
     /// `HTTP/1.0 400` "Client sent an HTTP request to an HTTPS server." (plaintext on a TLS port).
     PlaintextOnTlsPort,
 }
@@ -42,7 +40,6 @@ impl Answer {
             Answer::GatewayTimeout => 504,
             Answer::VersionNotSupported => 505,
             Answer::EmptyOk => 200,
-            Answer::Continue => 100,
         }
     }
 }
@@ -54,13 +51,11 @@ const PLAINTEXT_ON_TLS_PORT: &[u8] =
 
 /// Serialize `answer`; `close` adds `Connection: close`.
 ///
-/// Error bodies are the status line's text and a newline, as `text/plain`. `Continue` is an
-/// interim response and never carries `Connection` or a length; `PlaintextOnTlsPort` is fixed
-/// bytes and always ends the connection.
+/// Error bodies are the status line's text and a newline, as `text/plain`.
+/// `PlaintextOnTlsPort` is fixed bytes and always ends the connection.
 pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
     match answer {
         Answer::PlaintextOnTlsPort => out.extend_from_slice(PLAINTEXT_ON_TLS_PORT),
-        Answer::Continue => out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
         Answer::EmptyOk => write_simple(200, None, b"", false, close, out),
         Answer::MethodNotAllowed => {
             // RFC 9110 §15.5.6: a 405 MUST list what is allowed. Everything but CONNECT is
@@ -225,7 +220,6 @@ mod tests {
             b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n\
               Content-Length: 20\r\n\r\n504 Gateway Timeout\n"
         );
-        assert_eq!(answer(Answer::Continue, true), b"HTTP/1.1 100 Continue\r\n\r\n");
         assert_eq!(answer(Answer::EmptyOk, false), b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     }
 
@@ -240,7 +234,6 @@ mod tests {
             Answer::GatewayTimeout,
             Answer::VersionNotSupported,
             Answer::EmptyOk,
-            Answer::Continue,
             Answer::PlaintextOnTlsPort,
         ];
         for a in all {
@@ -256,9 +249,9 @@ mod tests {
                     ResponseBody::Chunked => panic!("{a:?} is chunked"),
                 }
                 let has_close = head.values(&bytes, "connection").any(|v| v == b"close");
-                let interim_or_fixed = matches!(a, Answer::Continue | Answer::PlaintextOnTlsPort);
-                assert_eq!(has_close, close && !interim_or_fixed, "{a:?}");
-                assert!(!close || interim_or_fixed || !head.keep_alive, "{a:?}");
+                let fixed = a == Answer::PlaintextOnTlsPort;
+                assert_eq!(has_close, close && !fixed, "{a:?}");
+                assert!(!close || fixed || !head.keep_alive, "{a:?}");
             }
         }
     }

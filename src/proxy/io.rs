@@ -9,10 +9,10 @@
 //! Large Content-Length bodies between two plaintext sockets skip user space: they go through
 //! a pipe with splice(2) (see [`limits::SPLICE_BODY_MIN`]).
 
-use crate::config::limits;
 use std::cell::RefCell;
 use std::io;
 
+use crate::config::limits;
 use crate::http::chunked::{ChunkError, ChunkedTracker};
 use crate::net::stream::Stream;
 use crate::net::sys::{self, Pipe};

@@ -13,7 +13,6 @@
 //! SNI can be answered with the certificate for the listener's own IP address (Caddy does the
 //! same for IP sites); with SNI the per-worker config and its resolver handle everything.
 
-use crate::config::limits;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,12 +24,10 @@ use super::config;
 use super::resolver::{FixedResolver, ACME_TLS_ALPN};
 use super::stream::{push_records, SocketIo, TlsStream};
 use super::TlsContext;
+use crate::config::limits;
+use crate::http::response::{write_answer, Answer};
 use crate::net::stream::{PlainStream, Stream};
-
-/// The answer to plaintext HTTP on a TLS port, byte for byte what Go's net/http (and so Caddy)
-/// sends.
-pub const PLAINTEXT_HTTP_RESPONSE: &[u8] =
-    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+use crate::proxy::io::write_all;
 
 /// Why a connection on a TLS port did not become a [`TlsStream`]. All of these are the
 /// client's doing except `Io` (and even that is usually a reset); log at debug.
@@ -265,19 +262,9 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// Send the 400, half-close, and read what the client still sends (briefly) so that closing
 /// does not turn into a reset that destroys our answer in the client's receive queue.
 async fn answer_plaintext_http(sock: &PlainStream) {
-    let mut sent = 0;
-    while sent < PLAINTEXT_HTTP_RESPONSE.len() {
-        match sock.try_write(&PLAINTEXT_HTTP_RESPONSE[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if sock.writable().await.is_err() {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
-    }
-    if sock.shutdown_write().is_err() {
+    let mut answer = Vec::new();
+    write_answer(Answer::PlaintextOnTlsPort, true, &mut answer);
+    if write_all(sock, &answer).await.is_err() || sock.shutdown_write().is_err() {
         return;
     }
     let drain = async {

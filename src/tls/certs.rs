@@ -177,12 +177,6 @@ mod tests {
         rustls::crypto::ring::default_provider()
     }
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rp-certs-{tag}-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn reads_names_and_validity_from_a_certificate() {
         let key = KeyPair::generate().unwrap();
@@ -202,7 +196,8 @@ mod tests {
 
     #[test]
     fn loads_pkcs8_keys_of_every_supported_algorithm() {
-        let dir = temp_dir("encodings");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         // PKCS#8 here; SEC1 and PKCS#1 files (which rcgen cannot write) are covered by the
         // integration tests with keys made by openssl.
         for (i, alg) in
@@ -219,12 +214,12 @@ mod tests {
             let loaded = load_pem_pair(&c, &k, &provider()).unwrap();
             assert_eq!(loaded.info.dns_names, ["a.test"]);
         }
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn every_bad_file_names_itself() {
-        let dir = temp_dir("bad");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let key = KeyPair::generate().unwrap();
         let other = KeyPair::generate().unwrap();
         let cert =
@@ -255,6 +250,5 @@ mod tests {
         fs::write(&junk, "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n").unwrap();
         let err = load_pem_pair(&junk, &k, &p).err().unwrap();
         assert!(matches!(err, CertError::Pem { .. }), "{err}");
-        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -13,7 +13,6 @@
 //! Leaves are not persisted; issuing one is a single ECDSA signature.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,7 +27,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::certs::{cert_info, LoadedCert};
-use super::storage::{self, StorageError};
+use crate::storage::{self, StorageError, PUBLIC_FILE_MODE, SECRET_FILE_MODE};
 
 /// The root's subject. It is also how a stored root is re-bound to its key for signing, so it
 /// must never change between versions.
@@ -172,9 +171,13 @@ fn create_root(dir: &Path) -> Result<(), LocalCaError> {
 
     let staging = storage::temp_sibling(dir);
     storage::create_private_dir(&staging)?;
+    let key_path = staging.join(ROOT_KEY_FILE);
     let written =
-        storage::write_private_atomic(&staging.join(ROOT_KEY_FILE), key.serialize_pem().as_bytes())
-            .and_then(|()| write_public(&staging.join(ROOT_CERT_FILE), cert.pem().as_bytes()));
+        storage::write_atomic(&key_path, key.serialize_pem().as_bytes(), SECRET_FILE_MODE)
+            .and_then(|()| {
+                let cert_path = staging.join(ROOT_CERT_FILE);
+                storage::write_atomic(&cert_path, cert.pem().as_bytes(), PUBLIC_FILE_MODE)
+            });
     if let Err(e) = written {
         let _ = fs::remove_dir_all(&staging);
         return Err(e.into());
@@ -197,11 +200,6 @@ fn create_root(dir: &Path) -> Result<(), LocalCaError> {
     }
 }
 
-/// The root certificate is public: readable by others so users can install it.
-fn write_public(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
-    fs::write(path, contents).map_err(|e: io::Error| StorageError::io(path, e))
-}
-
 fn parse_spki_and_subject(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     Ok((cert.public_key().raw.to_vec(), cert.subject().as_raw().to_vec()))
@@ -212,12 +210,6 @@ mod tests {
     use super::*;
     use rustls::client::danger::ServerCertVerifier;
     use std::os::unix::fs::PermissionsExt;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("rp-ca-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
 
     fn verify(leaf: &CertificateDer<'_>, root: &CertificateDer<'_>, name: &str) {
         let mut roots = rustls::RootCertStore::empty();
@@ -236,7 +228,8 @@ mod tests {
 
     #[test]
     fn root_is_created_once_kept_private_and_signs_verifiable_leaves() {
-        let storage = temp_dir("root");
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = tmp.path().to_path_buf();
         let provider = rustls::crypto::ring::default_provider();
         let ca = LocalCa::load_or_create(&storage).unwrap();
         let key_mode = fs::metadata(storage.join("pki/authorities/local/root.key")).unwrap();
@@ -254,18 +247,17 @@ mod tests {
         assert_eq!(again.root_der(), ca.root_der());
         let leaf = again.issue(&["*.internal.test".into()], &provider).unwrap();
         verify(&leaf.key.cert[0], ca.root_der(), "a.internal.test");
-        fs::remove_dir_all(&storage).unwrap();
     }
 
     #[test]
     fn a_root_certificate_that_does_not_match_its_key_is_refused() {
-        let storage = temp_dir("mismatch");
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = tmp.path().to_path_buf();
         LocalCa::load_or_create(&storage).unwrap();
         let other = KeyPair::generate().unwrap();
         let key_path = storage.join("pki/authorities/local/root.key");
         fs::write(&key_path, other.serialize_pem()).unwrap();
         let err = LocalCa::load_or_create(&storage).err().unwrap();
         assert!(err.to_string().contains("root.crt"), "{err}");
-        fs::remove_dir_all(&storage).unwrap();
     }
 }

@@ -15,7 +15,9 @@
 //!
 //! Module map: `config` (protocol policy), `resolver` (SNI → certificate), `session`
 //! (resumption), `acceptor` (handshake driver), `stream` (the established session), `certs`
-//! (PEM files), `local_ca`, `storage` (storage directory and private files), `store`.
+//! (PEM files), `local_ca` (the local root and its leaves; files through `crate::storage`),
+//! `renewal` (re-issuing local-CA leaves before they expire), `store` (the swappable
+//! certificate store workers read).
 
 pub mod acceptor;
 pub mod certs;
@@ -24,7 +26,6 @@ pub mod local_ca;
 pub mod renewal;
 pub mod resolver;
 pub mod session;
-pub mod storage;
 pub mod store;
 pub mod stream;
 
@@ -36,10 +37,11 @@ use std::time::{Duration, SystemTime};
 use rustls::crypto::CryptoProvider;
 use rustls::ServerConfig;
 
+pub use crate::storage::{storage_dir, StorageError};
+
 pub use acceptor::{TlsAcceptError, TlsAcceptor};
 pub use certs::CertError;
 pub use local_ca::LocalCaError;
-pub use storage::{storage_dir, StorageError};
 pub use store::CertStore;
 pub use stream::TlsStream;
 

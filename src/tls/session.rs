@@ -9,10 +9,11 @@
 //! every worker on the handshake path. The price is that such a client resumes only when it
 //! lands on the same worker again.
 
-use crate::config::limits;
 use std::sync::Arc;
 
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+
+use crate::config::limits;
 
 /// The shared ticket key rotator (ring AEAD keys, rotated every 6 hours with the previous key
 /// still accepted, so a ticket stays usable for up to 12 hours).

@@ -22,13 +22,13 @@
 //! frees decrypted chunks as they are read and sent records as they are written, so an idle
 //! session holds the rustls state and that 4 KiB (see docs/tls.md for the measured figure).
 
-use crate::config::limits;
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
 use std::os::fd::RawFd;
 
 use rustls::ServerConnection;
 
+use crate::config::limits;
 use crate::net::stream::{PlainStream, Stream};
 use crate::net::sys;
 
