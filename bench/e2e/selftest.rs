@@ -3,6 +3,7 @@
 //! 127.0.0.1 (plaintext and TLS, with a CA and leaf made here), so a broken tool is caught by
 //! CI instead of producing wrong figures in docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
 // The modules are shared with the loadgen and backend binaries; each user needs a subset.
 #![allow(dead_code)]
 

@@ -12,6 +12,8 @@
 //!
 //! `cargo run --release --example tls_idle_memory -- [connections] [--epoll]`
 
+#![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
+
 use std::cell::RefCell;
 use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpStream};

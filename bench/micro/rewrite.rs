@@ -3,6 +3,8 @@
 //! the output buffer is reused, as the connection driver does? Run:
 //! `cargo bench --bench rewrite`.
 
+#![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};

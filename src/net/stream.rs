@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::BorrowedFd;
 
 use monoio::net::TcpStream;
 
@@ -32,7 +32,7 @@ pub trait Stream {
     fn shutdown_write(&self) -> io::Result<()>;
     /// The socket, for splice(2) and logging. TLS streams return `None` from
     /// [`Stream::plaintext_fd`] since their bytes are not the wire bytes.
-    fn plaintext_fd(&self) -> Option<RawFd>;
+    fn plaintext_fd(&self) -> Option<BorrowedFd<'_>>;
 }
 
 /// A plaintext TCP socket in nonblocking mode, waited on through monoio's driver.
@@ -43,7 +43,7 @@ pub struct PlainStream {
 impl PlainStream {
     /// Take ownership of a connected socket: nonblocking, TCP_NODELAY.
     pub fn new(socket: TcpStream) -> io::Result<Self> {
-        sys::set_nonblocking(socket.as_raw_fd())?;
+        sys::set_nonblocking(sys::borrow(&socket))?;
         socket.set_nodelay(true)?;
         Ok(PlainStream { socket })
     }
@@ -52,8 +52,8 @@ impl PlainStream {
         &self.socket
     }
 
-    pub fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        sys::borrow(&self.socket)
     }
 }
 
@@ -84,7 +84,7 @@ impl Stream for PlainStream {
         sys::shutdown_write(self.fd())
     }
 
-    fn plaintext_fd(&self) -> Option<RawFd> {
+    fn plaintext_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd())
     }
 }

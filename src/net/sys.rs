@@ -6,12 +6,14 @@
 //! reads cancel-safe (a timed-out wait loses no bytes), lets idle connections hold no buffer,
 //! and lets a per-worker scratch buffer serve every connection.
 //!
-//! Every function takes a `RawFd` that the caller keeps open for the duration of the call (it
-//! borrows the owning socket), so the kernel never sees a closed or reused descriptor.
+//! Descriptors come in as [`BorrowedFd`] (borrowed from the socket or [`Pipe`] that owns
+//! them, so the kernel never sees a closed or reused descriptor) and pipes are [`OwnedFd`]s
+//! that only [`Pipe::new`] can create, so nothing can close a descriptor it does not own.
+//! Every `unsafe` block is a single syscall on such a descriptor, with its `// SAFETY:`.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 fn check(ret: isize) -> io::Result<usize> {
     if ret < 0 {
@@ -21,9 +23,18 @@ fn check(ret: isize) -> io::Result<usize> {
     }
 }
 
+/// The descriptor of `socket`, borrowed for as long as `socket` is (monoio's sockets offer
+/// only `AsRawFd`).
+pub fn borrow<S: AsRawFd>(socket: &S) -> BorrowedFd<'_> {
+    // SAFETY: `socket` owns the descriptor and closes it only when dropped, which the borrow of
+    // `socket` that the returned value carries rules out while it lives.
+    unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) }
+}
+
 /// Put `fd` in nonblocking mode (monoio's io_uring accept/connect leave sockets blocking).
-pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor the caller keeps open; F_GETFL takes no pointer argument.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a borrowed, open descriptor; F_GETFL takes no pointer argument.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if flags < 0 {
         return Err(io::Error::last_os_error());
@@ -37,9 +48,11 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Nonblocking receive into `buf`. `Ok(0)` is end of stream; `WouldBlock` means wait.
-pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = fd.as_raw_fd();
     loop {
-        // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the whole call.
+        // SAFETY: `fd` is borrowed and open; `buf` is a valid writable region of `buf.len()`
+        // bytes for the whole call.
         let ret = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         match check(ret) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -49,9 +62,11 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Nonblocking send of `buf`; may write fewer bytes. `WouldBlock` means wait for writability.
-pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let fd = fd.as_raw_fd();
     loop {
-        // SAFETY: `buf` is a valid readable region of `buf.len()` bytes for the whole call.
+        // SAFETY: `fd` is borrowed and open; `buf` is a valid readable region of `buf.len()`
+        // bytes for the whole call.
         // MSG_NOSIGNAL turns a write to a reset peer into EPIPE instead of killing the process.
         let ret = unsafe {
             libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
@@ -64,19 +79,20 @@ pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// Half-close: no more writes on `fd` (the peer reads EOF).
-pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
-    // SAFETY: shutdown takes no pointers; `fd` is open.
-    let ret = unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown takes no pointers; `fd` is borrowed and open.
+    let ret = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_WR) };
     check(ret as isize).map(drop)
 }
 
 /// Peek whether a pooled idle connection is still usable: `Ok(true)` when nothing is readable
 /// (alive and quiet); `Ok(false)` when the peer closed or sent unexpected bytes.
-pub fn idle_connection_usable(fd: RawFd) -> bool {
+pub fn idle_connection_usable(fd: BorrowedFd<'_>) -> bool {
     let mut byte = [0u8; 1];
-    // SAFETY: `byte` is a valid writable 1-byte region for the whole call.
-    let ret =
-        unsafe { libc::recv(fd, byte.as_mut_ptr().cast(), 1, libc::MSG_DONTWAIT | libc::MSG_PEEK) };
+    let flags = libc::MSG_DONTWAIT | libc::MSG_PEEK;
+    // SAFETY: `fd` is borrowed and open; `byte` is a valid writable 1-byte region for the
+    // whole call.
+    let ret = unsafe { libc::recv(fd.as_raw_fd(), byte.as_mut_ptr().cast(), 1, flags) };
     if ret < 0 {
         io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
     } else {
@@ -84,10 +100,10 @@ pub fn idle_connection_usable(fd: RawFd) -> bool {
     }
 }
 
-/// A pipe for splice(2): both ends nonblocking and close-on-exec. Closed on drop.
+/// A pipe for splice(2): both ends nonblocking and close-on-exec, closed on drop.
 pub struct Pipe {
-    pub read: RawFd,
-    pub write: RawFd,
+    read: OwnedFd,
+    write: OwnedFd,
 }
 
 impl Pipe {
@@ -96,46 +112,46 @@ impl Pipe {
         // SAFETY: `fds` is a valid array of two ints that pipe2 fills on success.
         let ret = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
         check(ret as isize)?;
-        Ok(Pipe { read: fds[0], write: fds[1] })
+        // SAFETY: pipe2 succeeded, so both descriptors are open and nothing else owns them.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(Pipe { read, write })
     }
-}
 
-impl Pipe {
+    /// The end bytes are spliced out of.
+    pub fn read_end(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    /// The end bytes are spliced into.
+    pub fn write_end(&self) -> BorrowedFd<'_> {
+        self.write.as_fd()
+    }
+
     /// Ask the kernel for a pipe of `bytes` (rounded up to a power-of-two number of pages);
     /// returns the capacity in effect, which stays the default 64 KiB if the request is refused
     /// (above `/proc/sys/fs/pipe-max-size` for an unprivileged process, or the user's pipe
     /// memory quota is spent). Pages are only taken as data arrives.
     pub fn grow(&self, bytes: usize) -> usize {
         let wanted = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        // SAFETY: F_SETPIPE_SZ / F_GETPIPE_SZ on a pipe descriptor this value owns; no memory
-        // is passed.
-        let ret = unsafe { libc::fcntl(self.write, libc::F_SETPIPE_SZ, wanted) };
+        let fd = self.write.as_raw_fd();
+        // SAFETY: F_SETPIPE_SZ on a pipe descriptor this value owns; no memory is passed.
+        let ret = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, wanted) };
         if ret > 0 {
             return ret as usize;
         }
-        // SAFETY: as above.
-        let current = unsafe { libc::fcntl(self.write, libc::F_GETPIPE_SZ) };
+        // SAFETY: F_GETPIPE_SZ on the same descriptor; no memory is passed.
+        let current = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
         usize::try_from(current).unwrap_or(0)
-    }
-}
-
-impl Drop for Pipe {
-    fn drop(&mut self) {
-        // SAFETY: both descriptors were created by pipe2 for this value and are closed only
-        // here, once.
-        unsafe {
-            libc::close(self.read);
-            libc::close(self.write);
-        }
     }
 }
 
 /// Move up to `len` bytes from `from` to `to` (one of them a pipe) without copying through
 /// user space. Never SPLICE_F_MORE: it corks the socket, which stalls small audio frames.
-pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    let (from, to) = (from.as_raw_fd(), to.as_raw_fd());
     loop {
-        // SAFETY: null offsets mean "use and advance the file position", valid for sockets
-        // and pipes; no user memory is passed.
+        // SAFETY: both descriptors are borrowed and open; null offsets mean "use and advance
+        // the file position", valid for sockets and pipes; no user memory is passed.
         let ret = unsafe {
             libc::splice(
                 from,
@@ -158,7 +174,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
 
     fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -170,20 +186,20 @@ mod tests {
     #[test]
     fn recv_would_block_then_reads_what_arrived() {
         let (mut a, b) = pair();
-        set_nonblocking(b.as_raw_fd()).unwrap();
+        set_nonblocking(b.as_fd()).unwrap();
         let mut buf = [0u8; 16];
-        assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(recv(b.as_fd(), &mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
         a.write_all(b"hello").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(recv(b.as_raw_fd(), &mut buf).unwrap(), 5);
+        assert_eq!(recv(b.as_fd(), &mut buf).unwrap(), 5);
         assert_eq!(&buf[..5], b"hello");
     }
 
     #[test]
     fn send_and_shutdown_reach_the_peer() {
         let (mut a, b) = pair();
-        assert_eq!(send(b.as_raw_fd(), b"abc").unwrap(), 3);
-        shutdown_write(b.as_raw_fd()).unwrap();
+        assert_eq!(send(b.as_fd(), b"abc").unwrap(), 3);
+        shutdown_write(b.as_fd()).unwrap();
         let mut got = Vec::new();
         a.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"abc");
@@ -193,30 +209,30 @@ mod tests {
     fn splice_moves_bytes_socket_to_pipe_to_socket() {
         let (mut a, b) = pair();
         let (c, mut d) = pair();
-        set_nonblocking(b.as_raw_fd()).unwrap();
-        set_nonblocking(c.as_raw_fd()).unwrap();
+        set_nonblocking(b.as_fd()).unwrap();
+        set_nonblocking(c.as_fd()).unwrap();
         let pipe = Pipe::new().unwrap();
         assert_eq!(
-            splice(b.as_raw_fd(), pipe.write, 1 << 16).unwrap_err().kind(),
+            splice(b.as_fd(), pipe.write_end(), 1 << 16).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
         a.write_all(b"through the pipe").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let n = splice(b.as_raw_fd(), pipe.write, 1 << 16).unwrap();
+        let n = splice(b.as_fd(), pipe.write_end(), 1 << 16).unwrap();
         assert_eq!(n, 16);
-        assert_eq!(splice(pipe.read, c.as_raw_fd(), n).unwrap(), 16);
+        assert_eq!(splice(pipe.read_end(), c.as_fd(), n).unwrap(), 16);
         let mut got = [0u8; 16];
         d.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"through the pipe");
         drop(a);
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(splice(b.as_raw_fd(), pipe.write, 1 << 16).unwrap(), 0);
+        assert_eq!(splice(b.as_fd(), pipe.write_end(), 1 << 16).unwrap(), 0);
     }
 
     #[test]
     fn a_grown_pipe_holds_more_than_the_default_in_one_splice() {
         let (mut a, b) = pair();
-        set_nonblocking(b.as_raw_fd()).unwrap();
+        set_nonblocking(b.as_fd()).unwrap();
         let pipe = Pipe::new().unwrap();
         let capacity = pipe.grow(1 << 20);
         assert_eq!(capacity, 1 << 20);
@@ -227,7 +243,7 @@ mod tests {
         let mut in_pipe = 0;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while in_pipe < 512 * 1024 && std::time::Instant::now() < deadline {
-            match splice(b.as_raw_fd(), pipe.write, capacity - in_pipe) {
+            match splice(b.as_fd(), pipe.write_end(), capacity - in_pipe) {
                 Ok(n) => in_pipe += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     std::thread::sleep(std::time::Duration::from_millis(1))
@@ -242,14 +258,14 @@ mod tests {
     #[test]
     fn idle_probe_tells_quiet_from_closed_and_talking() {
         let (a, b) = pair();
-        assert!(idle_connection_usable(b.as_raw_fd()));
+        assert!(idle_connection_usable(b.as_fd()));
         (&a).write_all(b"x").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!idle_connection_usable(b.as_raw_fd()));
+        assert!(!idle_connection_usable(b.as_fd()));
         let (a2, b2) = pair();
         drop(a2);
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!idle_connection_usable(b2.as_raw_fd()));
+        assert!(!idle_connection_usable(b2.as_fd()));
         drop(a);
     }
 }

@@ -11,6 +11,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::os::fd::BorrowedFd;
 
 use crate::config::limits;
 use crate::http::chunked::{ChunkError, ChunkedTracker};
@@ -215,9 +216,9 @@ pub async fn pump_body<R: Stream, W: Stream>(
 /// moved): the caller copies instead.
 async fn splice_length<R: Stream, W: Stream>(
     src: &R,
-    src_fd: std::os::fd::RawFd,
+    src_fd: BorrowedFd<'_>,
     dst: &W,
-    dst_fd: std::os::fd::RawFd,
+    dst_fd: BorrowedFd<'_>,
     remaining: &mut u64,
 ) -> Result<Option<u64>, PumpError> {
     let Ok(pipe) = Pipe::new() else {
@@ -230,7 +231,7 @@ async fn splice_length<R: Stream, W: Stream>(
         let mut progressed = false;
         if *remaining > 0 && in_pipe < capacity {
             let room = (capacity - in_pipe) as u64;
-            match sys::splice(src_fd, pipe.write, (*remaining).min(room) as usize) {
+            match sys::splice(src_fd, pipe.write_end(), (*remaining).min(room) as usize) {
                 Ok(0) => return Err(PumpError::SourceClosed),
                 Ok(n) => {
                     in_pipe += n;
@@ -245,7 +246,7 @@ async fn splice_length<R: Stream, W: Stream>(
             }
         }
         if in_pipe > 0 {
-            match sys::splice(pipe.read, dst_fd, in_pipe) {
+            match sys::splice(pipe.read_end(), dst_fd, in_pipe) {
                 Ok(n) => {
                     in_pipe -= n;
                     moved += n as u64;

@@ -24,7 +24,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 
 use rustls::ServerConnection;
 
@@ -47,15 +47,15 @@ pub struct TlsStream {
 }
 
 /// `io::Read`/`io::Write` over a nonblocking socket, for rustls's `read_tls`/`write_tls`.
-pub(crate) struct SocketIo(pub RawFd);
+pub(crate) struct SocketIo<'a>(pub BorrowedFd<'a>);
 
-impl Read for SocketIo {
+impl Read for SocketIo<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         sys::recv(self.0, buf)
     }
 }
 
-impl Write for SocketIo {
+impl Write for SocketIo<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         sys::send(self.0, buf)
     }
@@ -67,7 +67,7 @@ impl Write for SocketIo {
 
 /// Push queued records to the socket. `Ok(true)` when none are left, `Ok(false)` when the
 /// socket is full.
-pub(crate) fn push_records(conn: &mut ServerConnection, fd: RawFd) -> io::Result<bool> {
+pub(crate) fn push_records(conn: &mut ServerConnection, fd: BorrowedFd<'_>) -> io::Result<bool> {
     while conn.wants_write() {
         match conn.write_tls(&mut SocketIo(fd)) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -224,7 +224,7 @@ impl Stream for TlsStream {
         self.sock.shutdown_write()
     }
 
-    fn plaintext_fd(&self) -> Option<RawFd> {
+    fn plaintext_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
 }

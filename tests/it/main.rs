@@ -4,6 +4,8 @@
 //! `RINGPROXY_TEST_TARGET=caddy cargo test --test it` runs the same tests against a real
 //! `caddy run` to check the expectations themselves (see `support::proxy`).
 
+#![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
+
 mod support;
 mod support_acme;
 
