@@ -1,8 +1,9 @@
 //! ringproxy: a thread-per-core reverse proxy for real-time WebSocket audio.
 //!
 //! The data path in ten lines:
-//! 1. `runtime::workers` starts one monoio runtime per core (io_uring, or epoll where io_uring is
-//!    refused), each with its own SO_REUSEPORT listener per configured port (`listener`).
+//! 1. `server` binds one SO_REUSEPORT listener per worker and configured port (`listener`) and
+//!    starts the workers; `runtime` runs one monoio runtime per core in each (io_uring, or
+//!    epoll where io_uring is refused).
 //! 2. A TLS port wraps the socket in a rustls session driven by hand (`tls`).
 //! 3. `proxy::conn` reads a request head (`http::head`), routes it (`config::route`), and either
 //!    answers directly (`http::response`) or forwards it (`proxy::forward`).
@@ -13,6 +14,10 @@
 //!
 //! Nothing on the hot path is shared between workers: pools, counters and scratch buffers are
 //! per worker. Configuration arrives as an immutable `Arc<Config>` snapshot per connection.
+//! The control plane (TLS certificates and the local CA, ACME on its own thread, the storage
+//! directory in `storage`) runs off the workers and hands them snapshots. Only `main.rs` reads
+//! the process environment; the library takes everything as values ([`server::RunOptions`],
+//! [`config::ParseOptions`]).
 
 pub mod acme;
 pub mod config;

@@ -1,6 +1,6 @@
 //! HTTP/1.1 wire format, as pure functions over byte buffers: request/response heads, body
 //! framing, header rewriting, synthesized responses. No I/O lives here, so every rule is
-//! testable from byte tables. OWNER: http helper.
+//! testable from byte tables.
 //!
 //! What this module does not own: reading and writing sockets, timeouts, routing decisions and
 //! the mapping of errors to answers (the connection driver does those).

@@ -1,5 +1,5 @@
 //! Head rewriting between client and upstream: hop-by-hop removal, X-Forwarded-*, header_up /
-//! header_down, prefix stripping, template rendering. OWNER: http helper.
+//! header_down, prefix stripping, template rendering.
 //!
 //! Every head that crosses the proxy is re-serialized here from the validated spans, never
 //! copied as a block: the upstream sees one canonical framing field (`Content-Length: n` or

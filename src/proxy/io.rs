@@ -133,8 +133,8 @@ enum Step {
 
 /// Forward one framed body from `src` to `dst`. Bytes already read past a head are in
 /// `prefix`; they are consumed first. Bytes read past the end of the body (a pipelined next
-/// request, or trailing garbage) are left in `prefix` for the caller. `on_progress` is called
-/// with a timestamp whenever bytes move (relay idle tracking).
+/// request, or trailing garbage) are left in `prefix` for the caller. Returns the body bytes
+/// moved.
 pub async fn pump_body<R: Stream, W: Stream>(
     src: &R,
     dst: &W,
