@@ -77,101 +77,138 @@ async fn order_with(
     name: &str,
     kind: ChallengeKind,
 ) -> Result<Issued, AcmeError> {
-    let store = responders.store;
     let identifiers = [Identifier::Dns(name.to_owned())];
     let mut order =
         retry_bad_nonce!("new order", account.new_order(&NewOrder::new(&identifiers)).await)?;
     tracing::debug!(name, order = %order.url(), challenge = %kind, "ACME order created");
-
-    // Responses stay provisioned until the order is ready or has failed.
-    let mut provisioned = Vec::new();
     if order.state().status == OrderStatus::Pending {
-        // An authorization whose fetch hit a bad nonce is fetched again by a new pass over the
-        // order's authorizations; the ones already answered are skipped.
-        let mut answered: Vec<String> = Vec::new();
-        let mut fetch_retries = 0;
-        'pass: loop {
-            let mut authorizations = order.authorizations();
-            while let Some(authorization) = authorizations.next().await {
-                let mut authorization = match authorization {
-                    Ok(authorization) => authorization,
-                    Err(e) if fetch_retries < BAD_NONCE_RETRIES && is_bad_nonce(&e) => {
-                        fetch_retries += 1;
-                        continue 'pass;
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                if answered.iter().any(|url| url == authorization.url()) {
-                    continue;
+        // Answers stay provisioned until the order is ready or has failed.
+        let provisioned = answer_authorizations(&mut order, responders, name, kind).await?;
+        wait_until_ready(&mut order, kind).await?;
+        drop(provisioned);
+    }
+    finalize(&mut order, name, kind).await
+}
+
+/// Provision an answer of `kind` for every pending authorization of `order` and tell the CA
+/// it is ready. An authorization whose fetch hit a bad nonce is fetched again by a new pass
+/// over the order's authorizations; the ones already answered are skipped.
+async fn answer_authorizations(
+    order: &mut instant_acme::Order,
+    responders: &Responders<'_>,
+    name: &str,
+    kind: ChallengeKind,
+) -> Result<Vec<Provisioned>, AcmeError> {
+    let mut provisioned = Vec::new();
+    let mut answered: Vec<String> = Vec::new();
+    let mut fetch_retries = 0;
+    'pass: loop {
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = match authorization {
+                Ok(authorization) => authorization,
+                Err(e) if fetch_retries < BAD_NONCE_RETRIES && is_bad_nonce(&e) => {
+                    fetch_retries += 1;
+                    continue 'pass;
                 }
-                match authorization.status {
-                    AuthorizationStatus::Pending => {}
-                    // Reused from an earlier validation: nothing to answer.
-                    AuthorizationStatus::Valid => continue,
-                    status => {
-                        return Err(AcmeError::ChallengeFailed {
-                            kind,
-                            problem: Some(format!("authorization is {status:?}")),
-                        })
-                    }
-                }
-                answered.push(authorization.url().to_owned());
-                let offered: Vec<String> =
-                    authorization.challenges.iter().map(|c| type_name(&c.r#type)).collect();
-                let Some(mut challenge) = authorization.challenge(super::acme_type(kind)) else {
-                    return Err(AcmeError::ChallengeNotOffered { kind, offered });
-                };
-                let key_authorization = challenge.key_authorization();
-                let what = match kind {
-                    ChallengeKind::Http01 => {
-                        store.set_http_challenge(&challenge.token, key_authorization.as_str());
-                        Answer::Http(challenge.token.clone())
-                    }
-                    ChallengeKind::TlsAlpn01 => {
-                        let cert = alpn_challenge_cert(name, key_authorization.digest().as_ref())?;
-                        store.set_alpn_challenge(name, cert);
-                        Answer::Alpn(name.to_owned())
-                    }
-                };
-                let published = match responders.shared.publish(
-                    kind,
-                    name,
-                    &challenge.token,
-                    key_authorization.as_str(),
-                ) {
-                    Ok(published) => Some(published),
-                    Err(e) => {
-                        tracing::warn!(name, error = %e, "cannot share the challenge answer with other instances; only this one will answer");
-                        None
-                    }
-                };
-                provisioned.push(Provisioned { store: store.clone(), what, _published: published });
-                // Give other instances on this storage directory time to mirror the answer: the
-                // CA may reach any of them.
-                tokio::time::sleep(PUBLISH_GRACE).await;
-                retry_bad_nonce!("challenge ready", challenge.set_ready().await)?;
+                Err(e) => return Err(e.into()),
+            };
+            if answered.iter().any(|url| url == authorization.url()) {
+                continue;
             }
-            break;
+            match authorization.status {
+                AuthorizationStatus::Pending => {}
+                // Reused from an earlier validation: nothing to answer.
+                AuthorizationStatus::Valid => continue,
+                status => {
+                    return Err(AcmeError::ChallengeFailed {
+                        kind,
+                        problem: Some(format!("authorization is {status:?}")),
+                    })
+                }
+            }
+            answered.push(authorization.url().to_owned());
+            let offered: Vec<String> =
+                authorization.challenges.iter().map(|c| type_name(&c.r#type)).collect();
+            let Some(mut challenge) = authorization.challenge(super::acme_type(kind)) else {
+                return Err(AcmeError::ChallengeNotOffered { kind, offered });
+            };
+            provisioned.push(provision(responders, name, kind, &challenge)?);
+            // Give other instances on this storage directory time to mirror the answer: the
+            // CA may reach any of them.
+            tokio::time::sleep(PUBLISH_GRACE).await;
+            retry_bad_nonce!("challenge ready", challenge.set_ready().await)?;
         }
-        let status = match retry_bad_nonce!("order ready", order.poll_ready(&poll_policy()).await) {
-            Ok(status) => status,
-            Err(instant_acme::Error::Api(problem)) if !is_bad_nonce_problem(&problem) => {
-                return Err(AcmeError::ChallengeFailed {
-                    kind,
-                    problem: Some(describe_problem(&problem)),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if status != OrderStatus::Ready {
+        return Ok(provisioned);
+    }
+}
+
+/// Put the answer to `challenge` where the CA will look: this instance's store, and storage
+/// for the other instances sharing it.
+fn provision(
+    responders: &Responders<'_>,
+    name: &str,
+    kind: ChallengeKind,
+    challenge: &instant_acme::ChallengeHandle<'_>,
+) -> Result<Provisioned, AcmeError> {
+    let store = responders.store;
+    let key_authorization = challenge.key_authorization();
+    let what = match kind {
+        ChallengeKind::Http01 => {
+            store.set_http_challenge(&challenge.token, key_authorization.as_str());
+            Answer::Http(challenge.token.clone())
+        }
+        ChallengeKind::TlsAlpn01 => {
+            let cert = alpn_challenge_cert(name, key_authorization.digest().as_ref())?;
+            store.set_alpn_challenge(name, cert);
+            Answer::Alpn(name.to_owned())
+        }
+    };
+    let published = match responders.shared.publish(
+        kind,
+        name,
+        &challenge.token,
+        key_authorization.as_str(),
+    ) {
+        Ok(published) => Some(published),
+        Err(e) => {
+            tracing::warn!(name, error = %e, "cannot share the challenge answer with other instances; only this one will answer");
+            None
+        }
+    };
+    Ok(Provisioned { store: store.clone(), what, _published: published })
+}
+
+/// Wait for the CA to validate; a refusal is reported with the CA's problem document.
+async fn wait_until_ready(
+    order: &mut instant_acme::Order,
+    kind: ChallengeKind,
+) -> Result<(), AcmeError> {
+    let status = match retry_bad_nonce!("order ready", order.poll_ready(&poll_policy()).await) {
+        Ok(status) => status,
+        Err(instant_acme::Error::Api(problem)) if !is_bad_nonce_problem(&problem) => {
             return Err(AcmeError::ChallengeFailed {
                 kind,
-                problem: challenge_problem(&mut order, kind).await,
-            });
+                problem: Some(describe_problem(&problem)),
+            })
         }
+        Err(e) => return Err(e.into()),
+    };
+    if status != OrderStatus::Ready {
+        return Err(AcmeError::ChallengeFailed {
+            kind,
+            problem: challenge_problem(order, kind).await,
+        });
     }
-    drop(provisioned);
+    Ok(())
+}
 
+/// Send a CSR for a fresh key and download the certificate.
+async fn finalize(
+    order: &mut instant_acme::Order,
+    name: &str,
+    kind: ChallengeKind,
+) -> Result<Issued, AcmeError> {
     let key =
         rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(AcmeError::Csr)?;
     let mut params =
