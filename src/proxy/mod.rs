@@ -8,6 +8,7 @@ pub mod forward;
 pub mod guard;
 pub mod io;
 pub mod relay;
+pub mod ws_frame;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
