@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod net;
 pub mod proxy;
 pub mod runtime;

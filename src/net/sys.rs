@@ -1,5 +1,5 @@
-//! The one module that calls into libc for socket and pipe I/O: nonblocking read/write,
-//! shutdown and splice on file descriptors owned by monoio sockets.
+//! The one module that calls into libc: nonblocking read/write, shutdown and splice on file
+//! descriptors owned by monoio sockets, and the process's own CPU time.
 //!
 //! Why raw syscalls: the data path waits for readiness through monoio (a poll op on io_uring,
 //! epoll on the legacy driver) and then moves bytes with plain nonblocking syscalls. That keeps
@@ -167,6 +167,17 @@ pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Resul
             other => return other,
         }
     }
+}
+
+/// CPU time (user and system) this process has used, all threads.
+pub fn process_cpu_time() -> io::Result<std::time::Duration> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the whole call.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    check(ret as isize)?;
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
+    Ok(std::time::Duration::new(secs, nanos))
 }
 
 #[cfg(test)]

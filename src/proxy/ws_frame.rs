@@ -205,7 +205,11 @@ mod tests {
             for piece in bytes.chunks(chunk) {
                 tracker.advance(piece);
                 at += piece.len();
-                assert_eq!(tracker.at_boundary(), boundaries.contains(&at), "chunk {chunk} at {at}");
+                assert_eq!(
+                    tracker.at_boundary(),
+                    boundaries.contains(&at),
+                    "chunk {chunk} at {at}"
+                );
             }
         }
     }
