@@ -26,6 +26,7 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

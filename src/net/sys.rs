@@ -1,5 +1,5 @@
 //! The one module that calls into libc: nonblocking read/write, shutdown and splice on file
-//! descriptors owned by monoio sockets, and the process's own CPU time.
+//! descriptors owned by monoio sockets, and two clocks (process CPU time, monotonic time).
 //!
 //! Why raw syscalls: the data path waits for readiness through monoio (a poll op on io_uring,
 //! epoll on the legacy driver) and then moves bytes with plain nonblocking syscalls. That keeps
@@ -171,9 +171,19 @@ pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Resul
 
 /// CPU time (user and system) this process has used, all threads.
 pub fn process_cpu_time() -> io::Result<std::time::Duration> {
+    clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// `CLOCK_MONOTONIC` (what systemd compares reload notifications with; `Instant` reads the
+/// same clock but hides its value).
+pub fn monotonic_time() -> io::Result<std::time::Duration> {
+    clock(libc::CLOCK_MONOTONIC)
+}
+
+fn clock(id: libc::clockid_t) -> io::Result<std::time::Duration> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec for the whole call.
-    let ret = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    let ret = unsafe { libc::clock_gettime(id, &mut ts) };
     check(ret as isize)?;
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
