@@ -20,6 +20,7 @@
 //! [`config::ParseOptions`]).
 
 pub mod acme;
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod http;

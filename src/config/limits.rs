@@ -180,3 +180,11 @@ pub const ACME_POLL_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A renewal-information (ARI) query that takes longer is skipped in favour of the 2/3 rule.
 pub const ACME_ARI_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---- admin endpoint (control plane) -----------------------------------------------------
+
+/// How long one admin connection may take to send its request, and we to send the reply.
+pub const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request body the admin endpoint reads (a whole Caddyfile for `/load`).
+pub const ADMIN_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
