@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod listener;
+pub mod logs;
 pub mod metrics;
 pub mod net;
 pub mod notify;

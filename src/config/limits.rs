@@ -188,3 +188,21 @@ pub const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest request body the admin endpoint reads (a whole Caddyfile for `/load`).
 pub const ADMIN_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+// ---- access logs ------------------------------------------------------------------------
+
+/// A worker hands its buffered access-log lines to the log writer once they reach this size
+/// (and on its periodic flush, [`LOG_FLUSH_INTERVAL`]).
+pub const LOG_BATCH_BYTES: usize = 32 * 1024;
+
+/// How often a worker hands its partly filled log buffers over: the most a line waits.
+pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Batches queued for the log writer before workers start dropping lines (counted) rather
+/// than waiting for a slow disk: 256 × 32 KiB = 8 MiB of lines in flight at most.
+pub const LOG_QUEUE_BATCHES: usize = 256;
+
+/// Caddy's log rolling defaults: roll at 100 MiB, keep 10 rolled files, for 90 days.
+pub const DEFAULT_LOG_ROLL_SIZE: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_LOG_ROLL_KEEP: usize = 10;
+pub const DEFAULT_LOG_ROLL_KEEP_FOR: Duration = Duration::from_secs(90 * 24 * 3600);
