@@ -9,11 +9,14 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
 use crate::config::{limits, LbPolicy, Upstream, UpstreamSet};
+use crate::metrics::{UpstreamEntry, UpstreamStats};
 use crate::net::stream::{PlainStream, Stream};
 use crate::net::sys;
 
@@ -41,6 +44,8 @@ struct UpstreamState {
     failures: RefCell<Vec<Instant>>,
     /// Result of the last active health check (true until a check says otherwise).
     healthy: Cell<bool>,
+    /// The same facts, published for metrics and the admin API (this worker writes them).
+    stats: Arc<UpstreamStats>,
 }
 
 /// Per-worker state of one upstream set.
@@ -49,6 +54,10 @@ pub struct UpstreamPool {
     states: Vec<UpstreamState>,
     cursor: Cell<usize>,
     rng: Cell<u64>,
+    /// The config that named this set was replaced and the set is not in the new one: no new
+    /// idle connections are kept, and its health checks stop. Requests still in flight on it
+    /// finish normally.
+    retired: Cell<bool>,
 }
 
 impl UpstreamPool {
@@ -61,9 +70,52 @@ impl UpstreamPool {
                 active: Cell::new(0),
                 failures: RefCell::new(Vec::new()),
                 healthy: Cell::new(true),
+                stats: Arc::new(UpstreamStats { healthy: 1.into(), ..UpstreamStats::default() }),
             })
             .collect();
-        UpstreamPool { set, states, cursor: Cell::new(0), rng: Cell::new(seed | 1) }
+        UpstreamPool {
+            set,
+            states,
+            cursor: Cell::new(0),
+            rng: Cell::new(seed | 1),
+            retired: Cell::new(false),
+        }
+    }
+
+    /// Carry the active health results of `old`'s upstreams over to the same upstreams here,
+    /// so a reload does not send traffic to an upstream that a check found down.
+    pub fn inherit_health(&self, old: &UpstreamPool) {
+        for (state, upstream) in self.states.iter().zip(&self.set.upstreams) {
+            let same = old.set.upstreams.iter().position(|u| u == upstream);
+            if let Some(i) = same {
+                let healthy = old.states[i].healthy.get();
+                state.healthy.set(healthy);
+                state.stats.healthy.store(u64::from(healthy), Relaxed);
+            }
+        }
+    }
+
+    /// This pool's set left the config: close its idle connections, keep no more, stop its
+    /// health checks.
+    pub fn retire(&self) {
+        self.retired.set(true);
+        for state in &self.states {
+            state.idle.borrow_mut().clear();
+        }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.get()
+    }
+
+    /// The upstreams with their published state, for the metrics registry.
+    pub fn entries(&self) -> Vec<UpstreamEntry> {
+        self.set
+            .upstreams
+            .iter()
+            .zip(&self.states)
+            .map(|(u, s)| UpstreamEntry { address: u.display.clone(), stats: s.stats.clone() })
+            .collect()
     }
 
     pub fn upstream(&self, index: usize) -> &Upstream {
@@ -82,16 +134,18 @@ impl UpstreamPool {
 
     fn available(&self, index: usize, now: Instant) -> bool {
         let state = &self.states[index];
-        if !state.healthy.get() {
-            return false;
-        }
         let window = self.set.fail_duration;
-        if window.is_zero() {
-            return true;
-        }
-        let mut failures = state.failures.borrow_mut();
-        failures.retain(|t| now.duration_since(*t) < window);
-        failures.len() < self.set.max_fails.max(1) as usize
+        let fails = if window.is_zero() {
+            0
+        } else {
+            let mut failures = state.failures.borrow_mut();
+            failures.retain(|t| now.duration_since(*t) < window);
+            failures.len()
+        };
+        let available = state.healthy.get() && fails < self.set.max_fails.max(1) as usize;
+        state.stats.fails.store(fails as u64, Relaxed);
+        state.stats.healthy.store(u64::from(available), Relaxed);
+        available
     }
 
     /// The order in which to try upstreams for one request: the policy's pick first, then the
@@ -130,21 +184,27 @@ impl UpstreamPool {
     pub fn record_failure(&self, index: usize) {
         if !self.set.fail_duration.is_zero() {
             self.states[index].failures.borrow_mut().push(Instant::now());
+            self.available(index, Instant::now());
         }
     }
 
     pub fn set_healthy(&self, index: usize, healthy: bool) {
         self.states[index].healthy.set(healthy);
+        self.available(index, Instant::now());
     }
 
     pub fn begin_request(&self, index: usize) {
-        let a = &self.states[index].active;
-        a.set(a.get() + 1);
+        let state = &self.states[index];
+        state.active.set(state.active.get() + 1);
+        state.stats.in_flight.inc();
     }
 
     pub fn end_request(&self, index: usize) {
-        let a = &self.states[index].active;
-        a.set(a.get().saturating_sub(1));
+        let state = &self.states[index];
+        if state.active.get() > 0 {
+            state.active.set(state.active.get() - 1);
+            state.stats.in_flight.dec();
+        }
     }
 
     /// A pooled idle connection that still looks alive, or `None`.
@@ -172,7 +232,7 @@ impl UpstreamPool {
 
     /// Return a connection whose last exchange completed cleanly.
     pub fn put_idle(&self, conn: UpstreamConn) {
-        if self.set.transport.keepalive.is_none() {
+        if self.set.transport.keepalive.is_none() || self.retired.get() {
             return;
         }
         let mut idle = self.states[conn.upstream].idle.borrow_mut();
@@ -232,7 +292,7 @@ pub async fn run_health_checks(pool: Rc<UpstreamPool>, stop: Rc<Cell<bool>>) {
     let Some(check) = pool.set.health.clone() else {
         return;
     };
-    while !stop.get() {
+    while !stop.get() && !pool.is_retired() {
         for index in 0..pool.set.upstreams.len() {
             let upstream = pool.upstream(index).clone();
             let healthy = matches!(
@@ -358,6 +418,36 @@ mod tests {
         assert_eq!(pool.attempt_order(CLIENT), vec![1]);
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(pool.attempt_order(CLIENT), vec![0, 1]);
+    }
+
+    #[test]
+    fn published_stats_follow_health_failures_and_in_flight_requests() {
+        let pool = UpstreamPool::new(set(2, LbPolicy::First, Duration::from_secs(60)), 1);
+        let entries = pool.entries();
+        assert_eq!(entries[0].address, "127.0.0.1:9000");
+        let stats = &entries[0].stats;
+        assert_eq!(stats.healthy.load(Relaxed), 1);
+        pool.begin_request(0);
+        pool.begin_request(0);
+        pool.end_request(0);
+        assert_eq!(stats.in_flight.raw(), 1);
+        pool.record_failure(0);
+        assert_eq!(stats.fails.load(Relaxed), 1);
+        assert_eq!(stats.healthy.load(Relaxed), 0, "max_fails 1 reached");
+        pool.set_healthy(1, false);
+        assert_eq!(entries[1].stats.healthy.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_new_pool_inherits_health_of_the_same_upstreams_and_a_retired_one_keeps_nothing() {
+        let old = UpstreamPool::new(set(2, LbPolicy::First, Duration::ZERO), 1);
+        old.set_healthy(1, false);
+        let new = UpstreamPool::new(set(3, LbPolicy::RoundRobin, Duration::ZERO), 2);
+        new.inherit_health(&old);
+        assert_eq!(new.attempt_order(CLIENT), vec![0, 2]);
+        old.retire();
+        assert!(old.is_retired());
+        assert!(old.take_idle(0, true).is_none());
     }
 
     #[test]
