@@ -73,6 +73,52 @@ impl AdminAddress {
     }
 }
 
+/// The client side, for `ringproxy reload` and `ringproxy stop`.
+pub mod client {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use super::AdminAddress;
+    use crate::config::limits;
+
+    /// `POST path` to the admin endpoint at `address` (the `admin` option's form), with a
+    /// Caddyfile body for `/load`. `Err` carries what the endpoint said, or why it could not
+    /// be reached.
+    pub fn post(address: &str, path: &str, caddyfile: Option<&[u8]>) -> Result<(), String> {
+        let admin = AdminAddress::parse(address)?;
+        let mut conn = TcpStream::connect_timeout(&admin.bind, limits::ADMIN_IO_TIMEOUT)
+            .map_err(|e| format!("cannot reach the admin endpoint at {address}: {e}"))?;
+        let _ = conn.set_read_timeout(Some(limits::ADMIN_RELOAD_TIMEOUT));
+        let host = match address.strip_prefix(':') {
+            Some(port) => format!("localhost:{port}"),
+            None => address.to_string(),
+        };
+        let body = caddyfile.unwrap_or_default();
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        )
+        .into_bytes();
+        if caddyfile.is_some() {
+            request.extend_from_slice(b"Content-Type: text/caddyfile\r\n");
+        }
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(body);
+        conn.write_all(&request).map_err(|e| format!("admin endpoint at {address}: {e}"))?;
+        let mut response = Vec::new();
+        conn.read_to_end(&mut response).map_err(|e| format!("admin endpoint at {address}: {e}"))?;
+        let text = String::from_utf8_lossy(&response);
+        let status: u16 = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let answer = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).trim_end();
+        match status {
+            200..=299 => Ok(()),
+            0 => Err(format!("admin endpoint at {address} sent no HTTP response")),
+            _ if answer.is_empty() => Err(format!("admin endpoint at {address}: HTTP {status}")),
+            _ => Err(answer.to_string()),
+        }
+    }
+}
+
 /// A running admin endpoint; stopped (its port closed) on drop.
 pub struct AdminServer {
     addr: SocketAddr,

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,24 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Load a Caddyfile into a running ringproxy through its admin endpoint, without dropping
+    /// a connection. Exits 0 when it applied, 1 with the error (`file:line - message`).
+    Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The admin endpoint (default: the `admin` option of --config, else localhost:2019).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Stop a running ringproxy gracefully through its admin endpoint.
+    Stop {
+        /// The admin endpoint (default: the `admin` option of --config, else localhost:2019).
+        #[arg(long)]
+        address: Option<String>,
+        /// A Caddyfile whose `admin` option names the endpoint.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -96,10 +115,69 @@ fn main() -> ExitCode {
                 std::env::var_os("XDG_DATA_HOME"),
                 std::env::var_os("HOME"),
             );
-            run(
-                parsed,
-                RunOptions { workers, driver, pin_workers: !no_pin, uring_setup, default_storage },
-            )
+            let options = RunOptions {
+                workers,
+                driver,
+                pin_workers: !no_pin,
+                uring_setup,
+                default_storage,
+                notify_socket: std::env::var_os("NOTIFY_SOCKET"),
+                config_file: config.clone().or_else(|| {
+                    Path::new("Caddyfile").exists().then(|| PathBuf::from("Caddyfile"))
+                }),
+                config_env: Some(Arc::new(|name: &str| std::env::var(name).ok())),
+            };
+            run(parsed, options)
+        }
+        Command::Reload { config, address } => match load(Some(&config)) {
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+            Ok(parsed) => {
+                let address = address.unwrap_or_else(|| admin_of(Some(&parsed)));
+                let body = match std::fs::read(&config) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        eprintln!("{}: {e}", config.display());
+                        return ExitCode::FAILURE;
+                    }
+                };
+                admin_request(&address, "/load", Some(&body))
+            }
+        },
+        Command::Stop { address, config } => {
+            let address = match (address, config) {
+                (Some(address), _) => address,
+                (None, Some(file)) => match load(Some(&file)) {
+                    Ok(parsed) => admin_of(Some(&parsed)),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                (None, None) => admin_of(None),
+            };
+            admin_request(&address, "/stop", None)
+        }
+    }
+}
+
+/// The admin endpoint a Caddyfile names (Caddy's default without one).
+fn admin_of(config: Option<&Config>) -> String {
+    match config.map(|c| &c.globals.admin) {
+        Some(config::Admin::Address(address)) => address.clone(),
+        _ => config::limits::DEFAULT_ADMIN_ADDRESS.to_string(),
+    }
+}
+
+/// POST to the admin endpoint at `address`; exit 0 on a 2xx, else print what it said.
+fn admin_request(address: &str, path: &str, caddyfile: Option<&[u8]>) -> ExitCode {
+    match ringproxy::admin::client::post(address, path, caddyfile) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -129,8 +207,8 @@ fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-/// `RINGPROXY_ACME_CHALLENGES` predates the `acme_challenges` option; it still applies when
-/// the Caddyfile does not set the option, with a warning.
+/// `RINGPROXY_ACME_CHALLENGES` predates the `acme_challenges` option; it still applies, at
+/// start-up, when the Caddyfile does not set the option, with a warning.
 fn apply_deprecated_acme_challenges(config: &mut Config) {
     let Ok(text) = std::env::var(ACME_CHALLENGES_ENV) else { return };
     if !config.globals.acme_challenges.is_empty() {
@@ -154,34 +232,117 @@ fn apply_deprecated_acme_challenges(config: &mut Config) {
 }
 
 fn run(config: Config, options: RunOptions) -> ExitCode {
-    let config = Arc::new(config);
-    let server = match ringproxy::start(config.clone(), options) {
+    let config_file = options.config_file.clone();
+    let server = match ringproxy::start(Arc::new(config), options) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringproxy: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let config = server.config();
     for (listener, addr) in config.listeners.iter().zip(server.local_addrs()) {
         tracing::info!(kind = ?listener.kind, %addr, "listening");
     }
-    wait_for_stop_signal();
-    tracing::info!("shutting down");
-    drop::<Server>(server);
-    ExitCode::SUCCESS
+    let events = match process_events(&server) {
+        Ok(events) => events,
+        Err(e) => {
+            eprintln!("ringproxy: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    loop {
+        match events.recv() {
+            Ok(Event::Reload) => reload_from_file(&server, config_file.as_deref()),
+            Ok(Event::ReopenLogs) => server.reopen_logs(),
+            Ok(Event::Stop) | Err(_) => break,
+        }
+    }
+    stop(server, &events)
 }
 
-fn wait_for_stop_signal() {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
-        Ok(mut signals) => {
-            signals.forever().next();
+/// What the process is asked to do, from signals and the admin endpoint.
+enum Event {
+    Reload,
+    ReopenLogs,
+    Stop,
+}
+
+fn process_events(server: &Server) -> std::io::Result<mpsc::Receiver<Event>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let (tx, rx) = mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
+    let from_signals = tx.clone();
+    std::thread::Builder::new().name("ringproxy-signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            let event = match signal {
+                SIGHUP => Event::Reload,
+                SIGUSR1 => Event::ReopenLogs,
+                _ => Event::Stop,
+            };
+            if from_signals.send(event).is_err() {
+                return;
+            }
         }
-        Err(e) => {
-            tracing::error!("cannot install signal handlers: {e}; running until killed");
-            loop {
-                std::thread::park();
+    })?;
+    let stop_requests = server.stop_requests();
+    std::thread::Builder::new().name("ringproxy-stop-requests".into()).spawn(move || {
+        for () in stop_requests {
+            if tx.send(Event::Stop).is_err() {
+                return;
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+/// SIGHUP: the same as `/load` with the file the process started with.
+fn reload_from_file(server: &Server, file: Option<&Path>) {
+    let Some(file) = file else {
+        tracing::warn!("SIGHUP ignored: ringproxy was started without a config file to re-read");
+        return;
+    };
+    // The server logs the outcome (and counts it).
+    let _ = server.reload_file(file);
+}
+
+/// Graceful stop, as Caddy does it: keep serving for `shutdown_delay` (load balancers
+/// deregister us), then drain for up to `grace_period`. A second SIGTERM/SIGINT stops at once.
+fn stop(server: Server, events: &mpsc::Receiver<Event>) -> ExitCode {
+    let delay = server.config().globals.shutdown_delay;
+    if !delay.is_zero() {
+        tracing::info!(?delay, "stopping after shutdown_delay; still serving");
+        let until = std::time::Instant::now() + delay;
+        loop {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            match events.recv_timeout(left) {
+                Ok(Event::Stop) => {
+                    tracing::info!("second stop signal: stopping now");
+                    server.stop_now_handle()();
+                    server.wait();
+                    return ExitCode::SUCCESS;
+                }
+                Ok(Event::Reload) | Ok(Event::ReopenLogs) => {}
+                Err(_) => break,
             }
         }
     }
+    tracing::info!("shutting down gracefully");
+    let stop_now = server.stop_now_handle();
+    let draining = std::thread::spawn(move || server.shutdown());
+    loop {
+        match events.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(Event::Stop) => {
+                tracing::info!("second stop signal: stopping now");
+                stop_now();
+            }
+            Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if draining.is_finished() {
+            break;
+        }
+    }
+    let _ = draining.join();
+    ExitCode::SUCCESS
 }

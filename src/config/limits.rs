@@ -186,6 +186,10 @@ pub const ACME_ARI_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one admin connection may take to send its request, and we to send the reply.
 pub const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long `ringproxy reload`/`stop` wait for the admin endpoint's answer (a reload that
+/// orders certificates still answers at once: ordering happens in the background).
+pub const ADMIN_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Largest request body the admin endpoint reads (a whole Caddyfile for `/load`).
 pub const ADMIN_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -206,3 +210,9 @@ pub const LOG_QUEUE_BATCHES: usize = 256;
 pub const DEFAULT_LOG_ROLL_SIZE: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_LOG_ROLL_KEEP: usize = 10;
 pub const DEFAULT_LOG_ROLL_KEEP_FOR: Duration = Duration::from_secs(90 * 24 * 3600);
+
+// ---- graceful stop ----------------------------------------------------------------------
+
+/// After the grace period, how long closing WebSockets may take (the 1001 close frames, which
+/// wait for a frame boundary) before the worker exits regardless.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);

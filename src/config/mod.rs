@@ -87,8 +87,12 @@ pub struct Globals {
     /// `storage file_system <path>`; `None` means `$XDG_DATA_HOME/ringproxy` or
     /// `~/.local/share/ringproxy`, resolved at startup.
     pub storage: Option<PathBuf>,
-    /// How long a shutdown or reload waits for in-flight requests before closing them.
+    /// How long a graceful stop waits for in-flight requests and live WebSockets before
+    /// closing them (`grace_period`).
     pub grace_period: Duration,
+    /// How long a stop keeps serving before the grace period starts, so load balancers can
+    /// take the instance out of rotation (`shutdown_delay`).
+    pub shutdown_delay: Duration,
     /// `acme_challenges` (a ringproxy extension): the ACME challenge types to try, in order.
     /// Empty means automatic: those the config has a listener for, HTTP-01 first.
     pub acme_challenges: Vec<ChallengeKind>,
@@ -110,6 +114,7 @@ impl Default for Globals {
             auto_https: AutoHttps::On,
             storage: None,
             grace_period: limits::DEFAULT_GRACE_PERIOD,
+            shutdown_delay: Duration::ZERO,
             acme_challenges: Vec::new(),
             limits: limits::Limits::default(),
         }

@@ -85,6 +85,14 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     check(ret as isize).map(drop)
 }
 
+/// Stop a listening socket: a pending `accept` fails at once (EINVAL) and connections still
+/// in its backlog are refused. The descriptor stays open until its owner drops it.
+pub fn shutdown_listener(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown takes no pointers; `fd` is borrowed and open.
+    let ret = unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+    check(ret as isize).map(drop)
+}
+
 /// Peek whether a pooled idle connection is still usable: `Ok(true)` when nothing is readable
 /// (alive and quiet); `Ok(false)` when the peer closed or sent unexpected bytes.
 pub fn idle_connection_usable(fd: BorrowedFd<'_>) -> bool {

@@ -16,6 +16,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::runtime::worker::Worker;
+use crate::tls::acceptor::TlsAcceptor;
 use crate::tls::store::CertStore;
 use crate::upstream::UpstreamPool;
 
@@ -28,36 +30,80 @@ pub struct Snapshot {
     pub pools: Vec<Rc<UpstreamPool>>,
     /// ACME HTTP-01 challenge answers, when certificates are managed.
     pub certs: Option<Arc<CertStore>>,
+    /// This worker's TLS acceptor for this generation's certificates.
+    pub acceptor: Option<Rc<TlsAcceptor>>,
+    /// Counts the worker's snapshots: a connection compares it with the worker's current one
+    /// at each request boundary.
+    pub generation: u64,
 }
 
 /// Everything a connection needs to know about where it came from.
 #[derive(Clone)]
 pub struct ConnCtx {
     pub snapshot: Rc<Snapshot>,
-    /// Index into `Config::listeners`.
+    /// Index into `Config::listeners` of `snapshot`.
     pub listener: usize,
+    /// The listener's address as configured: what finds it again in a newer snapshot.
+    pub bind: SocketAddr,
     pub peer: SocketAddr,
     /// The scheme the client used: `http` or `https`.
     pub scheme: &'static str,
     /// For logs.
     pub id: u64,
-    /// Counts this connection as open on its worker (for the shutdown drain) for as long as
-    /// any task serving it holds the context.
+    /// Counts this connection as open on its worker (for the shutdown drain and the
+    /// `connections_open` gauge) for as long as any task serving it holds the context.
     pub open: Rc<OpenConnection>,
+    /// The worker serving it: its current snapshot, drain signals and counters.
+    pub worker: Rc<Worker>,
 }
 
-/// One open connection on a worker's counter; the count drops when the last holder does.
-pub struct OpenConnection(Rc<Cell<usize>>);
+/// One open connection on a worker's counters; the counts drop when the last holder does.
+pub struct OpenConnection {
+    open: Rc<Cell<usize>>,
+    /// The `connections_open` gauge it was counted in, once it is (a TLS connection after its
+    /// handshake).
+    counted: Cell<Option<ConnectionKind>>,
+    worker: Rc<Worker>,
+}
+
+/// The `kind` label of `ringproxy_connections_open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionKind {
+    Plain,
+    Tls,
+}
 
 impl OpenConnection {
-    pub fn new(counter: &Rc<Cell<usize>>) -> Rc<OpenConnection> {
+    pub fn new(counter: &Rc<Cell<usize>>, worker: &Rc<Worker>) -> Rc<OpenConnection> {
         counter.set(counter.get() + 1);
-        Rc::new(OpenConnection(counter.clone()))
+        Rc::new(OpenConnection {
+            open: counter.clone(),
+            counted: Cell::new(None),
+            worker: worker.clone(),
+        })
+    }
+
+    /// Count the connection in the `connections_open{kind}` gauge (once).
+    pub fn count(&self, kind: ConnectionKind) {
+        if self.counted.get().is_none() {
+            self.gauge(kind).inc();
+            self.counted.set(Some(kind));
+        }
+    }
+
+    fn gauge(&self, kind: ConnectionKind) -> &crate::metrics::Gauge {
+        match kind {
+            ConnectionKind::Plain => &self.worker.metrics.connections_open_plain,
+            ConnectionKind::Tls => &self.worker.metrics.connections_open_tls,
+        }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.open.set(self.open.get() - 1);
+        if let Some(kind) = self.counted.get() {
+            self.gauge(kind).dec();
+        }
     }
 }

@@ -125,6 +125,12 @@ impl TlsAcceptor {
         TlsAcceptor { ctx: ctx.clone(), config: config::for_worker(&ctx.template) }
     }
 
+    /// Whether this acceptor serves `ctx`'s certificates (a reload that kept the TLS context
+    /// keeps the acceptor and its session cache).
+    pub fn serves(&self, ctx: &Arc<TlsContext>) -> bool {
+        Arc::ptr_eq(&self.ctx, ctx)
+    }
+
     /// This worker's rustls configuration.
     pub fn server_config(&self) -> &Arc<ServerConfig> {
         &self.config

@@ -59,6 +59,25 @@ impl CertStore {
         certs.get(&format!("*.{parent}")).cloned()
     }
 
+    /// When each name's certificate expires (its leaf's `notAfter`), sorted by name.
+    pub fn expiries(&self) -> Vec<(String, std::time::SystemTime)> {
+        let mut out: Vec<(String, std::time::SystemTime)> = self
+            .certs
+            .load()
+            .iter()
+            .filter_map(|(name, key)| {
+                let leaf = key.cert.first()?;
+                let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+                let secs = cert.validity().not_after.timestamp();
+                let at = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(secs).ok()?);
+                Some((name.clone(), at))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Every name that currently has a certificate.
     pub fn names(&self) -> Vec<String> {
         self.certs.load().keys().cloned().collect()
