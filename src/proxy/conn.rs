@@ -118,7 +118,8 @@ async fn run_relay<S: Stream + 'static>(client: S, upgraded: Upgraded, ctx: Conn
     let limits = &ctx.snapshot.config.globals.limits;
     let Upgraded { upstream, client_rest, upstream_rest } = upgraded;
     let relayed =
-        relay(&client, &upstream, client_rest, upstream_rest, limits.relay_idle_timeout).await;
+        relay(&client, &upstream, client_rest, upstream_rest, limits.relay_idle_timeout, &ctx.worker)
+            .await;
     if let Err(e) = relayed {
         tracing::debug!(conn = ctx.id, "relay ended: {e}");
     }

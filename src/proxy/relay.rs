@@ -6,6 +6,12 @@
 //! written to the other side at once, so an audio frame is never held back to fill a buffer.
 //! EOF on one side half-closes the other (`shutdown(SHUT_WR)`, or close_notify for TLS) and the
 //! relay keeps running the other direction; an error on either side ends both.
+//!
+//! Each direction follows the WebSocket frame boundaries of what it forwards
+//! ([`FrameTracker`]). When the worker's grace period ends (graceful stop), each direction
+//! finishes the frame in flight, if any, then sends its destination a close frame with status
+//! 1001 ("going away") and half-closes it: both endpoints learn the proxy is going away, and
+//! neither ever sees a frame cut in two.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -15,13 +21,26 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::io::{flush, with_scratch, write_all};
+use super::ws_frame::{close_frame, FrameTracker, CLOSE_GOING_AWAY};
+use crate::metrics::Counter;
 use crate::net::stream::Stream;
+use crate::runtime::worker::Worker;
 
 /// Bytes moved by a finished relay, for the access log.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RelayTotals {
     pub client_to_upstream: u64,
     pub upstream_to_client: u64,
+}
+
+/// Which way a direction moves bytes; it decides whether the close frame the proxy sends is
+/// masked (frames to a server must be, frames to a client must not, RFC 6455 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Client → upstream.
+    Up,
+    /// Upstream → client.
+    Down,
 }
 
 /// Relay until both directions end. `client_prefix` holds bytes the client sent after the
@@ -32,11 +51,73 @@ pub async fn relay<C: Stream, U: Stream>(
     client_prefix: Vec<u8>,
     upstream_prefix: Vec<u8>,
     idle_timeout: Option<Duration>,
+    worker: &Worker,
 ) -> io::Result<RelayTotals> {
+    worker.metrics.websockets_open.inc();
+    let _open = OpenRelay(worker);
     let activity = Rc::new(Cell::new(Instant::now()));
-    let up = pin!(one_way(client, upstream, client_prefix, idle_timeout, activity.clone()));
-    let down = pin!(one_way(upstream, client, upstream_prefix, idle_timeout, activity));
+    let up = pin!(one_way(
+        client,
+        upstream,
+        client_prefix,
+        Leg { direction: Direction::Up, idle_timeout, activity: activity.clone(), worker }
+    ));
+    let down = pin!(one_way(
+        upstream,
+        client,
+        upstream_prefix,
+        Leg { direction: Direction::Down, idle_timeout, activity, worker }
+    ));
     both(up, down).await
+}
+
+/// Counts the relay in `websockets_open` until it ends, however it ends.
+struct OpenRelay<'a>(&'a Worker);
+
+impl Drop for OpenRelay<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.websockets_open.dec();
+    }
+}
+
+/// What one direction needs besides its two streams.
+struct Leg<'a> {
+    direction: Direction,
+    idle_timeout: Option<Duration>,
+    /// Last time either direction moved a byte (the idle timeout is for the pair).
+    activity: Rc<Cell<Instant>>,
+    worker: &'a Worker,
+}
+
+impl Leg<'_> {
+    fn relayed(&self) -> &Counter {
+        match self.direction {
+            Direction::Up => &self.worker.metrics.relayed_upstream,
+            Direction::Down => &self.worker.metrics.relayed_downstream,
+        }
+    }
+
+    /// The close frame this direction sends its destination when the proxy goes away.
+    fn going_away(&self) -> Vec<u8> {
+        let key = match self.direction {
+            Direction::Down => None,
+            Direction::Up => {
+                let mut key = [0u8; 4];
+                // The key only has to differ from frame to frame; if the system RNG fails, a
+                // time-derived one is as good for a single close frame.
+                if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+                    .is_err()
+                {
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(1, |d| d.subsec_nanos());
+                    key = nanos.to_be_bytes();
+                }
+                Some(key)
+            }
+        };
+        close_frame(CLOSE_GOING_AWAY, key)
+    }
 }
 
 /// Run both directions; an error in either ends the relay (dropping the other direction).
@@ -69,28 +150,64 @@ enum Step {
     Pending(Vec<u8>),
 }
 
-/// Copy `src` → `dst` until EOF, then half-close `dst`.
+/// What ended a wait for the source.
+enum Woke {
+    Readable,
+    /// The grace period is over: close at the next frame boundary.
+    Closing,
+}
+
+/// Copy `src` → `dst` until EOF, then half-close `dst`; on a graceful stop, finish the frame in
+/// flight and send `dst` a 1001 close frame instead (see the module doc).
 async fn one_way<R: Stream, W: Stream>(
     src: &R,
     dst: &W,
     prefix: Vec<u8>,
-    idle_timeout: Option<Duration>,
-    activity: Rc<Cell<Instant>>,
+    leg: Leg<'_>,
 ) -> io::Result<u64> {
+    let mut frames = FrameTracker::new();
     let mut moved = prefix.len() as u64;
     if !prefix.is_empty() {
+        frames.advance(&prefix);
+        leg.relayed().add(prefix.len() as u64);
         write_all(dst, &prefix).await?;
     }
     drop(prefix);
+    let mut closing = false;
     loop {
+        // A direction that never waits (a steady flow) still sees the end of the grace period.
+        closing |= leg.worker.closing.is_set();
+        if closing {
+            match frames.bytes_to_boundary() {
+                Some(0) => {
+                    write_all(dst, &leg.going_away()).await?;
+                    let _ = dst.shutdown_write();
+                    return Ok(moved);
+                }
+                // Framing was lost: no boundary will come, so no close frame can be placed.
+                None => {
+                    let _ = dst.shutdown_write();
+                    return Ok(moved);
+                }
+                Some(_) => {}
+            }
+        }
+        // While closing, read no further than the end of the frame in flight.
+        let limit = match (closing, frames.bytes_to_boundary()) {
+            (true, Some(left)) => usize::try_from(left).unwrap_or(usize::MAX),
+            _ => usize::MAX,
+        };
         let step = with_scratch(|scratch| -> io::Result<Step> {
-            let n = match src.try_read(scratch) {
+            let want = scratch.len().min(limit);
+            let n = match src.try_read(&mut scratch[..want]) {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
                 Err(e) => return Err(e),
             };
             moved += n as u64;
+            frames.advance(&scratch[..n]);
+            leg.relayed().add(n as u64);
             let written = match dst.try_write(&scratch[..n]) {
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -99,23 +216,26 @@ async fn one_way<R: Stream, W: Stream>(
             if written < n {
                 return Ok(Step::Pending(scratch[written..n].to_vec()));
             }
-            Ok(Step::Moved { drained: n < scratch.len() })
+            Ok(Step::Moved { drained: n < want })
         })?;
         match step {
             Step::Moved { drained } => {
-                activity.set(Instant::now());
+                leg.activity.set(Instant::now());
                 flush(dst).await?;
                 // Skip the read that would only return EAGAIN: one syscall less per audio
                 // frame. (A TLS source reports buffered plaintext as readable at once.)
-                if drained {
-                    wait_readable(src, idle_timeout, &activity).await?;
+                if drained && !closing {
+                    closing = matches!(wait_readable(src, &leg).await?, Woke::Closing);
                 }
             }
             Step::Pending(rest) => {
-                activity.set(Instant::now());
+                leg.activity.set(Instant::now());
                 write_all(dst, &rest).await?;
             }
-            Step::WouldBlock => wait_readable(src, idle_timeout, &activity).await?,
+            Step::WouldBlock if closing => src.readable().await?,
+            Step::WouldBlock => {
+                closing = matches!(wait_readable(src, &leg).await?, Woke::Closing);
+            }
             Step::Eof => {
                 flush(dst).await?;
                 // The peer may already be gone; a failed half-close changes nothing.
@@ -126,7 +246,19 @@ async fn one_way<R: Stream, W: Stream>(
     }
 }
 
-async fn wait_readable<R: Stream>(
+/// Wait until `src` is readable or the grace period ends, within the relay's idle timeout.
+async fn wait_readable<R: Stream>(src: &R, leg: &Leg<'_>) -> io::Result<Woke> {
+    let closing = leg.worker.closing.wait();
+    let readable = readable_within(src, leg.idle_timeout, &leg.activity);
+    let (closing, readable) = (pin!(closing), pin!(readable));
+    // Both are waits, not reads: whichever loses drops without losing a byte.
+    monoio::select! {
+        () = closing => Ok(Woke::Closing),
+        ready = readable => ready.map(|()| Woke::Readable),
+    }
+}
+
+async fn readable_within<R: Stream>(
     src: &R,
     idle_timeout: Option<Duration>,
     activity: &Cell<Instant>,
