@@ -85,6 +85,15 @@ pub fn shutdown_write(fd: BorrowedFd<'_>) -> io::Result<()> {
     check(ret as isize).map(drop)
 }
 
+/// Bytes waiting in a socket's receive queue (`FIONREAD`).
+pub fn bytes_readable(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: `fd` is borrowed and open; FIONREAD writes one int through the valid pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    check(ret as isize)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Stop a listening socket: a pending `accept` fails at once (EINVAL) and connections still
 /// in its backlog are refused. The descriptor stays open until its owner drops it.
 pub fn shutdown_listener(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -282,6 +291,30 @@ mod tests {
         }
         assert_eq!(in_pipe, 512 * 1024, "the pipe took eight times its default capacity");
         drop(writer.join().unwrap().unwrap());
+    }
+
+    #[test]
+    fn bytes_readable_counts_the_receive_queue() {
+        let (mut a, b) = pair();
+        assert_eq!(bytes_readable(b.as_fd()).unwrap(), 0);
+        a.write_all(b"twelve bytes").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(bytes_readable(b.as_fd()).unwrap(), 12);
+    }
+
+    #[test]
+    fn a_shut_down_listener_refuses_connections_and_fails_a_blocked_accept() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let blocked = std::thread::spawn({
+            let listener = listener.try_clone().unwrap();
+            move || listener.accept().map(|_| ())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        shutdown_listener(listener.as_fd()).unwrap();
+        let woke = blocked.join().unwrap();
+        assert_eq!(woke.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+        assert!(TcpStream::connect(addr).is_err(), "a stopped listener still accepts");
     }
 
     #[test]

@@ -117,9 +117,15 @@ pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
 async fn run_relay<S: Stream + 'static>(client: S, upgraded: Upgraded, ctx: ConnCtx) {
     let limits = &ctx.snapshot.config.globals.limits;
     let Upgraded { upstream, client_rest, upstream_rest } = upgraded;
-    let relayed =
-        relay(&client, &upstream, client_rest, upstream_rest, limits.relay_idle_timeout, &ctx.worker)
-            .await;
+    let relayed = relay(
+        &client,
+        &upstream,
+        client_rest,
+        upstream_rest,
+        limits.relay_idle_timeout,
+        &ctx.worker,
+    )
+    .await;
     if let Err(e) = relayed {
         tracing::debug!(conn = ctx.id, "relay ended: {e}");
     }

@@ -227,9 +227,14 @@ async fn splice_length<R: Stream, W: Stream>(
     let capacity = pipe.grow(limits::BODY_PIPE_BYTES).max(4096);
     let mut moved = 0u64;
     let mut in_pipe = 0usize;
+    // The pipe holds fewer bytes than `capacity` but has run out of slots: each small segment
+    // from the upstream takes a page-sized slot of its own. Until the destination takes some,
+    // splicing in says EAGAIN while the source stays readable, so waiting for the source would
+    // return at once, again and again (a busy loop of one core for one slow reader).
+    let mut pipe_full = false;
     while *remaining > 0 || in_pipe > 0 {
         let mut progressed = false;
-        if *remaining > 0 && in_pipe < capacity {
+        if *remaining > 0 && in_pipe < capacity && !pipe_full {
             let room = (capacity - in_pipe) as u64;
             match sys::splice(src_fd, pipe.write_end(), (*remaining).min(room) as usize) {
                 Ok(0) => return Err(PumpError::SourceClosed),
@@ -238,7 +243,11 @@ async fn splice_length<R: Stream, W: Stream>(
                     *remaining -= n as u64;
                     progressed = true;
                 }
-                Err(e) if would_block(&e) => {}
+                // EAGAIN means the source is empty or the pipe is full: only the source's own
+                // queue tells which (one ioctl, on this path only).
+                Err(e) if would_block(&e) => {
+                    pipe_full = in_pipe > 0 && sys::bytes_readable(src_fd).is_ok_and(|n| n > 0);
+                }
                 Err(e) if moved == 0 && in_pipe == 0 && e.raw_os_error() == Some(libc::EINVAL) => {
                     return Ok(None)
                 }
@@ -251,6 +260,7 @@ async fn splice_length<R: Stream, W: Stream>(
                     in_pipe -= n;
                     moved += n as u64;
                     progressed = true;
+                    pipe_full = false;
                 }
                 Err(e) if would_block(&e) => {}
                 Err(e) => return Err(PumpError::Destination(e)),
@@ -259,7 +269,7 @@ async fn splice_length<R: Stream, W: Stream>(
         if progressed {
             continue;
         }
-        let wait_src = *remaining > 0 && in_pipe < capacity;
+        let wait_src = *remaining > 0 && in_pipe < capacity && !pipe_full;
         let wait_dst = in_pipe > 0;
         match (wait_src, wait_dst) {
             (true, true) => {
