@@ -232,6 +232,15 @@ fn apply_deprecated_acme_challenges(config: &mut Config) {
 }
 
 fn run(config: Config, options: RunOptions) -> ExitCode {
+    match ringproxy::net::sys::raise_open_files_limit() {
+        Ok(limit) if limit.before == limit.now => {
+            tracing::info!(limit = limit.now, "open files limit (already the hard limit)")
+        }
+        Ok(limit) => {
+            tracing::info!(before = limit.before, now = limit.now, "raised the open files limit")
+        }
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let config_file = options.config_file.clone();
     let server = match ringproxy::start(Arc::new(config), options) {
         Ok(s) => s,

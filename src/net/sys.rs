@@ -186,6 +186,31 @@ pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Resul
     }
 }
 
+/// The open-files limit before and after raising the soft limit to the hard one, and the hard
+/// limit: a proxy holds two descriptors per proxied connection, and distributions start
+/// processes with a soft limit of 1024 (Go programs, Caddy among them, raise it the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFilesLimit {
+    pub before: u64,
+    pub now: u64,
+    pub hard: u64,
+}
+
+pub fn raise_open_files_limit() -> io::Result<OpenFilesLimit> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for the whole call.
+    let ret = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    check(ret as isize)?;
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: `raised` is a valid rlimit read for the whole call.
+        let ret = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
+        check(ret as isize)?;
+    }
+    Ok(OpenFilesLimit { before, now: limit.rlim_max, hard: limit.rlim_max })
+}
+
 /// CPU time (user and system) this process has used, all threads.
 pub fn process_cpu_time() -> io::Result<std::time::Duration> {
     clock(libc::CLOCK_PROCESS_CPUTIME_ID)

@@ -31,13 +31,48 @@ pub enum Driver {
 }
 
 impl Driver {
+    /// The driver for `choice`. `auto` probes io_uring once and, when the kernel refuses it,
+    /// falls back to epoll with one warning that says why (the errno and what usually causes
+    /// it), since a silent fallback costs CPU per message nobody would notice.
     pub fn resolve(choice: DriverChoice) -> Driver {
         match choice {
             DriverChoice::IoUring => Driver::IoUring,
             DriverChoice::Epoll => Driver::Epoll,
-            DriverChoice::Auto if monoio::utils::detect_uring() => Driver::IoUring,
-            DriverChoice::Auto => Driver::Epoll,
+            DriverChoice::Auto => match io_uring::IoUring::new(2) {
+                Ok(_) => Driver::IoUring,
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        hint = uring_refusal_hint(&e),
+                        "io_uring refused; the workers run on epoll"
+                    );
+                    Driver::Epoll
+                }
+            },
         }
+    }
+}
+
+/// What usually makes the kernel refuse `io_uring_setup` with `e`.
+fn uring_refusal_hint(e: &std::io::Error) -> String {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .map(|v| v.trim().to_owned());
+    match (e.raw_os_error(), disabled.as_deref()) {
+        (_, Some(level)) if level != "0" => {
+            format!("the sysctl kernel.io_uring_disabled is {level} (0 allows io_uring)")
+        }
+        (Some(libc::EPERM), _) => "a seccomp filter forbids io_uring_setup (container runtimes' \
+             default profiles, e.g. Docker's, do; allow io_uring_setup, io_uring_enter and \
+             io_uring_register)"
+            .into(),
+        (Some(libc::ENOSYS), _) => "the kernel has no io_uring (CONFIG_IO_URING) or a seccomp \
+             filter answers ENOSYS"
+            .into(),
+        (Some(libc::ENOMEM), _) => "the locked-memory limit (RLIMIT_MEMLOCK) is too small for a \
+             ring on this kernel"
+            .into(),
+        _ => "see the errno".into(),
     }
 }
 
@@ -117,9 +152,11 @@ pub fn run_worker(setup: WorkerSetup) {
             let built = match build_uring_runtime(urb) {
                 // Kernels before 6.0 refuse SINGLE_ISSUER (5.19: COOP_TASKRUN) with EINVAL.
                 Err(e) if flags => {
-                    tracing::info!(
+                    tracing::warn!(
                         worker = setup.id,
-                        "io_uring setup flags refused ({e}); running without them"
+                        flags = ?setup.uring_setup,
+                        "io_uring setup flags refused ({e}; COOP_TASKRUN needs Linux 5.19, \
+                         SINGLE_ISSUER 6.0); running on a plain ring"
                     );
                     build_uring_runtime(io_uring::IoUring::builder())
                 }
