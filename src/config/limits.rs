@@ -21,6 +21,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Caddyfile: `servers { max_header_size <size> }`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Smallest `max_header_size` accepted: below it, ordinary browser requests (a few cookies and
+/// an `Authorization` header) would already get 431.
+pub const SMALLEST_MAX_HEADER_BYTES: usize = 1024;
+
 /// Most header fields accepted in one request or response head.
 pub const MAX_HEADERS: usize = 128;
 
