@@ -159,7 +159,11 @@ mod tests {
         assert_eq!(size_text(1536 * 1024), "1536KiB");
         assert_eq!(size_text(1000), "1000");
         assert_eq!(size_text(0), "0");
-        let bound = crate::config::limits::SMALLEST_MAX_HEADER_BYTES;
-        assert_eq!(parse_size(&size_text(bound)), Ok(bound));
+        for bound in [
+            crate::config::limits::SMALLEST_MAX_HEADER_BYTES,
+            crate::config::limits::LARGEST_MAX_HEADER_BYTES,
+        ] {
+            assert_eq!(parse_size(&size_text(bound)), Ok(bound));
+        }
     }
 }

@@ -52,7 +52,7 @@ pub(super) fn servers(
     Ok(())
 }
 
-/// `max_header_size <size>`, at least `SMALLEST_MAX_HEADER_BYTES`.
+/// `max_header_size <size>`, within `SMALLEST_MAX_HEADER_BYTES..=LARGEST_MAX_HEADER_BYTES`.
 fn max_header_size(p: &Parser<'_>, d: &Directive, limits: &mut Limits) -> Result<(), ConfigError> {
     let value = p.one_arg(d)?;
     let size = parse_size(&value.text).map_err(|m| p.err(value.line, m))?;
@@ -62,6 +62,15 @@ fn max_header_size(p: &Parser<'_>, d: &Directive, limits: &mut Limits) -> Result
             format!(
                 "max_header_size {size} is too small (at least {})",
                 size_text(limits::SMALLEST_MAX_HEADER_BYTES)
+            ),
+        ));
+    }
+    if size > limits::LARGEST_MAX_HEADER_BYTES {
+        return Err(p.err(
+            value.line,
+            format!(
+                "max_header_size {size} is too large (at most {})",
+                size_text(limits::LARGEST_MAX_HEADER_BYTES)
             ),
         ));
     }
@@ -208,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn max_header_size_accepts_sizes_from_one_kib() {
+    fn max_header_size_accepts_sizes_between_the_bounds() {
         let sizes =
             [("32KiB", 32 * 1024), ("1KiB", 1024), ("1MiB", 1024 * 1024), ("100kb", 100_000)];
         for (text, bytes) in sizes {
@@ -222,6 +231,18 @@ mod tests {
         assert_eq!(
             parse_err("{\n\tservers {\n\t\tmax_header_size 1023\n\t}\n}\n"),
             "Caddyfile:3 - max_header_size 1023 is too small (at least 1KiB)"
+        );
+    }
+
+    #[test]
+    fn max_header_size_above_one_mib_is_too_large() {
+        assert_eq!(
+            parse_err("{\n\tservers {\n\t\tmax_header_size 2MiB\n\t}\n}\n"),
+            "Caddyfile:3 - max_header_size 2097152 is too large (at most 1MiB)"
+        );
+        assert_eq!(
+            parse_err("{\n\tservers {\n\t\tmax_header_size 1048577\n\t}\n}\n"),
+            "Caddyfile:3 - max_header_size 1048577 is too large (at most 1MiB)"
         );
     }
 
