@@ -43,7 +43,7 @@ pub(super) struct MatcherDef {
 
 impl MatcherDef {
     /// The matcher of a path written inline (`handle /api/*`, `handle_path /api/*`).
-    pub fn single_path(pattern: PathPattern, raw: &str) -> MatcherDef {
+    pub fn inline_path(pattern: PathPattern, raw: &str) -> MatcherDef {
         MatcherDef {
             matcher: Matcher { paths: vec![pattern], ..Matcher::default() },
             single_path: Some(raw.to_string()),
@@ -85,7 +85,7 @@ impl Parser<'_> {
         }
         if text.starts_with('/') {
             let pattern = compile_path(text).map_err(|m| self.err(first.line, m))?;
-            return Ok((Some(MatcherDef::single_path(pattern, text)), &args[1..]));
+            return Ok((Some(MatcherDef::inline_path(pattern, text)), &args[1..]));
         }
         if text.starts_with('*') && !first.quoted {
             return Err(self.err(

@@ -55,7 +55,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
 ];
 
 /// A route's place in Caddy's directive order (`httpcaddyfile.directiveOrder`); variants are
-/// declared in that order. `handle_path` sorts as `handle`, as in Caddy. For directives still
+/// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
 /// to come, Caddy's order around ours is: `root`, `header`, `request_body`, *redir*,
 /// `try_files`, `basic_auth`, `forward_auth`, `encode`, *handle*, *route*, *respond*,
 /// `metrics`, *reverse_proxy*, `file_server`.
@@ -254,7 +254,7 @@ fn handle_path(
         Some(block) => p.routes(&block.items, scopes, None, true)?,
         None => Vec::new(),
     };
-    let def = MatcherDef::single_path(pattern, &arg.text);
+    let def = MatcherDef::inline_path(pattern, &arg.text);
     Ok((Some(def), Handler::Subroute { routes, strip_prefix }))
 }
 
