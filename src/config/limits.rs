@@ -21,6 +21,15 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Caddyfile: `servers { max_header_size <size> }`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Smallest `max_header_size` accepted: below it, ordinary browser requests (a few cookies and
+/// an `Authorization` header) would already get 431.
+pub const SMALLEST_MAX_HEADER_BYTES: usize = 1024;
+
+/// Largest `max_header_size` accepted, 16× the default. A request head is held in memory until
+/// it is complete, per in-flight request, so an unbounded value would let every slow client
+/// pin that much memory. (Caddy takes any value; its default is Go's 1 MiB.)
+pub const LARGEST_MAX_HEADER_BYTES: usize = 1024 * 1024;
+
 /// Most header fields accepted in one request or response head.
 pub const MAX_HEADERS: usize = 128;
 

@@ -1,8 +1,22 @@
 //! The typed configuration: everything between a Caddyfile on disk and what workers consume.
 //!
-//! This module owns the *shape* of a validated configuration. `lexer` turns Caddyfile text into
-//! tokens that carry `file:line`, `parse` turns tokens into a [`Config`], `limits` holds every
-//! default, and `route` answers "which handler serves this request" as a pure function.
+//! This module owns the *shape* of a validated configuration; its submodules fill it in:
+//!
+//! | Module | Owns |
+//! |---|---|
+//! | `lexer` | Caddyfile text → tokens that carry `file:line`; `{$VAR}` substitution |
+//! | `syntax` | tokens → blocks: global options, site blocks, snippets and `import` |
+//! | `parse` | blocks → [`Config`]: what each option, directive and matcher means |
+//! | `address` | site addresses and upstream addresses, resolution |
+//! | `matcher` | compiling and evaluating path and header patterns |
+//! | `placeholder` | `{host}`-style placeholders compiled to [`Template`]s |
+//! | `units` | durations and byte sizes as Caddy writes them |
+//! | `limits` | every default, and the bounds a Caddyfile value must stay within |
+//! | `route` | "which handler serves this request", as a pure function |
+//! | `summary` | the human-readable summary `validate` prints |
+//!
+//! `parse` has one file per decision (global options, `servers`, site routes and their order,
+//! matchers, handler directives, `reverse_proxy`, listener assembly); its doc maps them.
 //!
 //! Workers never re-parse strings: addresses are resolved, matchers are compiled to
 //! [`PathPattern`]s, placeholders to [`Template`]s and upstreams to [`SocketAddr`] lists before a
@@ -129,13 +143,20 @@ pub enum ChallengeKind {
 }
 
 impl ChallengeKind {
+    /// Every type, in the order errors list them.
+    pub const ALL: [ChallengeKind; 2] = [ChallengeKind::Http01, ChallengeKind::TlsAlpn01];
+
+    /// The name ACME and the Caddyfile use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
     /// `http-01` or `tls-alpn-01`, any case.
     pub fn parse(text: &str) -> Option<ChallengeKind> {
-        match text.to_ascii_lowercase().as_str() {
-            "http-01" => Some(ChallengeKind::Http01),
-            "tls-alpn-01" => Some(ChallengeKind::TlsAlpn01),
-            _ => None,
-        }
+        ChallengeKind::ALL.into_iter().find(|kind| kind.name().eq_ignore_ascii_case(text))
     }
 
     /// A comma-separated list such as `tls-alpn-01,http-01`, duplicates dropped (the
@@ -156,10 +177,7 @@ impl ChallengeKind {
 
 impl fmt::Display for ChallengeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ChallengeKind::Http01 => "http-01",
-            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -279,8 +297,9 @@ pub enum Handler {
     Subroute { routes: Vec<Route>, strip_prefix: Option<String> },
 }
 
-/// A compiled request matcher: all conditions must hold (Caddy's matcher set semantics).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A compiled request matcher: all conditions must hold (Caddy's matcher set semantics). The
+/// default has no conditions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Matcher {
     /// Any of these paths (empty = no path condition).
     pub paths: Vec<PathPattern>,

@@ -140,9 +140,55 @@ impl Structure<'_> {
 
     /// Reads site addresses (or a snippet name) and the block after them.
     fn server_block(&mut self, doc: &mut Document) -> Result<(), ConfigError> {
+        let key_line = self.tokens[self.pos].line;
+        let keys = self.block_keys()?;
+        let is_snippet = keys.len() == 1 && {
+            let k = &keys[0].text;
+            k.len() > 2 && k.starts_with('(') && k.ends_with(')')
+        };
+        if keys.len() == 1 && keys[0].text.starts_with("&(") && keys[0].text.ends_with(')') {
+            return Err(self.err(
+                keys[0].line,
+                format!("named routes ('{}') are not supported by ringproxy", keys[0].text),
+            ));
+        }
+
+        match self.peek() {
+            Some(token) if token.is_open_brace() => {
+                let line = token.line;
+                self.pos += 1;
+                self.expect_brace_ends_line(line)?;
+                if is_snippet {
+                    let name = keys[0].text[1..keys[0].text.len() - 1].to_string();
+                    if self.snippets.contains_key(&name) {
+                        return Err(self.err(
+                            keys[0].line,
+                            format!("redeclaration of previously declared snippet {name}"),
+                        ));
+                    }
+                    let body = self.raw_block(line)?;
+                    self.snippets.insert(name, body);
+                } else {
+                    let body = self.block_items(line)?;
+                    doc.sites.push(SiteBlock { keys, body });
+                }
+            }
+            _ if is_snippet => {
+                let line = keys[0].line;
+                return Err(self.err(
+                    line,
+                    format!("snippet {} must be followed by a block {{ ... }}", keys[0].text),
+                ));
+            }
+            _ => self.braceless_site(doc, keys, key_line)?,
+        }
+        Ok(())
+    }
+
+    /// The site addresses (or the snippet name) before a block, commas removed.
+    fn block_keys(&mut self) -> Result<Vec<Token>, ConfigError> {
         let mut keys: Vec<Token> = Vec::new();
         let mut expecting_another = false;
-        let key_line = self.tokens[self.pos].line;
         loop {
             let Some(token) = self.peek().cloned() else {
                 if expecting_another {
@@ -213,72 +259,38 @@ impl Structure<'_> {
                 keys.push(Token { text: text.to_string(), ..token });
             }
         }
+        Ok(keys)
+    }
 
-        let is_snippet = keys.len() == 1 && {
-            let k = &keys[0].text;
-            k.len() > 2 && k.starts_with('(') && k.ends_with(')')
-        };
-        if keys.len() == 1 && keys[0].text.starts_with("&(") && keys[0].text.ends_with(')') {
+    /// A single site may omit its braces: everything up to the end of the file is its body
+    /// (Caddy allows this only when it is the only site block).
+    fn braceless_site(
+        &mut self,
+        doc: &mut Document,
+        keys: Vec<Token>,
+        key_line: usize,
+    ) -> Result<(), ConfigError> {
+        if !doc.sites.is_empty() {
             return Err(self.err(
-                keys[0].line,
-                format!("named routes ('{}') are not supported by ringproxy", keys[0].text),
+                key_line,
+                "site blocks must be enclosed in braces { } when the file has more \
+                 than one",
             ));
         }
-
-        match self.peek() {
-            Some(token) if token.is_open_brace() => {
-                let line = token.line;
-                self.pos += 1;
-                self.expect_brace_ends_line(line)?;
-                if is_snippet {
-                    let name = keys[0].text[1..keys[0].text.len() - 1].to_string();
-                    if self.snippets.contains_key(&name) {
-                        return Err(self.err(
-                            keys[0].line,
-                            format!("redeclaration of previously declared snippet {name}"),
-                        ));
-                    }
-                    let body = self.raw_block(line)?;
-                    self.snippets.insert(name, body);
-                } else {
-                    let body = self.block_items(line)?;
-                    doc.sites.push(SiteBlock { keys, body });
-                }
-            }
-            _ if is_snippet => {
-                let line = keys[0].line;
-                return Err(self.err(
-                    line,
-                    format!("snippet {} must be followed by a block {{ ... }}", keys[0].text),
-                ));
-            }
-            _ => {
-                // A single site may omit its braces: everything up to the end of the file is
-                // its body (Caddy allows this only when it is the only site block).
-                if !doc.sites.is_empty() {
-                    return Err(self.err(
-                        key_line,
-                        "site blocks must be enclosed in braces { } when the file has more \
-                         than one",
-                    ));
-                }
-                let items = self.items_until_eof()?;
-                // A brace-less body that swallowed what looks like another site is the
-                // classic mistake of forgetting braces; Caddy rejects it too.
-                if let Some(d) = items
-                    .iter()
-                    .find(|d| d.block.is_some() && looks_like_site_address(&d.name.text))
-                {
-                    return Err(self.err(
-                        d.line(),
-                        "site blocks must be enclosed in braces { } when the file has more \
-                         than one",
-                    ));
-                }
-                let body = Block { line: key_line, items };
-                doc.sites.push(SiteBlock { keys, body });
-            }
+        let items = self.items_until_eof()?;
+        // A brace-less body that swallowed what looks like another site is the
+        // classic mistake of forgetting braces; Caddy rejects it too.
+        if let Some(d) =
+            items.iter().find(|d| d.block.is_some() && looks_like_site_address(&d.name.text))
+        {
+            return Err(self.err(
+                d.line(),
+                "site blocks must be enclosed in braces { } when the file has more \
+                 than one",
+            ));
         }
+        let body = Block { line: key_line, items };
+        doc.sites.push(SiteBlock { keys, body });
         Ok(())
     }
 

@@ -89,6 +89,20 @@ pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     Ok(bytes as usize)
 }
 
+/// `bytes` the way messages print a bound: `1MiB`, `64KiB`, or plain bytes when it is not a
+/// whole number of KiB.
+pub(crate) fn size_text(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{}MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{}KiB", bytes / KIB)
+    } else {
+        bytes.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +148,22 @@ mod tests {
         }
         for bad in ["", "KB", "1XB", "1e999"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bounds_print_in_the_largest_whole_binary_unit() {
+        assert_eq!(size_text(1024), "1KiB");
+        assert_eq!(size_text(64 * 1024), "64KiB");
+        assert_eq!(size_text(1024 * 1024), "1MiB");
+        assert_eq!(size_text(1536 * 1024), "1536KiB");
+        assert_eq!(size_text(1000), "1000");
+        assert_eq!(size_text(0), "0");
+        for bound in [
+            crate::config::limits::SMALLEST_MAX_HEADER_BYTES,
+            crate::config::limits::LARGEST_MAX_HEADER_BYTES,
+        ] {
+            assert_eq!(parse_size(&size_text(bound)), Ok(bound));
         }
     }
 }
