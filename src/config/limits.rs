@@ -56,8 +56,11 @@ pub const DEFAULT_KEEPALIVE_IDLE_CONNS: usize = 256;
 /// be silent. Caddyfile: `servers { timeouts { relay_idle <d> } }` (ringproxy extension).
 pub const DEFAULT_RELAY_IDLE_TIMEOUT: Option<Duration> = None;
 
-/// How long shutdown waits for in-flight requests. Caddyfile: `grace_period <d>`.
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+/// How long a graceful stop waits for in-flight requests and live WebSockets before closing
+/// the WebSockets (1001) and everything else. Caddy waits forever by default, which hangs
+/// shutdowns behind one long stream; 10 s lets a request finish and an audio client reconnect
+/// elsewhere. Caddyfile: `grace_period <d>`.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 /// Passive health: an upstream that failed is skipped this long. Caddy's default is 0
 /// (disabled); ringproxy matches it, and a dial failure still moves on to the next upstream.

@@ -181,8 +181,8 @@ impl fmt::Display for ChallengeKind {
     }
 }
 
-/// The `admin` global option. ringproxy has no admin API yet; `admin off` and an address are
-/// both accepted so existing Caddyfiles validate.
+/// The `admin` global option: where the admin endpoint listens (`admin`'s module doc), or
+/// `off`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admin {
     Off,

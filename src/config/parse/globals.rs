@@ -28,6 +28,7 @@ const OPTIONS: &Table<GlobalOption> = &[
     ("https_port", https_port),
     ("local_certs", local_certs),
     ("servers", servers::servers),
+    ("shutdown_delay", shutdown_delay),
     ("storage", storage),
 ];
 
@@ -102,13 +103,16 @@ fn admin(p: &Parser<'_>, d: &Directive, g: &mut ParsedGlobals) -> Result<(), Con
     if d.block.is_some() {
         return Err(p.err(
             d.line(),
-            "admin options are not supported by ringproxy, which has no admin API (supported: \
-             admin off, admin <address>)",
+            "admin options are not supported by ringproxy (supported: admin off, admin \
+             <address>)",
         ));
     }
     g.globals.admin = match arg.text.as_str() {
         "off" => Admin::Off,
-        addr => Admin::Address(addr.to_string()),
+        addr => {
+            crate::admin::AdminAddress::parse(addr).map_err(|m| p.err(arg.line, m))?;
+            Admin::Address(addr.to_string())
+        }
     };
     Ok(())
 }
@@ -171,6 +175,11 @@ fn grace_period(p: &Parser<'_>, d: &Directive, g: &mut ParsedGlobals) -> Result<
     Ok(())
 }
 
+fn shutdown_delay(p: &Parser<'_>, d: &Directive, g: &mut ParsedGlobals) -> Result<(), ConfigError> {
+    g.globals.shutdown_delay = p.duration(p.one_arg(d)?)?;
+    Ok(())
+}
+
 /// `storage <module> …`: only `file_system` exists in ringproxy.
 fn storage(p: &Parser<'_>, d: &Directive, g: &mut ParsedGlobals) -> Result<(), ConfigError> {
     let module = &p.some_args(d)?[0];
@@ -224,7 +233,7 @@ mod tests {
             parse_err("{\n\tdebug\n}\n"),
             "Caddyfile:2 - global option 'debug' is not supported by ringproxy (supported: \
              acme_ca, acme_ca_root, acme_challenges, admin, auto_https, email, grace_period, \
-             http_port, https_port, local_certs, servers, storage)"
+             http_port, https_port, local_certs, servers, shutdown_delay, storage)"
         );
     }
 
@@ -261,9 +270,14 @@ mod tests {
         );
         assert_eq!(
             parse_err("{\n\tadmin :2019 {\n\t\torigins x\n\t}\n}\n"),
-            "Caddyfile:2 - admin options are not supported by ringproxy, which has no admin API \
-             (supported: admin off, admin <address>)"
+            "Caddyfile:2 - admin options are not supported by ringproxy (supported: admin off, \
+             admin <address>)"
         );
+        assert_eq!(
+            parse_err("{\n\tadmin localhost\n}\n"),
+            "Caddyfile:2 - admin address 'localhost' has no port (e.g. localhost:2019)"
+        );
+        assert_eq!(globals("{\n\tshutdown_delay 3s\n}\n").shutdown_delay, Duration::from_secs(3));
         assert_eq!(
             parse_err("{\n\tadmin\n}\n"),
             "Caddyfile:2 - wrong argument count or unexpected line ending after 'admin'"
