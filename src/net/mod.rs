@@ -1,5 +1,6 @@
 //! Byte streams for the data path: the readiness-plus-nonblocking-syscall stream abstraction
 //! that plaintext sockets and TLS sessions both implement, and the raw syscalls under it.
 
+pub mod proxy_protocol;
 pub mod stream;
 pub mod sys;
