@@ -80,6 +80,16 @@ pub const DEFAULT_ADMIN_ADDRESS: &str = "localhost:2019";
 pub const DEFAULT_HTTP_PORT: u16 = 80;
 pub const DEFAULT_HTTPS_PORT: u16 = 443;
 
+/// Caps on client connections (the global `limits { … }` block, a ringproxy extension); `None`
+/// is no cap. Beyond a cap, a new connection is closed at once, before any byte is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionCaps {
+    /// Open client connections, all listeners and workers together.
+    pub max_connections: Option<usize>,
+    /// Open client connections from one IP address.
+    pub max_connections_per_ip: Option<usize>,
+}
+
 /// Server-wide limits and timeouts that apply to every listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {

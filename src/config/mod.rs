@@ -111,6 +111,8 @@ pub struct Globals {
     /// Empty means automatic: those the config has a listener for, HTTP-01 first.
     pub acme_challenges: Vec<ChallengeKind>,
     pub limits: limits::Limits,
+    /// `limits { max_connections N  max_connections_per_ip N }`.
+    pub caps: limits::ConnectionCaps,
 }
 
 impl Default for Globals {
@@ -131,6 +133,7 @@ impl Default for Globals {
             shutdown_delay: Duration::ZERO,
             acme_challenges: Vec::new(),
             limits: limits::Limits::default(),
+            caps: limits::ConnectionCaps::default(),
         }
     }
 }

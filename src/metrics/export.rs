@@ -89,6 +89,19 @@ fn render_data_path(workers: &[std::sync::Arc<WorkerMetrics>], out: &mut String)
     let _ = writeln!(out, "{name}{{kind=\"plain\"}} {plain}");
     let _ = writeln!(out, "{name}{{kind=\"tls\"}} {tls}");
 
+    header(out, names::CONNECTIONS_REFUSED);
+    let name = names::CONNECTIONS_REFUSED.name;
+    let _ = writeln!(
+        out,
+        "{name}{{cap=\"max_connections\"}} {}",
+        sum(workers, |w| &w.refused_max_connections)
+    );
+    let _ = writeln!(
+        out,
+        "{name}{{cap=\"max_connections_per_ip\"}} {}",
+        sum(workers, |w| &w.refused_per_ip)
+    );
+
     header(out, names::TLS_HANDSHAKES);
     let name = names::TLS_HANDSHAKES.name;
     let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", sum(workers, |w| &w.tls_handshakes_ok));

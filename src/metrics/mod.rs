@@ -109,6 +109,10 @@ pub struct WorkerMetrics {
     pub tls_handshakes_error: Counter,
     /// Access-log lines dropped because the log writer fell behind.
     pub log_lines_dropped: Counter,
+    /// Connections closed at accept by `max_connections`.
+    pub refused_max_connections: Counter,
+    /// Connections closed at accept by `max_connections_per_ip`.
+    pub refused_per_ip: Counter,
 }
 
 impl Default for WorkerMetrics {
@@ -124,6 +128,8 @@ impl Default for WorkerMetrics {
             tls_handshakes_ok: Counter::default(),
             tls_handshakes_error: Counter::default(),
             log_lines_dropped: Counter::default(),
+            refused_max_connections: Counter::default(),
+            refused_per_ip: Counter::default(),
         }
     }
 }

@@ -41,6 +41,11 @@ pub const TLS_HANDSHAKES: Family = family(
     "counter",
     "TLS handshakes on client connections, by result.",
 );
+pub const CONNECTIONS_REFUSED: Family = family(
+    "ringproxy_connections_refused_total",
+    "counter",
+    "Client connections closed at accept by a cap, by the cap (max_connections or max_connections_per_ip).",
+);
 pub const LOG_LINES_DROPPED: Family = family(
     "ringproxy_access_log_lines_dropped_total",
     "counter",
@@ -86,12 +91,13 @@ pub const PROCESS_START_TIME: Family = family(
 );
 
 /// Every family, in exposition order.
-pub const ALL: [Family; 17] = [
+pub const ALL: [Family; 18] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     WEBSOCKETS_OPEN,
     RELAYED_BYTES,
     CONNECTIONS_OPEN,
+    CONNECTIONS_REFUSED,
     TLS_HANDSHAKES,
     LOG_LINES_DROPPED,
     UPSTREAM_HEALTHY,

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::runtime::admission::Admitted;
 use crate::runtime::worker::Worker;
 use crate::tls::acceptor::TlsAcceptor;
 use crate::tls::store::CertStore;
@@ -64,6 +65,8 @@ pub struct OpenConnection {
     /// handshake).
     counted: Cell<Option<ConnectionKind>>,
     worker: Rc<Worker>,
+    /// Its place under the connection caps, released with it.
+    _admitted: Admitted,
 }
 
 /// The `kind` label of `ringproxy_connections_open`.
@@ -74,12 +77,17 @@ pub enum ConnectionKind {
 }
 
 impl OpenConnection {
-    pub fn new(counter: &Rc<Cell<usize>>, worker: &Rc<Worker>) -> Rc<OpenConnection> {
+    pub fn new(
+        counter: &Rc<Cell<usize>>,
+        worker: &Rc<Worker>,
+        admitted: Admitted,
+    ) -> Rc<OpenConnection> {
         counter.set(counter.get() + 1);
         Rc::new(OpenConnection {
             open: counter.clone(),
             counted: Cell::new(None),
             worker: worker.clone(),
+            _admitted: admitted,
         })
     }
 

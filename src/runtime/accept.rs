@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use monoio::net::TcpListener;
 
+use super::admission::Refusal;
 use super::worker::Worker;
 use crate::config::{limits, ListenerKind};
 use crate::net::stream::PlainStream;
@@ -72,6 +73,19 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let admitted = match worker.admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                // Closing at once costs the client one RST and us nothing; a 503 would cost
+                // a read of its request, which is what a cap is there to avoid.
+                match refusal {
+                    Refusal::MaxConnections => worker.metrics.refused_max_connections.inc(),
+                    Refusal::MaxConnectionsPerIp => worker.metrics.refused_per_ip.inc(),
+                }
+                tracing::debug!(worker = worker.id, %peer, ?refusal, "connection refused by a cap");
+                continue;
+            }
+        };
         let stream = match PlainStream::new(socket) {
             Ok(s) => s,
             Err(e) => {
@@ -94,7 +108,7 @@ pub async fn accept_loop(
             peer,
             scheme: if kind == ListenerKind::Tls { "https" } else { "http" },
             id: conn_id,
-            open: OpenConnection::new(&worker.open, &worker),
+            open: OpenConnection::new(&worker.open, &worker, admitted),
             worker: worker.clone(),
         };
         match kind {

@@ -7,6 +7,7 @@
 //! per worker.
 
 pub mod accept;
+pub mod admission;
 pub mod signal;
 pub mod worker;
 
@@ -89,6 +90,8 @@ pub struct WorkerSetup {
     pub commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
     pub metrics: Arc<WorkerMetrics>,
     pub registry: Arc<Registry>,
+    /// The connection caps, shared by all workers.
+    pub admission: Arc<admission::Admission>,
     /// Reports whether the runtime started.
     pub ready: mpsc::Sender<Result<Driver, String>>,
 }
@@ -178,8 +181,9 @@ pub fn run_worker(setup: WorkerSetup) {
 }
 
 async fn worker_main(setup: WorkerSetup) {
-    let WorkerSetup { id, driver, first, commands, metrics, registry, ready, .. } = setup;
-    let worker = Worker::new(id, metrics, registry, &first);
+    let WorkerSetup { id, driver, first, commands, metrics, registry, admission, ready, .. } =
+        setup;
+    let worker = Worker::new(id, metrics, registry, admission, &first);
     if let Err(e) = worker.apply(first) {
         let _ = ready.send(Err(e));
         return;

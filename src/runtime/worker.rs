@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpListener;
 
 use super::accept::{accept_loop, AcceptHandle};
+use super::admission::Admission;
 use super::signal::Signal;
 use super::Generation;
 use crate::config::{limits, Config, ListenerKind};
@@ -43,6 +44,8 @@ pub struct Worker {
     next_conn: Cell<u64>,
     pub metrics: Arc<WorkerMetrics>,
     registry: Arc<Registry>,
+    /// The connection caps (shared by every worker).
+    pub admission: Arc<Admission>,
     listeners: RefCell<Vec<AcceptHandle>>,
     /// Stops health checks and the pool sweep.
     background_stop: Rc<Cell<bool>>,
@@ -54,6 +57,7 @@ impl Worker {
         id: usize,
         metrics: Arc<WorkerMetrics>,
         registry: Arc<Registry>,
+        admission: Arc<Admission>,
         first: &Generation,
     ) -> Rc<Worker> {
         let clock = std::time::SystemTime::now()
@@ -77,6 +81,7 @@ impl Worker {
             next_conn: Cell::new(0),
             metrics,
             registry,
+            admission,
             listeners: RefCell::new(Vec::new()),
             background_stop: Rc::new(Cell::new(false)),
             seed,
@@ -121,6 +126,7 @@ impl Worker {
         }
 
         let old = self.snapshot();
+        self.admission.set(config.globals.caps);
         let pools = self.pools_for(&config, &old);
         let acceptor = match (&tls, &old.acceptor) {
             (Some(ctx), Some(acceptor)) if acceptor.serves(ctx) => Some(acceptor.clone()),

@@ -295,6 +295,7 @@ impl Server {
             Vec::new()
         };
         let registry = Registry::new();
+        let admission = Arc::new(crate::runtime::admission::Admission::default());
         let log_writer = LogWriter::start()?;
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(workers);
@@ -315,6 +316,7 @@ impl Server {
                 commands,
                 metrics: registry.add_worker(id),
                 registry: registry.clone(),
+                admission: admission.clone(),
                 ready: ready_tx.clone(),
             };
             threads.push(

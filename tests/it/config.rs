@@ -551,7 +551,7 @@ const INVALID: &[(&str, &str)] = &[
     ),
     (
         "{\n\tdebug\n}\n",
-        "Caddyfile:2 - global option 'debug' is not supported by ringproxy (supported: acme_ca, acme_ca_root, acme_challenges, admin, auto_https, email, grace_period, http_port, https_port, local_certs, servers, shutdown_delay, storage)",
+        "Caddyfile:2 - global option 'debug' is not supported by ringproxy (supported: acme_ca, acme_ca_root, acme_challenges, admin, auto_https, email, grace_period, http_port, https_port, limits, local_certs, servers, shutdown_delay, storage)",
     ),
     (
         ":80 {\n\treverse_proxy :9000 {\n\t\tlb_try_duration 5s\n\t}\n}\n",

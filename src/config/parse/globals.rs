@@ -26,10 +26,20 @@ const OPTIONS: &Table<GlobalOption> = &[
     ("grace_period", grace_period),
     ("http_port", http_port),
     ("https_port", https_port),
+    ("limits", connection_limits),
     ("local_certs", local_certs),
     ("servers", servers::servers),
     ("shutdown_delay", shutdown_delay),
     ("storage", storage),
+];
+
+/// Sets one `limits { … }` cap from its count.
+type CapOption = fn(&mut crate::config::limits::ConnectionCaps, usize);
+
+/// `limits { … }` options.
+const CAPS: &Table<CapOption> = &[
+    ("max_connections", |caps, n| caps.max_connections = Some(n)),
+    ("max_connections_per_ip", |caps, n| caps.max_connections_per_ip = Some(n)),
 ];
 
 /// `auto_https` values (`on` is the default and has no keyword in Caddy).
@@ -175,6 +185,28 @@ fn grace_period(p: &Parser<'_>, d: &Directive, g: &mut ParsedGlobals) -> Result<
     Ok(())
 }
 
+/// `limits { max_connections N  max_connections_per_ip N }`: a ringproxy extension.
+fn connection_limits(
+    p: &Parser<'_>,
+    d: &Directive,
+    g: &mut ParsedGlobals,
+) -> Result<(), ConfigError> {
+    p.args_with_block(d, 0)?;
+    let Some(block) = &d.block else { return Err(p.arg_err(&d.name)) };
+    for sub in &block.items {
+        let set = p.pick_sub(CAPS, "limits", sub)?;
+        let value = p.one_arg(sub)?;
+        let n = value.text.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            p.err(
+                value.line,
+                format!("invalid {} '{}': must be a positive integer", sub.name.text, value.text),
+            )
+        })?;
+        set(&mut g.globals.caps, n);
+    }
+    Ok(())
+}
+
 fn shutdown_delay(p: &Parser<'_>, d: &Directive, g: &mut ParsedGlobals) -> Result<(), ConfigError> {
     g.globals.shutdown_delay = p.duration(p.one_arg(d)?)?;
     Ok(())
@@ -233,7 +265,7 @@ mod tests {
             parse_err("{\n\tdebug\n}\n"),
             "Caddyfile:2 - global option 'debug' is not supported by ringproxy (supported: \
              acme_ca, acme_ca_root, acme_challenges, admin, auto_https, email, grace_period, \
-             http_port, https_port, local_certs, servers, shutdown_delay, storage)"
+             http_port, https_port, limits, local_certs, servers, shutdown_delay, storage)"
         );
     }
 
@@ -278,6 +310,28 @@ mod tests {
             "Caddyfile:2 - admin address 'localhost' has no port (e.g. localhost:2019)"
         );
         assert_eq!(globals("{\n\tshutdown_delay 3s\n}\n").shutdown_delay, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn limits_caps_connections_in_total_and_per_ip() {
+        let g = globals(
+            "{\n\tlimits {\n\t\tmax_connections 1000\n\t\tmax_connections_per_ip 50\n\t}\n}\n",
+        );
+        assert_eq!(g.caps.max_connections, Some(1000));
+        assert_eq!(g.caps.max_connections_per_ip, Some(50));
+        assert_eq!(
+            globals("{\n\tlimits {\n\t\tmax_connections 7\n\t}\n}\n").caps.max_connections_per_ip,
+            None
+        );
+        assert_eq!(
+            parse_err("{\n\tlimits {\n\t\tmax_connections 0\n\t}\n}\n"),
+            "Caddyfile:3 - invalid max_connections '0': must be a positive integer"
+        );
+        assert_eq!(
+            parse_err("{\n\tlimits {\n\t\tmax_streams 3\n\t}\n}\n"),
+            "Caddyfile:3 - subdirective 'max_streams' of limits is not supported by ringproxy \
+             (supported: max_connections, max_connections_per_ip)"
+        );
         assert_eq!(
             parse_err("{\n\tadmin\n}\n"),
             "Caddyfile:2 - wrong argument count or unexpected line ending after 'admin'"
