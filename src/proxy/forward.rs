@@ -22,7 +22,8 @@ use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{
     parse_response, RequestBody, RequestHead, ResponseBody, ResponseHead, Version,
 };
-use crate::http::rewrite::{write_request_head, write_response_head, ForwardContext};
+use crate::http::request::Request;
+use crate::http::rewrite::{write_request_head, write_response_head};
 use crate::net::stream::{PlainStream, Stream};
 use crate::upstream::{dial, UpstreamConn, UpstreamPool};
 
@@ -38,11 +39,10 @@ pub struct Outcome {
     pub upgraded: Option<Upgraded>,
 }
 
-/// An upgraded connection pair, ready for the relay.
+/// The upstream side of an upgraded connection, ready for the relay. The client side's early
+/// bytes are the request's unread bytes.
 pub struct Upgraded {
     pub upstream: PlainStream,
-    /// Bytes the client sent after its upgrade request's head.
-    pub client_rest: Vec<u8>,
     /// Bytes the upstream sent after its `101` head.
     pub upstream_rest: Vec<u8>,
 }
@@ -50,7 +50,7 @@ pub struct Upgraded {
 /// How an exchange on one upstream connection ended.
 enum ExchangeEnd {
     Done { outcome: Outcome, reusable: bool },
-    Upgrade { client_rest: Vec<u8>, upstream_rest: Vec<u8> },
+    Upgrade { upstream_rest: Vec<u8> },
 }
 
 /// A failed exchange: the error, and whether any response bytes already reached the client
@@ -71,30 +71,48 @@ fn after_response(error: impl Into<ProxyError>) -> ForwardError {
     ForwardError { error: error.into(), response_started: true, stale_pooled: false }
 }
 
-/// Forward `head` (at the start of `buf`) and its body; on return `buf` holds only bytes the
-/// client sent after this request (pipelining).
-pub async fn forward<S: Stream>(
+/// One request on its way to an upstream: who asked, what they asked, the route's rewrite and
+/// the upstreams that may answer.
+pub struct Exchange<'a, S> {
+    pub client: &'a S,
+    pub ctx: &'a ConnCtx,
+    /// The request, whose unread bytes start with its body; after a complete exchange they
+    /// hold only what the client sent after this request (pipelining).
+    pub request: &'a mut Request,
+    /// Prefixes removed by enclosing `handle_path` blocks (see `ForwardContext`).
+    pub strip_prefixes: &'a [&'a str],
+    pub pool: &'a UpstreamPool,
+}
+
+impl<S: Stream> Exchange<'_, S> {
+    /// Forward the request and its body, then its response back to the client.
+    pub async fn forward(self) -> Result<Outcome, ForwardError> {
+        forward(self.client, self.ctx, self.pool, self.request, self.strip_prefixes).await
+    }
+}
+
+async fn forward<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
     pool: &UpstreamPool,
-    head: &RequestHead,
-    buf: &mut Vec<u8>,
+    request: &mut Request,
     strip_prefixes: &[&str],
 ) -> Result<Outcome, ForwardError> {
+    let head = request.head();
     let order = pool.attempt_order(ctx.peer.ip());
     if order.is_empty() {
         return Err(before_response(UpstreamError::NoneAvailable));
     }
     let transport = &pool.set.transport;
     let mut out = Vec::with_capacity(head.head_len + 256);
+    let replayable = matches!(head.body, RequestBody::None | RequestBody::Length(0));
     let mut last_error: Option<UpstreamError> = None;
     let mut chosen: Option<UpstreamConn> = None;
     for index in order {
         let upstream = pool.upstream(index);
-        let fctx = forward_ctx(ctx, &upstream.display, strip_prefixes);
+        let fctx = ctx.forward_context(request, strip_prefixes, &upstream.display);
         out.clear();
-        write_request_head(buf, head, &pool.set.header_up, &fctx, &mut out);
-        let replayable = matches!(head.body, RequestBody::None | RequestBody::Length(0));
+        write_request_head(&fctx, &pool.set.header_up, &mut out);
         let mut conn = match pool.take_idle(index, replayable) {
             Some(conn) => conn,
             None => match dial(upstream, transport.dial_timeout).await {
@@ -130,21 +148,13 @@ pub async fn forward<S: Stream>(
     let Some(conn) = chosen else {
         return Err(before_response(last_error.unwrap_or(UpstreamError::NoneAvailable)));
     };
-    // header_down templates may name request fields ({uri}, {method}…), which are spans into
-    // the head's bytes: keep a copy of them when there are such rules.
-    let request_head: Vec<u8> =
-        if pool.set.header_down.is_empty() { Vec::new() } else { buf[..head.head_len].to_vec() };
-    buf.drain(..head.head_len);
     let index = conn.upstream;
     pool.begin_request(index);
-    let result = exchange(client, ctx, pool, head, &request_head, buf, conn, strip_prefixes).await;
+    let result = exchange(client, ctx, pool, request, conn, strip_prefixes).await;
     match result {
         // The pooled connection was closed by the upstream while idle and the request has no
         // body, so nothing is lost by sending it again on a fresh connection (once).
-        Err(e)
-            if e.stale_pooled
-                && matches!(head.body, RequestBody::None | RequestBody::Length(0)) =>
-        {
+        Err(e) if e.stale_pooled && replayable => {
             let upstream = pool.upstream(index);
             let stream = match dial(upstream, transport.dial_timeout).await {
                 Ok(stream) => stream,
@@ -164,48 +174,25 @@ pub async fn forward<S: Stream>(
             }
             pool.begin_request(index);
             let conn = UpstreamConn { stream, upstream: index, reused: false };
-            exchange(client, ctx, pool, head, &request_head, buf, conn, strip_prefixes).await
+            exchange(client, ctx, pool, request, conn, strip_prefixes).await
         }
         other => other,
     }
 }
 
-fn forward_ctx<'a>(ctx: &ConnCtx, upstream: &'a str, strip: &'a [&'a str]) -> ForwardContext<'a> {
-    ForwardContext {
-        client_ip: ctx.peer.ip(),
-        client_port: ctx.peer.port(),
-        scheme: ctx.scheme,
-        upstream_hostport: upstream,
-        strip_prefixes: strip,
-    }
-}
-
 /// The exchange on a chosen upstream connection whose request head has been written.
-#[allow(clippy::too_many_arguments)]
 async fn exchange<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
     pool: &UpstreamPool,
-    head: &RequestHead,
-    request_head: &[u8],
-    buf: &mut Vec<u8>,
+    request: &mut Request,
     mut conn: UpstreamConn,
     strip_prefixes: &[&str],
 ) -> Result<Outcome, ForwardError> {
     let upstream_name: &str = &pool.upstream(conn.upstream).display;
     let index = conn.upstream;
-    let result = exchange_inner(
-        client,
-        ctx,
-        pool,
-        head,
-        request_head,
-        buf,
-        &mut conn,
-        strip_prefixes,
-        upstream_name,
-    )
-    .await;
+    let result =
+        exchange_inner(client, ctx, pool, request, &mut conn, strip_prefixes, upstream_name).await;
     pool.end_request(index);
     match result {
         Ok(ExchangeEnd::Done { outcome, reusable }) => {
@@ -214,11 +201,11 @@ async fn exchange<S: Stream>(
             }
             Ok(outcome)
         }
-        Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest }) => Ok(Outcome {
+        Ok(ExchangeEnd::Upgrade { upstream_rest }) => Ok(Outcome {
             keep_alive: false,
             status: 101,
             bytes: 0,
-            upgraded: Some(Upgraded { upstream: conn.stream, client_rest, upstream_rest }),
+            upgraded: Some(Upgraded { upstream: conn.stream, upstream_rest }),
         }),
         Err(e) => {
             if matches!(e.error, ProxyError::Upstream(_)) && !e.stale_pooled {
@@ -229,14 +216,11 @@ async fn exchange<S: Stream>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn exchange_inner<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
     pool: &UpstreamPool,
-    head: &RequestHead,
-    request_head: &[u8],
-    buf: &mut Vec<u8>,
+    request: &mut Request,
     conn: &mut UpstreamConn,
     strip_prefixes: &[&str],
     upstream_name: &str,
@@ -247,14 +231,14 @@ async fn exchange_inner<S: Stream>(
 
     // Request body, watching for an early response.
     let mut response_buf: Vec<u8> = Vec::new();
-    let mut framing = match head.body {
+    let mut framing = match request.head().body {
         RequestBody::None => BodyFraming::Length(0),
         RequestBody::Length(n) => BodyFraming::Length(n),
         RequestBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
     };
     let mut request_complete = true;
     if !framing.is_done_at_start() {
-        match send_body(client, upstream, buf, &mut framing, &mut response_buf, head, upstream_name)
+        match send_body(client, upstream, request, &mut framing, &mut response_buf, upstream_name)
             .await
         {
             Ok(BodySent::Complete) => {}
@@ -263,7 +247,8 @@ async fn exchange_inner<S: Stream>(
         }
     }
 
-    let fctx = forward_ctx(ctx, upstream_name, strip_prefixes);
+    let head = request.head();
+    let fctx = ctx.forward_context(request, strip_prefixes, upstream_name);
     let deadline = pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
     loop {
@@ -310,8 +295,6 @@ async fn exchange_inner<S: Stream>(
                 &response_buf,
                 &response,
                 &pool.set.header_down,
-                head,
-                request_head,
                 &fctx,
                 false,
                 &mut out,
@@ -319,8 +302,7 @@ async fn exchange_inner<S: Stream>(
             write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
             if response.status == 101 {
                 let upstream_rest = response_buf[response.head_len..].to_vec();
-                let client_rest = std::mem::take(buf);
-                return Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest });
+                return Ok(ExchangeEnd::Upgrade { upstream_rest });
             }
             response_buf.drain(..response.head_len);
             continue;
@@ -331,8 +313,6 @@ async fn exchange_inner<S: Stream>(
             &response_buf,
             &response,
             &pool.set.header_down,
-            head,
-            request_head,
             &fctx,
             close_client,
             &mut out,
@@ -400,34 +380,35 @@ enum BodySent {
 async fn send_body<S: Stream>(
     client: &S,
     upstream: &PlainStream,
-    buf: &mut Vec<u8>,
+    request: &mut Request,
     framing: &mut BodyFraming,
     response_buf: &mut Vec<u8>,
-    request: &RequestHead,
     upstream_name: &str,
 ) -> Result<BodySent, ForwardError> {
     loop {
         // Bytes already read from the client go first.
-        if !buf.is_empty() {
-            let (n, done) =
-                framing.take(buf).map_err(|e| before_response(ClientError::Chunked(e)))?;
+        if !request.unread().is_empty() {
+            let (n, done) = framing
+                .take(request.unread())
+                .map_err(|e| before_response(ClientError::Chunked(e)))?;
+            let chunk = &request.unread()[..n];
+            let head = request.head();
             let sent =
-                write_watching(client, upstream, &buf[..n], response_buf, request, upstream_name)
-                    .await?;
-            buf.drain(..n);
+                write_watching(client, upstream, chunk, response_buf, head, upstream_name).await?;
+            request.consume(n);
             if let Some(arrived) = sent {
                 return Ok(arrived);
             }
             if done {
                 return Ok(BodySent::Complete);
             }
-            if !buf.is_empty() {
+            if !request.unread().is_empty() {
                 continue;
             }
         }
         match ready_or_response(client.readable(), upstream, response_buf, upstream_name).await {
             Woke::Ready(Err(e)) => return Err(before_response(ClientError::Io(e))),
-            Woke::Ready(Ok(())) => match read_append(client, buf, usize::MAX).await {
+            Woke::Ready(Ok(())) => match read_append(client, request, usize::MAX).await {
                 Ok(0) => return Err(before_response(ClientError::ClosedMidRequest)),
                 Ok(_) => {}
                 Err(e) => return Err(before_response(ClientError::Io(e))),
@@ -435,7 +416,7 @@ async fn send_body<S: Stream>(
             Woke::Upstream(Err(e)) => return Err(before_response(e)),
             Woke::Upstream(Ok(())) => {
                 if let Some(arrived) =
-                    forward_interim(client, response_buf, request, upstream_name).await?
+                    forward_interim(client, response_buf, request.head(), upstream_name).await?
                 {
                     return Ok(arrived);
                 }

@@ -15,6 +15,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::http::request::Request;
+use crate::http::template::ForwardContext;
 use crate::tls::store::CertStore;
 use crate::upstream::UpstreamPool;
 
@@ -43,6 +45,26 @@ pub struct ConnCtx {
     /// Counts this connection as open on its worker (for the shutdown drain) for as long as
     /// any task serving it holds the context.
     pub open: Rc<OpenConnection>,
+}
+
+impl ConnCtx {
+    /// What placeholders and X-Forwarded-* see for `request` on this connection: the route's
+    /// `handle_path` prefixes, and `upstream` (empty when nothing is forwarded).
+    pub fn forward_context<'r>(
+        &self,
+        request: &'r Request,
+        strip_prefixes: &'r [&'r str],
+        upstream: &'r str,
+    ) -> ForwardContext<'r> {
+        ForwardContext {
+            request,
+            client_ip: self.peer.ip(),
+            client_port: self.peer.port(),
+            scheme: self.scheme,
+            upstream_hostport: upstream,
+            strip_prefixes,
+        }
+    }
 }
 
 /// One open connection on a worker's counter; the count drops when the last holder does.

@@ -6,9 +6,10 @@
 //! what both directions share (versions, methods, body framings); `request_head` and
 //! `response_head` parse one direction each, `target` the request target and authority, and
 //! `fields` the Content-Length / Transfer-Encoding / Connection values both directions read.
-//! Does not own: the reading of bytes, the status a rejection gets (the driver maps
-//! [`HeadError`] to an answer), or what is forwarded (see `rewrite`, which re-serializes every
-//! head, so nothing the client wrote reaches an upstream unchecked).
+//! Does not own: the reading of bytes, where they are kept (`http::request`), the status a
+//! rejection gets (the driver maps [`HeadError`] to an answer), or what is forwarded (see
+//! `rewrite`, which re-serializes every head, so nothing the client wrote reaches an upstream
+//! unchecked).
 //!
 //! Decisions where the RFCs leave a choice:
 //! - Bare LF as a line terminator is accepted in heads (RFC 9112 §2.2 allows it): heads are

@@ -1,7 +1,7 @@
 //! Request heads: httparse, then the validation RFC 9110/9112 asks of a proxy (one Host,
 //! unambiguous framing, a supported version and target form), into a [`RequestHead`] whose
 //! spans index the bytes it was parsed from. Owns what a request head means; not how its bytes
-//! are read or kept.
+//! are read or kept (see `http::request::Request`).
 
 use std::mem::MaybeUninit;
 
@@ -12,8 +12,8 @@ use crate::config::limits::MAX_HEADERS;
 use crate::http::path::normalize_path;
 use crate::http::{list_elements, trim_ows, HeaderField, Span};
 
-/// A validated request head. Spans point into the buffer it was parsed from, which the
-/// connection keeps until the head has been forwarded.
+/// A validated request head. Spans point into the bytes it was parsed from, which
+/// [`Request`](crate::http::request::Request) keeps together with it.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
     /// Bytes of the head including the final CRLF; the body (or the next request) follows.
