@@ -8,6 +8,8 @@ pub mod forward;
 pub mod guard;
 pub mod io;
 pub mod relay;
+mod response;
+mod upload;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
