@@ -129,6 +129,9 @@ async fn deliver<S: Stream>(
     let Delivery { close_client, mut framing, upstream_reusable } = delivery;
     let (client, ops) = (ex.client, &ex.pool.set.header_down);
     out.clear();
+    // Room for the rewritten head and the body bytes behind it, so that writing the head does
+    // not grow the buffer field by field.
+    out.reserve(attempt.received.len() + 64);
     let ctx = ex.forward_context(attempt.name);
     write_response_head(&attempt.received, response, ops, &ctx, close_client, &mut out);
     attempt.received.drain(..response.head_len);
