@@ -10,7 +10,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringproxy::config::{HeaderOp, Placeholder, Template, TemplatePart};
 use ringproxy::http::head::{parse_request, parse_response};
-use ringproxy::http::rewrite::{write_request_head, write_response_head, ForwardContext};
+use ringproxy::http::request::Request;
+use ringproxy::http::rewrite::{write_request_head, write_response_head};
+use ringproxy::http::template::ForwardContext;
 
 const REQUEST: &[u8] = b"POST /api/auth/login HTTP/1.1\r\n\
 Host: app.example.com\r\n\
@@ -28,9 +30,11 @@ Content-Length: 1234\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
 Server: gunicorn\r\nSet-Cookie: session=abc; HttpOnly\r\n\r\n";
 
 fn bench(c: &mut Criterion) {
-    let request = parse_request(REQUEST, 65536).unwrap().unwrap();
-    let response = parse_response(RESPONSE, request.method, 65536).unwrap().unwrap();
+    let head = parse_request(REQUEST, 65536).unwrap().unwrap();
+    let response = parse_response(RESPONSE, head.method, 65536).unwrap().unwrap();
+    let request = Request::new(head, REQUEST.to_vec());
     let ctx = ForwardContext {
+        request: &request,
         client_ip: "192.0.2.7".parse().unwrap(),
         client_port: 50000,
         scheme: "https",
@@ -48,30 +52,21 @@ fn bench(c: &mut Criterion) {
     group.bench_function("request_head/no_ops", |b| {
         b.iter(|| {
             out.clear();
-            write_request_head(REQUEST, &request, &[], &ctx, &mut out);
+            write_request_head(&ctx, &[], &mut out);
             black_box(out.len())
         })
     });
     group.bench_function("request_head/header_up", |b| {
         b.iter(|| {
             out.clear();
-            write_request_head(REQUEST, &request, &header_up, &ctx, &mut out);
+            write_request_head(&ctx, &header_up, &mut out);
             black_box(out.len())
         })
     });
     group.bench_function("response_head/header_down", |b| {
         b.iter(|| {
             out.clear();
-            write_response_head(
-                RESPONSE,
-                &response,
-                &header_down,
-                &request,
-                REQUEST,
-                &ctx,
-                false,
-                &mut out,
-            );
+            write_response_head(RESPONSE, &response, &header_down, &ctx, false, &mut out);
             black_box(out.len())
         })
     });

@@ -8,8 +8,10 @@
 pub mod chunked;
 pub mod head;
 pub mod path;
+pub mod request;
 pub mod response;
 pub mod rewrite;
+pub mod template;
 
 /// A byte range into the buffer a head was parsed from. Heads are at most
 /// `max_header_bytes`, so `u32` offsets are plenty and keep `HeaderField` small.

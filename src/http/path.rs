@@ -1,8 +1,11 @@
 //! Request path normalisation for routing: the path matchers compare against this form, so
 //! `/API/Auth/../auth/x`, `/api//auth/x` and `/api/%61uth/x` all route like `/api/auth/x`.
 //!
-//! Owns only the routing form of a path. What is forwarded upstream is the path as received
-//! (minus `handle_path` prefixes, see `rewrite`), exactly as Caddy does.
+//! Owns the routing form of a path, and the removal of `handle_path` prefixes from the path
+//! that is forwarded. What is forwarded upstream is the path as received minus those prefixes,
+//! exactly as Caddy does: they are removed ASCII-case-insensitively from the path as received
+//! when it is already in normal form; otherwise (`//api/x`, `/api/../api/x`, `/%61pi/x`) from
+//! its decoded, dot-resolved form, re-escaped, so the stripped path is the one that was routed.
 //!
 //! Decisions, matching Caddy's path matcher (which compares against Go's decoded `URL.Path`):
 //! - Every valid `%XX` escape is decoded once, `%2F` included, *before* dot segments are
@@ -139,6 +142,77 @@ fn escape_invalid_utf8(bytes: &[u8]) -> String {
         }
     }
     text
+}
+
+/// `path` with `handle_path` prefixes removed (see the module doc for the two forms), into
+/// `out`; as received when there are none.
+pub(crate) fn write_stripped_path(path: &[u8], prefixes: &[&str], out: &mut Vec<u8>) {
+    if prefixes.is_empty() {
+        out.extend_from_slice(path);
+        return;
+    }
+    let start = out.len();
+    out.extend_from_slice(path);
+    let stripped = is_clean(path) && prefixes.iter().all(|p| strip_prefix_at(out, start, p));
+    if !stripped {
+        out.truncate(start);
+        percent_decode_into(path, out);
+        let len = remove_dot_segments(&mut out[start..]);
+        out.truncate(start + len);
+        // The router matched these prefixes against this same decoded form (lower-cased), so
+        // each one is found unless a prefix itself was written with escapes in the config.
+        for p in prefixes {
+            strip_prefix_at(out, start, p);
+        }
+        escape_path_in_place(out, start);
+    }
+    if out.get(start) != Some(&b'/') {
+        out.insert(start, b'/');
+    }
+}
+
+/// Remove `prefix` (without its trailing `/`) from the start of `out[start..]`, ignoring ASCII
+/// case. `false` when `out[start..]` does not start with it.
+fn strip_prefix_at(out: &mut Vec<u8>, start: usize, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/').as_bytes();
+    match out.get(start..start + prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => {
+            out.drain(start..start + prefix.len());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Percent-encode, in place, the bytes of a decoded path that may not appear raw in a path
+/// (RFC 3986 §3.3: pchar and `/` stay), working from the end so nothing is overwritten early.
+fn escape_path_in_place(out: &mut Vec<u8>, start: usize) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let needs = |b: u8| !(is_pchar(b) || b == b'/');
+    let extra = 2 * out[start..].iter().filter(|&&b| needs(b)).count();
+    if extra == 0 {
+        return;
+    }
+    let old_len = out.len();
+    out.resize(old_len + extra, 0);
+    let mut w = out.len();
+    for r in (start..old_len).rev() {
+        let b = out[r];
+        if needs(b) {
+            out[w - 3] = b'%';
+            out[w - 2] = HEX[usize::from(b >> 4)];
+            out[w - 1] = HEX[usize::from(b & 0xf)];
+            w -= 3;
+        } else {
+            out[w - 1] = b;
+            w -= 1;
+        }
+    }
+}
+
+/// unreserved / sub-delims / `:` / `@` (pct-encoded is handled by escaping `%` itself).
+fn is_pchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b)
 }
 
 #[cfg(test)]

@@ -15,43 +15,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::ConnCtx;
 use crate::config::{AccessLog, LogFormat, LogOutput};
-use crate::http::head::{RequestHead, Version};
+use crate::http::head::Version;
+use crate::http::request::Request;
 
 thread_local! {
     static FILES: RefCell<HashMap<PathBuf, File>> = RefCell::new(HashMap::new());
-}
-
-/// The request fields a log line shows, copied before the request buffer moves on.
-pub struct RequestLine {
-    method: String,
-    uri: String,
-    host: String,
-    proto: &'static str,
-}
-
-impl RequestLine {
-    pub fn capture(head: &RequestHead, buf: &[u8]) -> RequestLine {
-        RequestLine {
-            method: String::from_utf8_lossy(head.method_span.get(buf)).into_owned(),
-            uri: String::from_utf8_lossy(head.target.get(buf)).into_owned(),
-            host: head.host_port.clone(),
-            proto: match head.version {
-                Version::Http10 => "HTTP/1.0",
-                Version::Http11 => "HTTP/1.1",
-            },
-        }
-    }
 }
 
 /// Write one access log line.
 pub fn write(
     log: &AccessLog,
     ctx: &ConnCtx,
-    request: &RequestLine,
+    request: &Request,
     status: u16,
     bytes: u64,
     took: Duration,
 ) {
+    // Borrowed from the request's own head bytes (no copy unless they are not UTF-8).
+    let method = String::from_utf8_lossy(request.method_token());
+    let uri = String::from_utf8_lossy(request.target());
+    let host = request.head().host_port.as_str();
+    let proto = match request.head().version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let mut line = String::with_capacity(256);
     match log.format {
@@ -61,13 +48,13 @@ pub fn write(
             line.push_str(",\"logger\":\"http.log.access\",\"msg\":\"handled request\",\"request\":{\"remote_ip\":");
             json_string(&mut line, &ctx.peer.ip().to_string());
             let _ = write!(line, ",\"remote_port\":\"{}\",\"proto\":", ctx.peer.port());
-            json_string(&mut line, request.proto);
+            json_string(&mut line, proto);
             line.push_str(",\"method\":");
-            json_string(&mut line, &request.method);
+            json_string(&mut line, &method);
             line.push_str(",\"host\":");
-            json_string(&mut line, &request.host);
+            json_string(&mut line, host);
             line.push_str(",\"uri\":");
-            json_string(&mut line, &request.uri);
+            json_string(&mut line, &uri);
             let _ = write!(
                 line,
                 "}},\"duration\":{:.6},\"size\":{bytes},\"status\":{status}}}",
@@ -79,10 +66,10 @@ pub fn write(
                 line,
                 "{now:.3}\t{} {} {} {} {}\t{status}\t{bytes}\t{:.6}s",
                 ctx.peer.ip(),
-                request.method,
-                request.host,
-                request.uri,
-                request.proto,
+                method,
+                host,
+                uri,
+                proto,
                 took.as_secs_f64()
             );
         }

@@ -7,14 +7,15 @@
 //!              └──────────── keep-alive: next request (pipelined bytes stay in `buf`) ◀─┘
 //! ```
 //!
-//! The request buffer holds only the current head (plus whatever the client sent after it);
-//! it is released whenever the connection goes idle, so a quiet keep-alive connection owns no
-//! buffer.
+//! The read buffer holds only the current head (plus whatever the client sent after it). Once
+//! the head is complete the buffer moves into the [`Request`], which keeps the head's bytes for
+//! as long as the request is served and hands back what follows them; the buffer is released
+//! whenever the connection goes idle, so a quiet keep-alive connection owns no buffer.
 
 use std::time::{Duration, Instant};
 
 use super::access_log;
-use super::forward::{forward, Upgraded};
+use super::forward::{Exchange, Upgraded};
 use super::io::{read_append, write_all};
 use super::relay::relay;
 use super::ConnCtx;
@@ -22,35 +23,31 @@ use crate::config::route::{resolve, select_site, RequestView};
 use crate::config::{Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
+use crate::http::request::Request;
 use crate::http::response::{write_answer, write_simple, Answer};
-use crate::http::rewrite::{render_template, ForwardContext};
+use crate::http::template::render_template;
 use crate::net::stream::Stream;
 
 /// Path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
 const ACME_CHALLENGE_PREFIX: &[u8] = b"/.well-known/acme-challenge/";
 
-/// A request head plus the buffer its spans point into, as the router sees it.
-pub struct RoutedRequest<'a> {
-    pub head: &'a RequestHead,
-    pub buf: &'a [u8],
-}
-
-impl RequestView for RoutedRequest<'_> {
+/// The request as the router sees it.
+impl RequestView for Request {
     fn host(&self) -> &str {
-        &self.head.host
+        &self.head().host
     }
 
     fn match_path(&self) -> &str {
-        &self.head.match_path
+        &self.head().match_path
     }
 
     fn method(&self) -> &str {
-        std::str::from_utf8(self.head.method_span.get(self.buf)).unwrap_or("")
+        std::str::from_utf8(self.method_token()).unwrap_or("")
     }
 
     fn header_values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
-        let buf = self.buf;
-        self.head
+        let buf = self.head_bytes();
+        self.head()
             .headers
             .iter()
             .filter(move |h| h.name.get(buf).eq_ignore_ascii_case(name.as_bytes()))
@@ -90,33 +87,43 @@ pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
                 return;
             }
         };
+        let mut request = Request::new(head, std::mem::take(&mut buf));
         // Boxed: the request path's state (heads, rewrite buffers, nested futures) lives on
         // the heap only while a request is in flight, so neither an idle keep-alive connection
         // nor a long-lived WebSocket relay carries it in its task.
-        let next = Box::pin(serve_request(&client, &ctx, &head, &mut buf)).await;
-        drop(head);
+        let next = Box::pin(serve_request(&client, &ctx, &mut request)).await;
+        // The head goes; pipelined bytes (or the client's first relayed bytes) stay.
+        let unread = request.into_unread();
         match next {
             Next::Request => {
-                if buf.is_empty() {
-                    // Idle: hold no buffer while waiting for the next request.
-                    buf = Vec::new();
+                if !unread.is_empty() {
+                    buf = unread;
                 }
+                // Otherwise idle: hold no buffer while waiting for the next request.
             }
             Next::Close => return,
             Next::Relay(upgraded) => {
-                drop(buf);
                 // A task of its own: the relay, which may live for hours, then holds only its
                 // own state, not this task's (larger) state for reading request heads.
-                monoio::spawn(super::guard::contained(ctx.id, run_relay(client, upgraded, ctx)));
+                monoio::spawn(super::guard::contained(
+                    ctx.id,
+                    run_relay(client, upgraded, unread, ctx),
+                ));
                 return;
             }
         }
     }
 }
 
-async fn run_relay<S: Stream + 'static>(client: S, upgraded: Upgraded, ctx: ConnCtx) {
+/// `client_rest`: bytes the client sent after its upgrade request's head.
+async fn run_relay<S: Stream + 'static>(
+    client: S,
+    upgraded: Upgraded,
+    client_rest: Vec<u8>,
+    ctx: ConnCtx,
+) {
     let limits = &ctx.snapshot.config.globals.limits;
-    let Upgraded { upstream, client_rest, upstream_rest } = upgraded;
+    let Upgraded { upstream, upstream_rest } = upgraded;
     let relayed = relay(
         &client,
         &upstream,
@@ -194,23 +201,14 @@ async fn read_head<S: Stream>(
     }
 }
 
-async fn serve_request<S: Stream>(
-    client: &S,
-    ctx: &ConnCtx,
-    head: &RequestHead,
-    buf: &mut Vec<u8>,
-) -> Next {
+async fn serve_request<S: Stream>(client: &S, ctx: &ConnCtx, request: &mut Request) -> Next {
     let started = Instant::now();
     let config = &ctx.snapshot.config;
     let listener = &config.listeners[ctx.listener];
-    let site = select_site(listener, &head.host);
-    // The access log needs the request line after `buf` has moved on to the next request.
-    let log_request = site
-        .and_then(|s| s.access_log.as_ref())
-        .map(|log| (log, access_log::RequestLine::capture(head, buf)));
-    let handled = handle_request(client, ctx, head, buf, site, listener.kind).await;
-    if let Some((log, line)) = log_request {
-        access_log::write(log, ctx, &line, handled.status, handled.bytes, started.elapsed());
+    let site = select_site(listener, &request.head().host);
+    let handled = handle_request(client, ctx, request, site, listener.kind).await;
+    if let Some(log) = site.and_then(|s| s.access_log.as_ref()) {
+        access_log::write(log, ctx, request, handled.status, handled.bytes, started.elapsed());
     }
     match handled.upgraded {
         Some(upgraded) => Next::Relay(upgraded),
@@ -230,33 +228,30 @@ struct Handled {
     upgraded: Option<Upgraded>,
 }
 
+impl Handled {
+    /// Nothing could be sent, or the connection cannot go on.
+    const CLOSED: Handled = Handled { keep_alive: false, status: 0, bytes: 0, upgraded: None };
+}
+
 async fn handle_request<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
-    head: &RequestHead,
-    buf: &mut Vec<u8>,
+    request: &mut Request,
     site: Option<&Site>,
     kind: ListenerKind,
 ) -> Handled {
-    if let Some(answer) = acme_http_challenge(ctx, head, buf, kind) {
-        return answer_direct(client, head, buf, 200, None, answer.as_bytes()).await;
+    if let Some(answer) = acme_http_challenge(ctx, request, kind) {
+        return answer_direct(client, request.head(), 200, None, answer.as_bytes()).await;
     }
-    let request = RoutedRequest { head, buf: &buf[..] };
-    let (handler, strip) = match site.map(|site| resolve(site, &request)) {
+    let (handler, strip) = match site.map(|site| resolve(site, &*request)) {
         Some(resolution) => (resolution.handler, resolution.strip_prefixes),
         None => (None, Vec::new()),
-    };
-    let fctx = ForwardContext {
-        client_ip: ctx.peer.ip(),
-        client_port: ctx.peer.port(),
-        scheme: ctx.scheme,
-        upstream_hostport: "",
-        strip_prefixes: &strip,
     };
     match handler {
         Some(Handler::Proxy(index)) => {
             let pool = ctx.snapshot.pools[*index].clone();
-            match forward(client, ctx, &pool, head, buf, &strip).await {
+            let exchange = Exchange { client, ctx, request, strip_prefixes: &strip, pool: &pool };
+            match exchange.forward().await {
                 Ok(outcome) => Handled {
                     keep_alive: outcome.keep_alive,
                     status: outcome.status,
@@ -275,68 +270,66 @@ async fn handle_request<S: Stream>(
                             }
                         }
                     }
-                    Handled { keep_alive: false, status, bytes: 0, upgraded: None }
+                    Handled { status, ..Handled::CLOSED }
                 }
             }
         }
         Some(Handler::Respond { status, body }) => {
             let mut rendered = Vec::new();
-            render_template(body, head, buf, &fctx, &mut rendered);
-            answer_direct(client, head, buf, *status, None, &rendered).await
+            render_template(body, &ctx.forward_context(request, &strip, ""), &mut rendered);
+            answer_direct(client, request.head(), *status, None, &rendered).await
         }
         Some(Handler::Redirect { to, status }) => {
             let mut location = Vec::new();
-            render_template(to, head, buf, &fctx, &mut location);
-            answer_direct(client, head, buf, *status, Some(&location), b"").await
+            render_template(to, &ctx.forward_context(request, &strip, ""), &mut location);
+            answer_direct(client, request.head(), *status, Some(&location), b"").await
         }
-        Some(Handler::HttpsRedirect { port }) => {
-            let mut location = Vec::with_capacity(64);
-            location.extend_from_slice(b"https://");
-            if head.host.contains(':') {
-                // IPv6 literal.
-                location.push(b'[');
-                location.extend_from_slice(head.host.as_bytes());
-                location.push(b']');
-            } else {
-                location.extend_from_slice(head.host.as_bytes());
-            }
-            if let Some(port) = port {
-                location.extend_from_slice(format!(":{port}").as_bytes());
-            }
-            location.extend_from_slice(head.target.get(buf));
-            let mut out = Vec::new();
-            write_simple(308, Some(&location), b"", head.method == Method::Head, true, &mut out);
-            let sent = write_all(client, &out).await.is_ok();
-            Handled {
-                keep_alive: false,
-                status: if sent { 308 } else { 0 },
-                bytes: 0,
-                upgraded: None,
-            }
-        }
+        Some(Handler::HttpsRedirect { port }) => https_redirect(client, request, *port).await,
         Some(Handler::Subroute { .. }) | None => {
+            let head = request.head();
             let close = !head.keep_alive || head.body != RequestBody::None;
             let mut out = Vec::new();
             write_answer(Answer::EmptyOk, close, &mut out);
-            finish_direct(client, head, buf, out, close, 200, 0).await
+            finish_direct(client, out, close, 200, 0).await
         }
     }
+}
+
+/// `308` to the same target on `https://`, then close.
+async fn https_redirect<S: Stream>(client: &S, request: &Request, port: Option<u16>) -> Handled {
+    let head = request.head();
+    let mut location = Vec::with_capacity(64);
+    location.extend_from_slice(b"https://");
+    if head.host.contains(':') {
+        // IPv6 literal.
+        location.push(b'[');
+        location.extend_from_slice(head.host.as_bytes());
+        location.push(b']');
+    } else {
+        location.extend_from_slice(head.host.as_bytes());
+    }
+    if let Some(port) = port {
+        location.extend_from_slice(format!(":{port}").as_bytes());
+    }
+    location.extend_from_slice(request.target());
+    let mut out = Vec::new();
+    write_simple(308, Some(&location), b"", head.method == Method::Head, true, &mut out);
+    let sent = write_all(client, &out).await.is_ok();
+    Handled { status: if sent { 308 } else { 0 }, ..Handled::CLOSED }
 }
 
 /// The key authorization for an ACME HTTP-01 request, if this is one we hold a token for.
 /// Served on plaintext listeners (the redirect listener included) before any route.
 fn acme_http_challenge(
     ctx: &ConnCtx,
-    head: &RequestHead,
-    buf: &[u8],
+    request: &Request,
     kind: ListenerKind,
 ) -> Option<std::sync::Arc<str>> {
     if kind == ListenerKind::Tls {
         return None;
     }
     let certs = ctx.snapshot.certs.as_ref()?;
-    let path = head.path.get(buf);
-    let token = path.strip_prefix(ACME_CHALLENGE_PREFIX)?;
+    let token = request.path().strip_prefix(ACME_CHALLENGE_PREFIX)?;
     certs.http_challenge(std::str::from_utf8(token).ok()?)
 }
 
@@ -345,7 +338,6 @@ fn acme_http_challenge(
 async fn answer_direct<S: Stream>(
     client: &S,
     head: &RequestHead,
-    buf: &mut Vec<u8>,
     status: u16,
     location: Option<&[u8]>,
     body: &[u8],
@@ -354,23 +346,18 @@ async fn answer_direct<S: Stream>(
     let mut out = Vec::new();
     write_simple(status, location, body, head.method == Method::Head, close, &mut out);
     let bytes = if head.method == Method::Head { 0 } else { body.len() as u64 };
-    finish_direct(client, head, buf, out, close, status, bytes).await
+    finish_direct(client, out, close, status, bytes).await
 }
 
 async fn finish_direct<S: Stream>(
     client: &S,
-    head: &RequestHead,
-    buf: &mut Vec<u8>,
     out: Vec<u8>,
     close: bool,
     status: u16,
     bytes: u64,
 ) -> Handled {
     if write_all(client, &out).await.is_err() {
-        return Handled { keep_alive: false, status: 0, bytes: 0, upgraded: None };
-    }
-    if !close {
-        buf.drain(..head.head_len);
+        return Handled::CLOSED;
     }
     Handled { keep_alive: !close, status, bytes, upgraded: None }
 }

@@ -1,30 +1,47 @@
-//! Forwarding one request to an upstream and its response back, bodies streamed by framing.
+//! Forwarding one request to an upstream and its response back: the [`Exchange`], the choice
+//! of connection, and the one retry on a fresh connection.
 //!
 //! Order of events for one request:
-//! 1. Pick upstreams in policy order; take a pooled connection or dial (dial errors move on to
-//!    the next upstream: nothing has been sent yet).
-//! 2. Write the rewritten head, then stream the request body. While the body streams we also
-//!    watch the upstream: a `100 Continue` is passed to the client at once, and a final
-//!    response that arrives early (e.g. 413) ends the upload and is forwarded.
-//! 3. Read the response head (bounded by `response_header_timeout`), pass 1xx heads through,
-//!    and either relay after a `101` or stream the body by its framing.
+//! 1. Pick upstreams in policy order; take a pooled connection or dial, and write the rewritten
+//!    head (`connect_and_send`; a dial error moves on to the next upstream: nothing has been
+//!    sent).
+//! 2. Stream the request body, watching the upstream for an early response (`upload`).
+//! 3. Read the response head, pass 1xx heads through, and either hand the connection over for
+//!    the relay after a `101` or stream the body by its framing (`response`).
 //! 4. Return the upstream connection to the worker's pool when both messages completed cleanly.
+//!
+//! A pooled connection may have been closed by the upstream while it sat idle; the attempt
+//! then fails before any response byte. Such an attempt is sent once more on a fresh
+//! connection when `may_replay` allows it, and only then.
+//!
+//! Owns: the order of attempts, the pool's bookkeeping (in-flight counts, passive health,
+//! returning connections) and the replay decision. Does not own: the bytes of either message
+//! (`upload`, `response`) or what the client is told after a failure (the connection driver).
 
-use crate::config::limits;
-use std::io;
-use std::pin::pin;
-use std::time::Instant;
+use std::iter;
 
-use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
+use super::io::write_all;
 use super::ConnCtx;
-use crate::error::{ClientError, ProxyError, UpstreamError};
-use crate::http::chunked::ChunkedTracker;
-use crate::http::head::{
-    parse_response, RequestBody, RequestHead, ResponseBody, ResponseHead, Version,
-};
-use crate::http::rewrite::{write_request_head, write_response_head, ForwardContext};
+use crate::error::{ProxyError, UpstreamError};
+use crate::http::head::{RequestBody, RequestHead};
+use crate::http::request::Request;
+use crate::http::rewrite::write_request_head;
+use crate::http::template::ForwardContext;
 use crate::net::stream::{PlainStream, Stream};
 use crate::upstream::{dial, UpstreamConn, UpstreamPool};
+
+/// One request on its way to an upstream: who asked, what they asked, the route's rewrite and
+/// the upstreams that may answer.
+pub struct Exchange<'a, S> {
+    pub client: &'a S,
+    pub ctx: &'a ConnCtx,
+    /// The request, whose unread bytes start with its body; after a complete exchange they
+    /// hold only what the client sent after this request (pipelining).
+    pub request: &'a mut Request,
+    /// Prefixes removed by enclosing `handle_path` blocks (see `ForwardContext`).
+    pub strip_prefixes: &'a [&'a str],
+    pub pool: &'a UpstreamPool,
+}
 
 /// A completed exchange: how the client connection continues, and what the access log
 /// records.
@@ -38,568 +55,323 @@ pub struct Outcome {
     pub upgraded: Option<Upgraded>,
 }
 
-/// An upgraded connection pair, ready for the relay.
+/// The upstream side of an upgraded connection, ready for the relay. The client side's early
+/// bytes are the request's unread bytes.
 pub struct Upgraded {
     pub upstream: PlainStream,
-    /// Bytes the client sent after its upgrade request's head.
-    pub client_rest: Vec<u8>,
     /// Bytes the upstream sent after its `101` head.
     pub upstream_rest: Vec<u8>,
 }
 
-/// How an exchange on one upstream connection ended.
-enum ExchangeEnd {
-    Done { outcome: Outcome, reusable: bool },
-    Upgrade { client_rest: Vec<u8>, upstream_rest: Vec<u8> },
-}
-
 /// A failed exchange: the error, and whether any response bytes already reached the client
 /// (then no synthesized answer may follow; the connection just ends).
+#[derive(Debug)]
 pub struct ForwardError {
     pub error: ProxyError,
     pub response_started: bool,
-    /// A reused pooled connection ended before any response byte: the upstream most likely
-    /// closed it while idle, racing our request.
-    stale_pooled: bool,
 }
 
-fn before_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError { error: error.into(), response_started: false, stale_pooled: false }
+pub(super) fn before_response(error: impl Into<ProxyError>) -> ForwardError {
+    ForwardError { error: error.into(), response_started: false }
 }
 
-fn after_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError { error: error.into(), response_started: true, stale_pooled: false }
+pub(super) fn after_response(error: impl Into<ProxyError>) -> ForwardError {
+    ForwardError { error: error.into(), response_started: true }
 }
 
-/// Forward `head` (at the start of `buf`) and its body; on return `buf` holds only bytes the
-/// client sent after this request (pipelining).
-pub async fn forward<S: Stream>(
-    client: &S,
-    ctx: &ConnCtx,
-    pool: &UpstreamPool,
-    head: &RequestHead,
-    buf: &mut Vec<u8>,
-    strip_prefixes: &[&str],
-) -> Result<Outcome, ForwardError> {
-    let order = pool.attempt_order(ctx.peer.ip());
-    if order.is_empty() {
-        return Err(before_response(UpstreamError::NoneAvailable));
+/// One upstream connection during an exchange: what the upload and the response share.
+pub(super) struct Attempt<'c> {
+    pub(super) upstream: &'c PlainStream,
+    /// The upstream as configured, for errors and logs.
+    pub(super) name: &'c str,
+    /// Bytes from the upstream not forwarded yet: part of a head, or body bytes behind one.
+    pub(super) received: Vec<u8>,
+    /// A response head (interim or final) came in.
+    pub(super) head_seen: bool,
+}
+
+impl Attempt<'_> {
+    pub(super) fn io_error(&self, source: std::io::Error) -> UpstreamError {
+        UpstreamError::Io { upstream: self.name.to_owned(), source }
     }
-    let transport = &pool.set.transport;
-    let mut out = Vec::with_capacity(head.head_len + 256);
-    let mut last_error: Option<UpstreamError> = None;
-    let mut chosen: Option<UpstreamConn> = None;
-    for index in order {
-        let upstream = pool.upstream(index);
-        let fctx = forward_ctx(ctx, &upstream.display, strip_prefixes);
-        out.clear();
-        write_request_head(buf, head, &pool.set.header_up, &fctx, &mut out);
-        let replayable = matches!(head.body, RequestBody::None | RequestBody::Length(0));
-        let mut conn = match pool.take_idle(index, replayable) {
-            Some(conn) => conn,
-            None => match dial(upstream, transport.dial_timeout).await {
-                Ok(stream) => UpstreamConn { stream, upstream: index, reused: false },
-                Err(source) => {
-                    pool.record_failure(index);
-                    tracing::warn!(conn = ctx.id, upstream = %upstream.display, "dial failed: {source}");
-                    last_error =
-                        Some(UpstreamError::Connect { upstream: upstream.display.clone(), source });
-                    continue;
-                }
-            },
-        };
-        if write_all(&conn.stream, &out).await.is_err() && conn.reused {
-            // The pooled connection died while idle; one fresh dial to the same upstream.
-            match dial(upstream, transport.dial_timeout).await {
-                Ok(stream) => conn = UpstreamConn { stream, upstream: index, reused: false },
-                Err(source) => {
-                    pool.record_failure(index);
-                    last_error =
-                        Some(UpstreamError::Connect { upstream: upstream.display.clone(), source });
-                    continue;
-                }
-            }
-            if let Err(source) = write_all(&conn.stream, &out).await {
-                last_error = Some(UpstreamError::Io { upstream: upstream.display.clone(), source });
-                continue;
-            }
-        }
-        chosen = Some(conn);
-        break;
+
+    pub(super) fn closed_early(&self) -> UpstreamError {
+        UpstreamError::ClosedEarly { upstream: self.name.to_owned() }
     }
-    let Some(conn) = chosen else {
-        return Err(before_response(last_error.unwrap_or(UpstreamError::NoneAvailable)));
-    };
-    // header_down templates may name request fields ({uri}, {method}…), which are spans into
-    // the head's bytes: keep a copy of them when there are such rules.
-    let request_head: Vec<u8> =
-        if pool.set.header_down.is_empty() { Vec::new() } else { buf[..head.head_len].to_vec() };
-    buf.drain(..head.head_len);
-    let index = conn.upstream;
-    pool.begin_request(index);
-    let result = exchange(client, ctx, pool, head, &request_head, buf, conn, strip_prefixes).await;
-    match result {
-        // The pooled connection was closed by the upstream while idle and the request has no
-        // body, so nothing is lost by sending it again on a fresh connection (once).
-        Err(e)
-            if e.stale_pooled
-                && matches!(head.body, RequestBody::None | RequestBody::Length(0)) =>
-        {
-            let upstream = pool.upstream(index);
-            let stream = match dial(upstream, transport.dial_timeout).await {
-                Ok(stream) => stream,
-                Err(source) => {
-                    pool.record_failure(index);
-                    return Err(before_response(UpstreamError::Connect {
-                        upstream: upstream.display.clone(),
-                        source,
-                    }));
-                }
-            };
-            if let Err(source) = write_all(&stream, &out).await {
-                return Err(before_response(UpstreamError::Io {
-                    upstream: upstream.display.clone(),
-                    source,
-                }));
-            }
-            pool.begin_request(index);
-            let conn = UpstreamConn { stream, upstream: index, reused: false };
-            exchange(client, ctx, pool, head, &request_head, buf, conn, strip_prefixes).await
-        }
-        other => other,
+
+    fn response_seen(&self) -> bool {
+        self.head_seen || !self.received.is_empty()
     }
 }
 
-fn forward_ctx<'a>(ctx: &ConnCtx, upstream: &'a str, strip: &'a [&'a str]) -> ForwardContext<'a> {
-    ForwardContext {
-        client_ip: ctx.peer.ip(),
-        client_port: ctx.peer.port(),
-        scheme: ctx.scheme,
-        upstream_hostport: upstream,
-        strip_prefixes: strip,
+/// How an exchange on one upstream connection ended.
+pub(super) enum Ended {
+    Complete { outcome: Outcome, reusable: bool },
+    Upgraded { upstream_rest: Vec<u8> },
+}
+
+/// What is known about an attempt that failed on an upstream connection: what the replay
+/// decision and passive health need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attempted {
+    upstream: usize,
+    /// The connection came from the pool: the upstream may have closed it while it sat idle.
+    pooled: bool,
+    /// The whole request head was written, so the upstream may have acted on the request.
+    head_sent: bool,
+    /// Some of a response came in: the connection was alive.
+    response_seen: bool,
+    /// The attempt ended because the connection did (EOF or an I/O error), which is how an idle
+    /// close racing the request looks; not a timeout or an invalid response.
+    connection_lost: bool,
+}
+
+impl Attempted {
+    /// A pooled connection that ended before any byte of a response: most likely the upstream
+    /// closed it while it was idle, which says nothing about the upstream's health.
+    fn looks_stale(&self) -> bool {
+        self.pooled && self.connection_lost && !self.response_seen
     }
 }
 
-/// The exchange on a chosen upstream connection whose request head has been written.
-#[allow(clippy::too_many_arguments)]
-async fn exchange<S: Stream>(
-    client: &S,
-    ctx: &ConnCtx,
-    pool: &UpstreamPool,
-    head: &RequestHead,
-    request_head: &[u8],
-    buf: &mut Vec<u8>,
-    mut conn: UpstreamConn,
-    strip_prefixes: &[&str],
-) -> Result<Outcome, ForwardError> {
-    let upstream_name: &str = &pool.upstream(conn.upstream).display;
-    let index = conn.upstream;
-    let result = exchange_inner(
-        client,
-        ctx,
-        pool,
-        head,
-        request_head,
-        buf,
-        &mut conn,
-        strip_prefixes,
-        upstream_name,
-    )
-    .await;
-    pool.end_request(index);
-    match result {
-        Ok(ExchangeEnd::Done { outcome, reusable }) => {
-            if reusable {
-                pool.put_idle(conn);
-            }
-            Ok(outcome)
-        }
-        Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest }) => Ok(Outcome {
-            keep_alive: false,
-            status: 101,
-            bytes: 0,
-            upgraded: Some(Upgraded { upstream: conn.stream, client_rest, upstream_rest }),
-        }),
-        Err(e) => {
-            if matches!(e.error, ProxyError::Upstream(_)) && !e.stale_pooled {
-                pool.record_failure(index);
-            }
-            Err(e)
-        }
+/// A failed attempt, or no attempt at all (`attempted` is `None` when no upstream could be
+/// reached).
+struct Failed {
+    error: ForwardError,
+    attempted: Option<Attempted>,
+}
+
+impl Failed {
+    fn unreached(error: UpstreamError) -> Failed {
+        Failed { error: before_response(error), attempted: None }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn exchange_inner<S: Stream>(
-    client: &S,
-    ctx: &ConnCtx,
-    pool: &UpstreamPool,
-    head: &RequestHead,
-    request_head: &[u8],
-    buf: &mut Vec<u8>,
-    conn: &mut UpstreamConn,
-    strip_prefixes: &[&str],
-    upstream_name: &str,
-) -> Result<ExchangeEnd, ForwardError> {
-    let upstream = &conn.stream;
-    let upstream_err =
-        |source: io::Error| UpstreamError::Io { upstream: upstream_name.to_owned(), source };
+/// A request that can be sent again without keeping its body: it has none.
+fn is_replayable(head: &RequestHead) -> bool {
+    matches!(head.body, RequestBody::None | RequestBody::Length(0))
+}
 
-    // Request body, watching for an early response.
-    let mut response_buf: Vec<u8> = Vec::new();
-    let mut framing = match head.body {
-        RequestBody::None => BodyFraming::Length(0),
-        RequestBody::Length(n) => BodyFraming::Length(n),
-        RequestBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
-    };
-    let mut request_complete = true;
-    if !framing.is_done_at_start() {
-        match send_body(client, upstream, buf, &mut framing, &mut response_buf, head, upstream_name)
+/// Whether a failed attempt may be sent again on a fresh connection: the pooled connection most
+/// likely went stale before any response byte (so nothing reached the client), and sending the
+/// request twice loses nothing: the upstream never had the whole head, or the request has no
+/// body (`replayable`).
+fn may_replay(attempted: &Attempted, replayable: bool) -> bool {
+    attempted.looks_stale() && (!attempted.head_sent || replayable)
+}
+
+/// Where `connect_and_send` takes its connections from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connect {
+    PooledOrDialled,
+    /// After a stale pooled connection: only fresh ones.
+    Dialled,
+}
+
+impl<S: Stream> Exchange<'_, S> {
+    /// Forward the request and its body, then its response back to the client.
+    pub async fn forward(mut self) -> Result<Outcome, ForwardError> {
+        let mut order = self.pool.attempt_order(self.ctx.peer.ip()).into_iter();
+        let replayable = is_replayable(self.request.head());
+        let mut head = Vec::with_capacity(self.request.head().head_len + 256);
+        let first = match self
+            .connect_and_send(&mut order, Connect::PooledOrDialled, replayable, &mut head)
             .await
         {
-            Ok(BodySent::Complete) => {}
-            Ok(BodySent::ResponseArrived) => request_complete = false,
-            Err(e) => return Err(e),
-        }
-    }
-
-    let fctx = forward_ctx(ctx, upstream_name, strip_prefixes);
-    let deadline = pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
-    let mut out = Vec::new();
-    loop {
-        let nothing_received = response_buf.is_empty();
-        let response =
-            read_response_head(upstream, &mut response_buf, head, deadline, upstream_name)
-                .await
-                .map_err(|error| {
-                    let closed = matches!(
-                        error,
-                        ProxyError::Upstream(
-                            UpstreamError::ClosedEarly { .. } | UpstreamError::Io { .. }
-                        )
-                    );
-                    let mut e = before_response(error);
-                    e.stale_pooled =
-                        closed && conn.reused && nothing_received && response_buf.is_empty();
-                    if e.stale_pooled {
-                        tracing::debug!(
-                            conn = ctx.id,
-                            upstream = upstream_name,
-                            "pooled connection was closed by the upstream; retrying on a fresh one"
-                        );
-                    }
-                    e
-                })?;
-        conn.reused = false;
-        out.clear();
-        if response.status == 101 && !head.websocket_upgrade {
-            return Err(before_response(UpstreamError::UnexpectedUpgrade {
-                upstream: upstream_name.to_owned(),
-            }));
-        }
-        if (100..200).contains(&response.status) {
-            if response.status != 101 && head.version == Version::Http10 {
-                // An HTTP/1.0 client cannot parse interim responses (RFC 9110 §15.2), and it
-                // sends its body without waiting for `100 Continue` anyway: drop them.
-                response_buf.drain(..response.head_len);
-                continue;
+            Ok(conn) => self.exchange_on(conn).await,
+            Err(failed) => Err(failed),
+        };
+        let stale = match first {
+            Ok(outcome) => return Ok(outcome),
+            Err(Failed { attempted: Some(attempted), .. })
+                if may_replay(&attempted, replayable) =>
+            {
+                attempted.upstream
             }
-            // A 101, or an interim head (100 Continue, 103 Early Hints): pass it on as is
-            // (rewritten), then relay or read the next head.
-            write_response_head(
-                &response_buf,
-                &response,
-                &pool.set.header_down,
-                head,
-                request_head,
-                &fctx,
-                false,
-                &mut out,
-            );
-            write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
-            if response.status == 101 {
-                let upstream_rest = response_buf[response.head_len..].to_vec();
-                let client_rest = std::mem::take(buf);
-                return Ok(ExchangeEnd::Upgrade { client_rest, upstream_rest });
-            }
-            response_buf.drain(..response.head_len);
-            continue;
-        }
-        let close_client =
-            !head.keep_alive || !request_complete || response.body == ResponseBody::CloseDelimited;
-        write_response_head(
-            &response_buf,
-            &response,
-            &pool.set.header_down,
-            head,
-            request_head,
-            &fctx,
-            close_client,
-            &mut out,
+            Err(failed) => return Err(failed.error),
+        };
+        tracing::debug!(
+            conn = self.ctx.id,
+            upstream = %self.pool.upstream(stale).display,
+            "pooled connection was closed by the upstream; retrying on a fresh one"
         );
-        response_buf.drain(..response.head_len);
-        let mut framing = match response.body {
-            ResponseBody::None => BodyFraming::Length(0),
-            ResponseBody::Length(n) => BodyFraming::Length(n),
-            ResponseBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
-            ResponseBody::CloseDelimited => BodyFraming::UntilEof,
-        };
-        // Send the head together with the body bytes already here: one write for small
-        // responses.
-        let take = match &mut framing {
-            BodyFraming::Length(n) => (*n).min(response_buf.len() as u64) as usize,
-            _ => 0,
-        };
-        if take > 0 {
-            out.extend_from_slice(&response_buf[..take]);
-            response_buf.drain(..take);
-            if let BodyFraming::Length(n) = &mut framing {
-                *n -= take as u64;
-            }
-        }
-        write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
-        let bytes = match pump_body(upstream, client, &mut response_buf, &mut framing).await {
-            Ok(n) => n + take as u64,
-            Err(PumpError::Destination(e)) => return Err(after_response(ClientError::Io(e))),
-            Err(PumpError::SourceClosed) => {
-                return Err(after_response(UpstreamError::ClosedEarly {
-                    upstream: upstream_name.to_owned(),
-                }))
-            }
-            Err(PumpError::Source(e)) => return Err(after_response(upstream_err(e))),
-            Err(PumpError::Framing(source)) => {
-                return Err(after_response(UpstreamError::Chunked {
-                    upstream: upstream_name.to_owned(),
-                    source,
-                }))
-            }
-        };
-        let reusable = response.keep_alive
-            && request_complete
-            && response_buf.is_empty()
-            && !matches!(framing, BodyFraming::UntilEof);
-        let outcome =
-            Outcome { keep_alive: !close_client, status: response.status, bytes, upgraded: None };
-        return Ok(ExchangeEnd::Done { outcome, reusable });
-    }
-}
-
-enum BodySent {
-    Complete,
-    /// A final response head started arriving before the body was sent; the rest of the body
-    /// is abandoned and both connections close after the response.
-    ResponseArrived,
-}
-
-/// Stream the request body to the upstream. While waiting on the client (or on the upstream's
-/// socket buffer), also wait on the upstream's readability: interim `1xx` heads are forwarded
-/// to the client as they come (100-continue), a final head ends the upload.
-///
-/// Only readiness waits sit inside `select!`; bytes are moved outside it, so no branch that
-/// loses the race can drop data.
-async fn send_body<S: Stream>(
-    client: &S,
-    upstream: &PlainStream,
-    buf: &mut Vec<u8>,
-    framing: &mut BodyFraming,
-    response_buf: &mut Vec<u8>,
-    request: &RequestHead,
-    upstream_name: &str,
-) -> Result<BodySent, ForwardError> {
-    loop {
-        // Bytes already read from the client go first.
-        if !buf.is_empty() {
-            let (n, done) =
-                framing.take(buf).map_err(|e| before_response(ClientError::Chunked(e)))?;
-            let sent =
-                write_watching(client, upstream, &buf[..n], response_buf, request, upstream_name)
-                    .await?;
-            buf.drain(..n);
-            if let Some(arrived) = sent {
-                return Ok(arrived);
-            }
-            if done {
-                return Ok(BodySent::Complete);
-            }
-            if !buf.is_empty() {
-                continue;
-            }
-        }
-        match ready_or_response(client.readable(), upstream, response_buf, upstream_name).await {
-            Woke::Ready(Err(e)) => return Err(before_response(ClientError::Io(e))),
-            Woke::Ready(Ok(())) => match read_append(client, buf, usize::MAX).await {
-                Ok(0) => return Err(before_response(ClientError::ClosedMidRequest)),
-                Ok(_) => {}
-                Err(e) => return Err(before_response(ClientError::Io(e))),
-            },
-            Woke::Upstream(Err(e)) => return Err(before_response(e)),
-            Woke::Upstream(Ok(())) => {
-                if let Some(arrived) =
-                    forward_interim(client, response_buf, request, upstream_name).await?
-                {
-                    return Ok(arrived);
-                }
-            }
+        let mut again = iter::once(stale).chain(order);
+        match self.connect_and_send(&mut again, Connect::Dialled, replayable, &mut head).await {
+            Ok(conn) => self.exchange_on(conn).await.map_err(|failed| failed.error),
+            Err(failed) => Err(failed.error),
         }
     }
-}
 
-/// Write `chunk` to the upstream; while its socket buffer is full, watch for its response.
-/// `Some(ResponseArrived)` when a final response head came in (or the upstream stopped
-/// accepting the body), `None` when the chunk is written.
-async fn write_watching<S: Stream>(
-    client: &S,
-    upstream: &PlainStream,
-    mut chunk: &[u8],
-    response_buf: &mut Vec<u8>,
-    request: &RequestHead,
-    upstream_name: &str,
-) -> Result<Option<BodySent>, ForwardError> {
-    while !chunk.is_empty() {
-        match upstream.try_write(chunk) {
-            Ok(n) => chunk = &chunk[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match ready_or_response(upstream.writable(), upstream, response_buf, upstream_name)
-                    .await
-                {
-                    Woke::Ready(Ok(())) => {}
-                    Woke::Ready(Err(_)) => return Ok(Some(BodySent::ResponseArrived)),
-                    Woke::Upstream(Err(e)) => return Err(before_response(e)),
-                    Woke::Upstream(Ok(())) => {
-                        if let Some(arrived) =
-                            forward_interim(client, response_buf, request, upstream_name).await?
-                        {
-                            return Ok(Some(arrived));
-                        }
+    /// The placeholders' view of this request, sent to `upstream`.
+    pub(super) fn forward_context<'s>(&'s self, upstream: &'s str) -> ForwardContext<'s> {
+        self.ctx.forward_context(self.request, self.strip_prefixes, upstream)
+    }
+
+    /// Take a pooled connection or dial one, to the first upstream in `order` that can be
+    /// reached, and write the request head (rendered for that upstream into `head`). A dial
+    /// failure moves on to the next upstream: nothing has been sent. A failed write is a failed
+    /// attempt, for the caller to judge. `replayable` lets the pool skip its liveness probe
+    /// (see `UpstreamPool::take_idle`).
+    async fn connect_and_send(
+        &self,
+        order: &mut impl Iterator<Item = usize>,
+        connect: Connect,
+        replayable: bool,
+        head: &mut Vec<u8>,
+    ) -> Result<UpstreamConn, Failed> {
+        let mut last_error = None;
+        for index in order {
+            let upstream = self.pool.upstream(index);
+            let pooled = match connect {
+                Connect::PooledOrDialled => self.pool.take_idle(index, replayable),
+                Connect::Dialled => None,
+            };
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => match dial(upstream, self.pool.set.transport.dial_timeout).await {
+                    Ok(stream) => UpstreamConn { stream, upstream: index, reused: false },
+                    Err(source) => {
+                        self.pool.record_failure(index);
+                        let upstream = upstream.display.clone();
+                        tracing::warn!(conn = self.ctx.id, %upstream, "dial failed: {source}");
+                        last_error = Some(UpstreamError::Connect { upstream, source });
+                        continue;
                     }
+                },
+            };
+            head.clear();
+            write_request_head(
+                &self.forward_context(&upstream.display),
+                &self.pool.set.header_up,
+                head,
+            );
+            let Err(source) = write_all(&conn.stream, head).await else {
+                return Ok(conn);
+            };
+            let attempted = Attempted {
+                upstream: index,
+                pooled: conn.reused,
+                head_sent: false,
+                response_seen: false,
+                connection_lost: true,
+            };
+            let error = UpstreamError::Io { upstream: upstream.display.clone(), source };
+            return Err(self.failed(before_response(error), attempted));
+        }
+        Err(Failed::unreached(last_error.unwrap_or(UpstreamError::NoneAvailable)))
+    }
+
+    /// Run the exchange on a connection whose request head is written, then settle the
+    /// connection: back to the pool, handed over for the relay, or dropped.
+    async fn exchange_on(&mut self, conn: UpstreamConn) -> Result<Outcome, Failed> {
+        let (index, pool) = (conn.upstream, self.pool);
+        let name = &pool.upstream(index).display;
+        let mut attempt =
+            Attempt { upstream: &conn.stream, name, received: Vec::new(), head_seen: false };
+        self.pool.begin_request(index);
+        let ended = self.run(&mut attempt).await;
+        self.pool.end_request(index);
+        let response_seen = attempt.response_seen();
+        match ended {
+            Ok(Ended::Complete { outcome, reusable }) => {
+                if reusable {
+                    self.pool.put_idle(conn);
                 }
+                Ok(outcome)
             }
-            // The upstream stopped reading (it may have answered and closed): its response,
-            // if any, is read next.
-            Err(_) => return Ok(Some(BodySent::ResponseArrived)),
-        }
-    }
-    Ok(None)
-}
-
-/// Look at what the upstream sent mid-upload: forward complete interim (1xx, not 101) heads
-/// to the client; report a final head as `ResponseArrived`; `None` to keep uploading.
-async fn forward_interim<S: Stream>(
-    client: &S,
-    response_buf: &mut Vec<u8>,
-    request: &RequestHead,
-    upstream_name: &str,
-) -> Result<Option<BodySent>, ForwardError> {
-    loop {
-        let head = match parse_response(response_buf, request.method, limits::MAX_RESPONSE_HEAD) {
-            Ok(Some(head)) => head,
-            Ok(None) => return Ok(None),
-            Err(source) => {
-                return Err(before_response(UpstreamError::Head {
-                    upstream: upstream_name.to_owned(),
-                    source,
-                }))
-            }
-        };
-        if !(100..200).contains(&head.status) || head.status == 101 {
-            return Ok(Some(BodySent::ResponseArrived));
-        }
-        let interim = response_buf[..head.head_len].to_vec();
-        response_buf.drain(..head.head_len);
-        write_all(client, &interim).await.map_err(|e| before_response(ClientError::Io(e)))?;
-    }
-}
-
-/// What ended a wait during an upload: the awaited readiness, or bytes from the upstream.
-enum Woke {
-    Ready(io::Result<()>),
-    Upstream(Result<(), ProxyError>),
-}
-
-/// Wait for `ready` (client readable or upstream writable) while watching the upstream for an
-/// early response. Both branches are readiness waits, so the losing one drops without losing
-/// data.
-async fn ready_or_response(
-    ready: impl std::future::Future<Output = io::Result<()>>,
-    upstream: &PlainStream,
-    response_buf: &mut Vec<u8>,
-    upstream_name: &str,
-) -> Woke {
-    let ready = pin!(ready);
-    let spoke = pin!(wait_for_response(upstream, response_buf, upstream_name));
-    monoio::select! {
-        r = ready => Woke::Ready(r),
-        s = spoke => Woke::Upstream(s),
-    }
-}
-
-/// Resolve once the upstream has sent bytes (appended to `response_buf`); an EOF is an error.
-async fn wait_for_response(
-    upstream: &PlainStream,
-    response_buf: &mut Vec<u8>,
-    upstream_name: &str,
-) -> Result<(), ProxyError> {
-    match read_append(upstream, response_buf, limits::MAX_RESPONSE_HEAD).await {
-        Ok(0) => Err(UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()),
-        Ok(_) => Ok(()),
-        Err(source) => Err(UpstreamError::Io { upstream: upstream_name.to_owned(), source }.into()),
-    }
-}
-
-/// Read until a complete response head is in `buf`.
-async fn read_response_head(
-    upstream: &PlainStream,
-    buf: &mut Vec<u8>,
-    request: &RequestHead,
-    deadline: Option<Instant>,
-    upstream_name: &str,
-) -> Result<ResponseHead, ProxyError> {
-    loop {
-        if !buf.is_empty() {
-            match parse_response(buf, request.method, limits::MAX_RESPONSE_HEAD) {
-                Ok(Some(head)) => return Ok(head),
-                Ok(None) => {}
-                Err(source) => {
-                    return Err(
-                        UpstreamError::Head { upstream: upstream_name.to_owned(), source }.into()
+            Ok(Ended::Upgraded { upstream_rest }) => Ok(Outcome {
+                keep_alive: false,
+                status: 101,
+                bytes: 0,
+                upgraded: Some(Upgraded { upstream: conn.stream, upstream_rest }),
+            }),
+            Err(error) => {
+                let connection_lost = matches!(
+                    error.error,
+                    ProxyError::Upstream(
+                        UpstreamError::ClosedEarly { .. } | UpstreamError::Io { .. }
                     )
-                }
+                );
+                let attempted = Attempted {
+                    upstream: index,
+                    pooled: conn.reused,
+                    head_sent: true,
+                    response_seen,
+                    connection_lost,
+                };
+                Err(self.failed(error, attempted))
             }
         }
-        // Right after the request went out the answer is almost never there yet: wait for
-        // readiness first instead of a read that would only say EAGAIN.
-        let fresh = buf.is_empty();
-        let read = async {
-            if fresh {
-                upstream.readable().await?;
-            }
-            read_append(upstream, buf, limits::MAX_RESPONSE_HEAD).await
-        };
-        let got = match deadline {
-            Some(d) => {
-                match monoio::time::timeout(d.saturating_duration_since(Instant::now()), read).await
-                {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(UpstreamError::HeaderTimeout {
-                            upstream: upstream_name.to_owned(),
-                        }
-                        .into())
-                    }
-                }
-            }
-            None => read.await,
-        };
-        match got {
-            Ok(0) => {
-                return Err(
-                    UpstreamError::ClosedEarly { upstream: upstream_name.to_owned() }.into()
-                );
-            }
-            Ok(_) => {}
-            Err(source) => {
-                return Err(UpstreamError::Io { upstream: upstream_name.to_owned(), source }.into())
-            }
+    }
+
+    async fn run(&mut self, attempt: &mut Attempt<'_>) -> Result<Ended, ForwardError> {
+        let sent = super::upload::send_body(self.client, self.request, attempt).await?;
+        super::response::receive(self, attempt, sent).await
+    }
+
+    /// Count a failed attempt against its upstream (passive health), unless it only found a
+    /// connection the upstream had closed while idle.
+    fn failed(&self, error: ForwardError, attempted: Attempted) -> Failed {
+        if matches!(error.error, ProxyError::Upstream(_)) && !attempted.looks_stale() {
+            self.pool.record_failure(attempted.upstream);
+        }
+        Failed { error, attempted: Some(attempted) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::parse_request;
+
+    const STALE: Attempted = Attempted {
+        upstream: 0,
+        pooled: true,
+        head_sent: true,
+        response_seen: false,
+        connection_lost: true,
+    };
+
+    #[test]
+    fn only_requests_without_a_body_are_replayable() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", true),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n", false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", false),
+        ];
+        for (raw, want) in cases {
+            let head = parse_request(raw, 4096).unwrap().unwrap();
+            assert_eq!(is_replayable(&head), *want, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn a_stale_pooled_connection_is_replayed_when_the_request_has_no_body() {
+        assert!(may_replay(&STALE, true));
+        assert!(!may_replay(&STALE, false), "its body may be gone");
+    }
+
+    #[test]
+    fn a_head_that_never_reached_the_upstream_is_replayed_even_with_a_body() {
+        let unsent = Attempted { head_sent: false, ..STALE };
+        assert!(may_replay(&unsent, false));
+    }
+
+    #[test]
+    fn nothing_is_replayed_once_the_connection_showed_it_was_alive() {
+        let answered = Attempted { response_seen: true, ..STALE };
+        assert!(!may_replay(&answered, true));
+        assert!(!answered.looks_stale());
+    }
+
+    #[test]
+    fn fresh_connections_and_failures_other_than_a_lost_connection_are_not_replayed() {
+        let fresh = Attempted { pooled: false, ..STALE };
+        let timed_out = Attempted { connection_lost: false, ..STALE };
+        for attempted in [fresh, timed_out] {
+            assert!(!may_replay(&attempted, true), "{attempted:?}");
+            assert!(!attempted.looks_stale(), "{attempted:?}");
         }
     }
 }

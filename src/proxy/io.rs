@@ -15,6 +15,7 @@ use std::os::fd::BorrowedFd;
 
 use crate::config::limits;
 use crate::http::chunked::{ChunkError, ChunkedTracker};
+use crate::http::request::Request;
 use crate::net::stream::Stream;
 use crate::net::sys::{self, Pipe};
 
@@ -32,15 +33,36 @@ fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
+/// Where [`read_append`] puts what it read: a plain buffer, or a request's unread bytes.
+pub trait AppendBuf {
+    fn append_read(&mut self, bytes: &[u8]);
+}
+
+impl AppendBuf for Vec<u8> {
+    fn append_read(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl AppendBuf for Request {
+    fn append_read(&mut self, bytes: &[u8]) {
+        self.append_unread(bytes);
+    }
+}
+
 /// Read what is available into the end of `dst`, waiting until at least one byte or EOF.
 /// Returns the number of bytes appended (0 = EOF). Cancel-safe: dropping it loses nothing.
-pub async fn read_append<S: Stream>(src: &S, dst: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+pub async fn read_append<S: Stream>(
+    src: &S,
+    dst: &mut impl AppendBuf,
+    max: usize,
+) -> io::Result<usize> {
     loop {
         let got = with_scratch(|scratch| {
             let limit = max.min(scratch.len()).max(1);
             match src.try_read(&mut scratch[..limit]) {
                 Ok(n) => {
-                    dst.extend_from_slice(&scratch[..n]);
+                    dst.append_read(&scratch[..n]);
                     Ok(Some(n))
                 }
                 Err(e) if would_block(&e) => Ok(None),

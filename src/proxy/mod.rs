@@ -8,6 +8,8 @@ pub mod forward;
 pub mod guard;
 pub mod io;
 pub mod relay;
+mod response;
+mod upload;
 pub mod ws_frame;
 
 use std::cell::Cell;
@@ -16,6 +18,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::http::request::Request;
+use crate::http::template::ForwardContext;
 use crate::runtime::admission::Admitted;
 use crate::runtime::worker::Worker;
 use crate::tls::acceptor::TlsAcceptor;
@@ -74,6 +78,26 @@ pub struct OpenConnection {
 pub enum ConnectionKind {
     Plain,
     Tls,
+}
+
+impl ConnCtx {
+    /// What placeholders and X-Forwarded-* see for `request` on this connection: the route's
+    /// `handle_path` prefixes, and `upstream` (empty when nothing is forwarded).
+    pub fn forward_context<'r>(
+        &self,
+        request: &'r Request,
+        strip_prefixes: &'r [&'r str],
+        upstream: &'r str,
+    ) -> ForwardContext<'r> {
+        ForwardContext {
+            request,
+            client_ip: self.peer.ip(),
+            client_port: self.peer.port(),
+            scheme: self.scheme,
+            upstream_hostport: upstream,
+            strip_prefixes,
+        }
+    }
 }
 
 impl OpenConnection {

@@ -1,0 +1,322 @@
+//! The response half of an exchange: read the upstream's response heads, pass interim ones on
+//! (or drop them for HTTP/1.0 clients), stop at a `101` for the relay, and deliver the final
+//! response: its head rewritten, its body streamed by its framing.
+//!
+//! What to do with a head ([`next_step`]) and how a final response is delivered
+//! ([`plan_delivery`]) are pure decisions, tested at the bottom.
+//!
+//! Owns reading and forwarding the response. Does not own the upload before it (`upload`) or
+//! what becomes of the upstream connection afterwards (`forward`, from [`Ended`]).
+
+use std::time::Instant;
+
+use super::forward::{
+    after_response, before_response, Attempt, Ended, Exchange, ForwardError, Outcome,
+};
+use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
+use super::upload::BodySent;
+use crate::config::limits;
+use crate::error::{ClientError, ProxyError, UpstreamError};
+use crate::http::chunked::ChunkedTracker;
+use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
+use crate::http::rewrite::write_response_head;
+use crate::net::stream::Stream;
+
+/// What to do with a response head that came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// A `101` to a request that did not ask to upgrade: 502.
+    RefuseUpgrade,
+    /// Interim heads mean nothing to an HTTP/1.0 client (RFC 9110 §15.2), which sends its body
+    /// without waiting for `100 Continue` anyway.
+    DropInterim,
+    /// `100 Continue`, `103 Early Hints`…: forward (rewritten), then read the next head.
+    PassInterim,
+    /// Forward the `101`, then relay.
+    Upgrade,
+    /// The final response.
+    Deliver,
+}
+
+fn next_step(request: &RequestHead, response: &ResponseHead) -> Step {
+    match response.status {
+        101 if !request.websocket_upgrade => Step::RefuseUpgrade,
+        101 => Step::Upgrade,
+        100..=199 if request.version == Version::Http10 => Step::DropInterim,
+        100..=199 => Step::PassInterim,
+        _ => Step::Deliver,
+    }
+}
+
+/// How a final response is delivered, decided from both heads before any byte of it is
+/// forwarded.
+#[derive(Debug)]
+struct Delivery {
+    /// The client connection closes after this response (and the client is told so).
+    close_client: bool,
+    /// How the body is delimited, on the upstream connection and so to the client.
+    framing: BodyFraming,
+    /// The upstream connection may go back to the pool if the body then ends cleanly with
+    /// nothing after it.
+    upstream_reusable: bool,
+}
+
+fn plan_delivery(request: &RequestHead, sent: BodySent, response: &ResponseHead) -> Delivery {
+    let request_complete = sent == BodySent::Complete;
+    let framing = match response.body {
+        ResponseBody::None => BodyFraming::Length(0),
+        ResponseBody::Length(n) => BodyFraming::Length(n),
+        ResponseBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
+        ResponseBody::CloseDelimited => BodyFraming::UntilEof,
+    };
+    let close_delimited = matches!(framing, BodyFraming::UntilEof);
+    Delivery {
+        // An abandoned upload leaves the rest of its body unread on the client connection.
+        close_client: !request.keep_alive || !request_complete || close_delimited,
+        upstream_reusable: response.keep_alive && request_complete && !close_delimited,
+        framing,
+    }
+}
+
+/// Read and forward the response to a request whose body went out as `sent`.
+pub(super) async fn receive<S: Stream>(
+    ex: &Exchange<'_, S>,
+    attempt: &mut Attempt<'_>,
+    sent: BodySent,
+) -> Result<Ended, ForwardError> {
+    let request = ex.request.head();
+    let ctx = ex.forward_context(attempt.name);
+    let ops = &ex.pool.set.header_down;
+    let deadline = ex.pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
+    let mut out = Vec::new();
+    loop {
+        let response =
+            read_response_head(attempt, request.method, deadline).await.map_err(before_response)?;
+        attempt.head_seen = true;
+        let step = next_step(request, &response);
+        match step {
+            Step::RefuseUpgrade => {
+                let upstream = attempt.name.to_owned();
+                return Err(before_response(UpstreamError::UnexpectedUpgrade { upstream }));
+            }
+            Step::DropInterim => {}
+            Step::PassInterim | Step::Upgrade => {
+                out.clear();
+                write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
+                write_all(ex.client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+            }
+            Step::Deliver => {
+                let delivery = plan_delivery(request, sent, &response);
+                return deliver(ex, attempt, &response, delivery, out).await;
+            }
+        }
+        attempt.received.drain(..response.head_len);
+        if step == Step::Upgrade {
+            return Ok(Ended::Upgraded { upstream_rest: std::mem::take(&mut attempt.received) });
+        }
+    }
+}
+
+/// Forward the final response: its head (with the body bytes already here, in one write for
+/// small responses), then the rest of the body.
+async fn deliver<S: Stream>(
+    ex: &Exchange<'_, S>,
+    attempt: &mut Attempt<'_>,
+    response: &ResponseHead,
+    delivery: Delivery,
+    mut out: Vec<u8>,
+) -> Result<Ended, ForwardError> {
+    let Delivery { close_client, mut framing, upstream_reusable } = delivery;
+    let (client, ops) = (ex.client, &ex.pool.set.header_down);
+    out.clear();
+    // Room for the rewritten head and the body bytes behind it, so that writing the head does
+    // not grow the buffer field by field.
+    out.reserve(attempt.received.len() + 64);
+    let ctx = ex.forward_context(attempt.name);
+    write_response_head(&attempt.received, response, ops, &ctx, close_client, &mut out);
+    attempt.received.drain(..response.head_len);
+    let take = match &mut framing {
+        BodyFraming::Length(n) => {
+            let take = (*n).min(attempt.received.len() as u64);
+            *n -= take;
+            take as usize
+        }
+        _ => 0,
+    };
+    out.extend_from_slice(&attempt.received[..take]);
+    attempt.received.drain(..take);
+    write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+    drop(out);
+    let pumped = pump_body(attempt.upstream, client, &mut attempt.received, &mut framing).await;
+    let bytes = match pumped {
+        Ok(n) => n + take as u64,
+        Err(PumpError::Destination(e)) => return Err(after_response(ClientError::Io(e))),
+        Err(PumpError::SourceClosed) => return Err(after_response(attempt.closed_early())),
+        Err(PumpError::Source(e)) => return Err(after_response(attempt.io_error(e))),
+        Err(PumpError::Framing(source)) => {
+            let upstream = attempt.name.to_owned();
+            return Err(after_response(UpstreamError::Chunked { upstream, source }));
+        }
+    };
+    let outcome =
+        Outcome { keep_alive: !close_client, status: response.status, bytes, upgraded: None };
+    let reusable = upstream_reusable && attempt.received.is_empty();
+    Ok(Ended::Complete { outcome, reusable })
+}
+
+/// Read until a complete response head is in `attempt.received`.
+async fn read_response_head(
+    attempt: &mut Attempt<'_>,
+    method: Method,
+    deadline: Option<Instant>,
+) -> Result<ResponseHead, ProxyError> {
+    loop {
+        if !attempt.received.is_empty() {
+            match parse_response(&attempt.received, method, limits::MAX_RESPONSE_HEAD) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(source) => {
+                    let upstream = attempt.name.to_owned();
+                    return Err(UpstreamError::Head { upstream, source }.into());
+                }
+            }
+        }
+        // Right after the request went out the answer is almost never there yet: wait for
+        // readiness first instead of a read that would only say EAGAIN.
+        let fresh = attempt.received.is_empty();
+        let upstream = attempt.upstream;
+        let received = &mut attempt.received;
+        let read = async {
+            if fresh {
+                upstream.readable().await?;
+            }
+            read_append(upstream, received, limits::MAX_RESPONSE_HEAD).await
+        };
+        let got = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                match monoio::time::timeout(left, read).await {
+                    Ok(got) => got,
+                    Err(_) => {
+                        let upstream = attempt.name.to_owned();
+                        return Err(UpstreamError::HeaderTimeout { upstream }.into());
+                    }
+                }
+            }
+            None => read.await,
+        };
+        match got {
+            Ok(0) => return Err(attempt.closed_early().into()),
+            Ok(_) => {}
+            Err(source) => return Err(attempt.io_error(source).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::parse_request;
+
+    fn parse(raw: &str) -> RequestHead {
+        parse_request(raw.as_bytes(), 4096).unwrap().unwrap()
+    }
+
+    fn response(raw: &str, request: &RequestHead) -> ResponseHead {
+        parse_response(raw.as_bytes(), request.method, 4096).unwrap().unwrap()
+    }
+
+    const GET: &str = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    const GET_10: &str = "GET / HTTP/1.0\r\n\r\n";
+    const WEBSOCKET: &str =
+        "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    const SWITCHING: &str =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+
+    #[test]
+    fn each_response_head_gets_its_step() {
+        let cases = [
+            (GET, "HTTP/1.1 100 Continue\r\n\r\n", Step::PassInterim),
+            (GET, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", Step::PassInterim),
+            (GET_10, "HTTP/1.1 100 Continue\r\n\r\n", Step::DropInterim),
+            (WEBSOCKET, SWITCHING, Step::Upgrade),
+            (GET, SWITCHING, Step::RefuseUpgrade),
+            (GET_10, SWITCHING, Step::RefuseUpgrade),
+            (GET, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Step::Deliver),
+            (WEBSOCKET, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", Step::Deliver),
+        ];
+        for (req, resp, want) in cases {
+            let request = parse(req);
+            assert_eq!(next_step(&request, &response(resp, &request)), want, "{req:?} / {resp:?}");
+        }
+    }
+
+    #[test]
+    fn a_complete_keep_alive_exchange_keeps_both_connections() {
+        let request = parse(GET);
+        let resp = response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", &request);
+        let delivery = plan_delivery(&request, BodySent::Complete, &resp);
+        assert!(!delivery.close_client);
+        assert!(delivery.upstream_reusable);
+        assert!(matches!(delivery.framing, BodyFraming::Length(5)));
+    }
+
+    #[test]
+    fn response_bodies_are_framed_as_their_heads_say() {
+        let request = parse(GET);
+        let chunked = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", &request);
+        assert!(matches!(
+            plan_delivery(&request, BodySent::Complete, &chunked).framing,
+            BodyFraming::Chunked(_)
+        ));
+        let empty = response("HTTP/1.1 204 No Content\r\n\r\n", &request);
+        let delivery = plan_delivery(&request, BodySent::Complete, &empty);
+        assert!(matches!(delivery.framing, BodyFraming::Length(0)));
+        assert!(delivery.upstream_reusable);
+        let head = parse_request(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", 4096).unwrap().unwrap();
+        let sized = response("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", &head);
+        assert!(matches!(
+            plan_delivery(&head, BodySent::Complete, &sized).framing,
+            BodyFraming::Length(0)
+        ));
+    }
+
+    #[test]
+    fn a_close_delimited_body_closes_both_connections() {
+        let request = parse(GET);
+        let resp = response("HTTP/1.1 200 OK\r\n\r\n", &request);
+        let delivery = plan_delivery(&request, BodySent::Complete, &resp);
+        assert!(matches!(delivery.framing, BodyFraming::UntilEof));
+        assert!(delivery.close_client);
+        assert!(!delivery.upstream_reusable);
+    }
+
+    #[test]
+    fn an_abandoned_upload_closes_both_connections() {
+        let request = parse("PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 9000\r\n\r\n");
+        let resp = response("HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n", &request);
+        let delivery = plan_delivery(&request, BodySent::ResponseArrived, &resp);
+        assert!(delivery.close_client);
+        assert!(!delivery.upstream_reusable);
+    }
+
+    #[test]
+    fn either_side_asking_to_close_is_honoured_on_its_own_connection() {
+        let closing_client = parse("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let resp = response("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", &closing_client);
+        let delivery = plan_delivery(&closing_client, BodySent::Complete, &resp);
+        assert!(delivery.close_client);
+        assert!(delivery.upstream_reusable);
+
+        let request = parse(GET);
+        let closing_upstream =
+            response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n", &request);
+        let delivery = plan_delivery(&request, BodySent::Complete, &closing_upstream);
+        assert!(!delivery.close_client);
+        assert!(!delivery.upstream_reusable);
+
+        let http10 = parse(GET_10);
+        let resp = response("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", &http10);
+        assert!(plan_delivery(&http10, BodySent::Complete, &resp).close_client);
+    }
+}
