@@ -16,7 +16,12 @@ use ringproxy::acme::{
 };
 use ringproxy::tls::store::CertStore;
 
-use crate::support_acme::*;
+use crate::support::acme::*;
+use crate::support::net::unassigned_port;
+use crate::support::origin::Origin;
+use crate::support::pebble::Pebble;
+use crate::support::temp::{temp_dir, TempDir};
+use crate::support::ws::WsOrigin;
 
 fn settings(pebble: &Pebble, challenges: Vec<ChallengeKind>) -> AcmeSettings {
     AcmeSettings {
@@ -65,7 +70,7 @@ fn order_flow_with(kind: ChallengeKind) {
     let pebble = Pebble::start_new(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-flow");
+    let storage_dir = temp_dir("acme-flow");
 
     let handle = acme::spawn_with(
         settings(&pebble, vec![kind]),
@@ -120,7 +125,7 @@ fn one_order_suffices_when_the_ca_rejects_half_of_all_nonces() {
     pebble.start();
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-bad-nonces");
+    let storage_dir = temp_dir("acme-bad-nonces");
 
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01]),
@@ -142,7 +147,7 @@ fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
     let pebble = Pebble::start_new(dead_http.addr.port(), tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), unassigned_port(), tls_port);
-    let storage_dir = TempDir::new("acme-fallback");
+    let storage_dir = temp_dir("acme-fallback");
 
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01]),
@@ -162,7 +167,7 @@ fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
 fn order_flow_reports_the_ca_problem_when_every_challenge_fails() {
     let pebble = Pebble::start_new(unassigned_port(), unassigned_port());
     let store = Arc::new(CertStore::new());
-    let storage_dir = TempDir::new("acme-fail");
+    let storage_dir = temp_dir("acme-fail");
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01]),
         store.clone(),
@@ -189,7 +194,7 @@ fn order_flow_with_stored_certificate_loads_it_before_returning_and_places_no_or
     let pebble = Pebble::start_new(http_port, tls_port);
     let first_store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(first_store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-restart");
+    let storage_dir = temp_dir("acme-restart");
     let first = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01]),
         first_store.clone(),
@@ -228,7 +233,7 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
     let store_a = Arc::new(CertStore::new());
     let store_b = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store_a.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-race");
+    let storage_dir = temp_dir("acme-race");
     let locks = AcmeStorage::new(storage_dir.path(), &pebble.directory_url()).locks_dir();
     // Rounds 0 and 1: both start at once. Rounds 2 and 3: B starts first and is seen holding
     // the lock before A starts, so B orders and only A's mirror of B's answer can satisfy the CA.
@@ -285,7 +290,7 @@ fn order_flow_keeps_retrying_while_the_ca_is_down_and_succeeds_once_it_is_up() {
     let mut pebble = Pebble::prepare(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-down");
+    let storage_dir = temp_dir("acme-down");
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01]),
         store.clone(),
@@ -344,7 +349,7 @@ fn order_flow_renews_a_stored_certificate_past_two_thirds_of_its_lifetime() {
     let pebble = Pebble::start_new(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-renew");
+    let storage_dir = temp_dir("acme-renew");
     let (chain, key, old_root) = throwaway_cert(
         TEST_NAME,
         Duration::from_secs(20 * 86_400),
@@ -381,9 +386,9 @@ struct ProxySetup {
     https_port: u16,
     plain_port: u16,
     storage: TempDir,
-    main: HttpOrigin,
-    auth: HttpOrigin,
-    ws: WsEcho,
+    main: Origin,
+    auth: Origin,
+    ws: WsOrigin,
 }
 
 impl ProxySetup {
@@ -392,10 +397,10 @@ impl ProxySetup {
             http_port: unassigned_port(),
             https_port: unassigned_port(),
             plain_port: unassigned_port(),
-            storage: TempDir::new("acme-e2e"),
-            main: HttpOrigin::start("moshi"),
-            auth: HttpOrigin::start("auth"),
-            ws: WsEcho::start(),
+            storage: temp_dir("acme-e2e"),
+            main: Origin::start("moshi"),
+            auth: Origin::start("auth"),
+            ws: WsOrigin::start(),
         }
     }
 
@@ -483,10 +488,10 @@ fn site_gets_a_pebble_certificate_and_serves_seed_routes_and_websocket_over_http
     assert!(cert.issuer().to_string().contains("Pebble"), "{}", cert.issuer());
 
     for (path, body) in [
-        ("/", "moshi /"),
-        ("/api/build_info", "moshi /api/build_info"),
-        ("/api/auth/session", "auth /api/auth/session"),
-        ("/health", "auth /health"),
+        ("/", "moshi GET /"),
+        ("/api/build_info", "moshi GET /api/build_info"),
+        ("/api/auth/session", "auth GET /api/auth/session"),
+        ("/health", "auth GET /health"),
     ] {
         let (status, _, got) =
             https_get(setup.https_addr(), TEST_NAME, path, roots.clone()).unwrap();
@@ -627,7 +632,7 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
     std::fs::write(&b_caddyfile, b_text).unwrap();
     let a_caddyfile = a.write_caddyfile(&pebble);
 
-    let logs = TempDir::new("acme-two-procs-logs");
+    let logs = temp_dir("acme-two-procs-logs");
     let spawn = |caddyfile: &Path, instance: &str| {
         let log = std::fs::File::create(logs.path().join(instance)).unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_ringproxy"))

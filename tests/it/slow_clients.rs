@@ -25,24 +25,24 @@ per_driver! {
             setup,
         );
         let started = Instant::now();
-        let mut slow: Vec<TcpStream> = (0..SLOW)
-            .map(|_| {
-                let ClientStream::Plain(s) = proxy.stream();
-                s
-            })
-            .collect();
+        let mut slow: Vec<ClientStream> = (0..SLOW).map(|_| proxy.stream()).collect();
         for s in &mut slow {
             s.write_all(b"GET /slow HTTP/1.1\r\nHo").unwrap();
         }
+        // The proxy's close is watched for on the TCP connection underneath (on the TLS leg an
+        // alert may come first), so that the trickler can own the client streams.
+        let mut watched: Vec<TcpStream> = slow.iter().map(|s| s.tcp().try_clone().unwrap()).collect();
+        // TLS handshakes take a moment each: the last header timer starts this much later.
+        let all_open = Instant::now();
 
-        // A trickler thread sends one more header byte on each connection every 100 ms, never
-        // finishing a head, until the proxy closes the connection.
+        // A trickler thread sends one more header byte on each connection every 100 ms (on the
+        // TLS leg, a record per byte), never finishing a head, until the proxy closes the
+        // connection.
         let stop = Arc::new(AtomicBool::new(false));
         let trickler = {
             let stop = stop.clone();
-            let writers: Vec<TcpStream> = slow.iter().map(|s| s.try_clone().unwrap()).collect();
             thread::spawn(move || {
-                let mut writers: Vec<Option<TcpStream>> = writers.into_iter().map(Some).collect();
+                let mut writers: Vec<Option<ClientStream>> = slow.into_iter().map(Some).collect();
                 let bytes = b"st: x\r\nX-Slow: ";
                 let mut step = 0;
                 while !stop.load(Ordering::SeqCst) && step < 300 {
@@ -72,10 +72,10 @@ per_driver! {
         // Every slow connection is closed once the 2 s header timeout runs out: not before
         // (they were sending all along, and a trickle must not extend the timeout either),
         // and not much after (slack for a loaded machine).
-        let deadline = started + Duration::from_secs(6);
+        let deadline = all_open + Duration::from_secs(6);
         let mut open = 0;
         let mut earliest_close: Option<Duration> = None;
-        for s in &mut slow {
+        for s in &mut watched {
             let mut buf = [0u8; 1024];
             let mut closed = false;
             loop {

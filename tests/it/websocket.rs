@@ -1,6 +1,7 @@
 //! WebSocket through the proxy: the upgrade itself, byte-exact ordered echo of mixed sizes,
-//! server-initiated messages, the close handshake from either side, TCP half-close, and many
-//! concurrent connections. Every test runs on both drivers.
+//! small frames relayed without delay, server-initiated messages, the close handshake from
+//! either side, half-close, and many concurrent connections. Every test runs over ws and wss on
+//! both drivers.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -60,7 +61,8 @@ per_driver! {
         let proxy = setup.proxy_to(origin.addr);
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
         let mut rng = Rng::new(2000);
-        let edges = [1usize, 2, 125, 126, 127, 65_535, 65_536, 65_537, 131_072, 262_144];
+        // Sizes around the frame-length encodings and the 16 KiB TLS record size.
+        let edges = [1usize, 2, 125, 126, 127, 16_383, 16_384, 16_385, 65_535, 65_536, 65_537, 131_072, 262_144];
         let sizes: Vec<usize> = (0..2000)
             .map(|i| if i < edges.len() { edges[i] } else { rng.log_range(1, 256 * 1024) as usize })
             .collect();
@@ -95,6 +97,31 @@ per_driver! {
         assert!(sent_total > 10 << 20, "sizes should span up to 256 KiB (sent {sent_total} bytes)");
         ws.close(None).unwrap();
         assert_eq!(origin.echoed(), 2000);
+    }
+}
+
+per_driver! {
+    fn small_frames_are_relayed_at_once_in_both_directions(setup) {
+        let origin = WsOrigin::start();
+        let proxy = setup.proxy_to(origin.addr);
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/audio");
+        // 20 ms of 24 kHz 16-bit mono per frame, lock-step: a relay that waits to fill a TLS
+        // record, or a write split so that Nagle holds its tail until a delayed ACK (40 ms on
+        // Linux), shows up as a median in tens of milliseconds instead of well under one.
+        let mut took = Vec::with_capacity(300);
+        for i in 0..300u32 {
+            let mut frame = vec![(i % 251) as u8; 960];
+            frame[..4].copy_from_slice(&i.to_be_bytes());
+            let t = Instant::now();
+            ws.send(Message::Binary(frame.clone())).unwrap();
+            assert_eq!(next_data(&mut ws), Message::Binary(frame), "frame {i}");
+            took.push(t.elapsed());
+        }
+        took.sort();
+        let median = took[took.len() / 2];
+        eprintln!("echo of a 960-byte frame: median {median:?}, p99 {:?}", took[took.len() * 99 / 100]);
+        assert!(median < Duration::from_millis(15), "median echo {median:?}: frames are being held back");
+        ws.close(None).unwrap();
     }
 }
 
