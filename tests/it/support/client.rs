@@ -113,8 +113,27 @@ impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             ClientStream::Plain(s) => s.read(buf),
-            ClientStream::Tls(s) => s.read(buf),
+            ClientStream::Tls(s) => read_tls_plaintext(&mut s.conn, &mut s.sock, buf),
         }
+    }
+}
+
+/// Read decrypted bytes. Unlike `StreamOwned::read`, this never writes first: after a write the
+/// proxy refused (it answered a huge head with 431 and closed), rustls still holds the unsent
+/// records, and flushing them before reading would fail and hide the answer, which a plaintext
+/// client reads fine. `Ok(0)` is a close_notify; a close without one is `UnexpectedEof`.
+fn read_tls_plaintext(
+    conn: &mut ClientConnection,
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match conn.reader().read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+        conn.read_tls(sock)?;
+        conn.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     }
 }
 
