@@ -501,6 +501,8 @@ fn site_gets_a_pebble_certificate_and_serves_seed_routes_and_websocket_over_http
     for i in 0..10 {
         ws_echo_roundtrip(&mut ws, &format!("audio frame {i}"));
     }
+    // Closed before the shutdown below, which would otherwise wait out its grace period for it.
+    close_websocket(ws);
 
     let (status, head, _) = http_get(setup.http_addr(), TEST_NAME, "/api/tts?x=1").unwrap();
     assert_eq!(status, 308, "{head}");
@@ -586,6 +588,7 @@ fn certificate_near_expiry_is_renewed_in_the_background_without_dropping_a_live_
     for i in 0..5 {
         ws_echo_roundtrip(&mut ws, &format!("after renewal {i}"));
     }
+    close_websocket(ws);
     assert_eq!(pebble.orders_placed(), 1);
     server.shutdown();
 }
@@ -606,7 +609,13 @@ fn ca_unreachable_at_start_proxy_serves_other_sites_and_obtains_the_certificate_
     let (status, _, _) = http_get(setup.http_addr(), TEST_NAME, "/").unwrap();
     assert_eq!(status, 308);
 
-    std::thread::sleep(Duration::from_secs(2));
+    // The CA comes up once the proxy has seen it unreachable (the next attempt is seconds
+    // away, not minutes).
+    let acme = server.acme().expect("the site's certificate is managed");
+    let status =
+        wait_until(acme, Duration::from_secs(10), "a failure", |s| s.consecutive_failures >= 1);
+    let error = status.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("Connection refused") || error.contains("connect"), "{error}");
     pebble.start();
     wait_for_served_leaf(
         setup.https_addr(),

@@ -3,6 +3,8 @@
 //! either side, half-close, and many concurrent connections. Every test runs over ws and wss on
 //! both drivers.
 
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -237,19 +239,26 @@ per_driver! {
         const THREADS: usize = 10;
         let origin = WsOrigin::start();
         let proxy = setup.proxy_to(origin.addr);
+        let proxy = Arc::new(proxy);
         let started = Instant::now();
-        // Open all of them first, so that all 500 relays are live at the same time.
-        let mut sockets: Vec<(usize, WebSocket<ClientStream>)> =
-            (0..CONNS).map(|c| (c, ws_connect(proxy.stream(), &proxy.host(), &format!("/echo/{c}")))).collect();
-        let opened = started.elapsed();
-        let mut groups: Vec<Vec<(usize, WebSocket<ClientStream>)>> = (0..THREADS).map(|_| Vec::new()).collect();
-        for (i, s) in sockets.drain(..).enumerate() {
-            groups[i % THREADS].push(s);
-        }
-        let workers: Vec<_> = groups
-            .into_iter()
-            .map(|mut group| {
+        // Every thread opens its share (TLS handshakes in parallel), then all wait, so that all
+        // 500 relays are live at the same time.
+        let all_open = Arc::new(Barrier::new(THREADS + 1));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let proxy = proxy.clone();
+                let all_open = all_open.clone();
                 thread::spawn(move || {
+                    // A thread that fails to open still reaches the barrier, so that none waits
+                    // forever, then fails.
+                    let opened = panic::catch_unwind(AssertUnwindSafe(|| {
+                        (t..CONNS)
+                            .step_by(THREADS)
+                            .map(|c| (c, ws_connect(proxy.stream(), &proxy.host(), &format!("/echo/{c}"))))
+                            .collect::<Vec<(usize, WebSocket<ClientStream>)>>()
+                    }));
+                    all_open.wait();
+                    let mut group = opened.unwrap_or_else(|e| panic::resume_unwind(e));
                     for round in 0..MESSAGES {
                         for (c, ws) in group.iter_mut() {
                             let len = 16 + (*c * 31 + round * 17) % 1000;
@@ -271,6 +280,8 @@ per_driver! {
                 })
             })
             .collect();
+        all_open.wait();
+        let opened = started.elapsed();
         let done: usize = workers.into_iter().map(|w| w.join().expect("a client thread failed")).sum();
         assert_eq!(done, CONNS);
         assert_eq!(origin.echoed(), CONNS * MESSAGES, "echoes counted by the backend");

@@ -200,6 +200,18 @@ pub fn ws_echo_roundtrip(ws: &mut WebSocket<ClientStream>, text: &str) {
     assert_eq!(reply.into_text().unwrap().as_str(), text);
 }
 
+/// Run the close handshake and wait for the proxy's close, so that the relay is over.
+pub fn close_websocket(mut ws: WebSocket<ClientStream>) {
+    ws.close(None).unwrap();
+    loop {
+        match ws.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => return,
+            Err(e) => panic!("WebSocket close handshake: {e}"),
+        }
+    }
+}
+
 /// **Test stand-in for the proxy's data path**, used only by tests of the order flow that run
 /// without the proxy: it answers pebble's validation requests from the same [`CertStore`] the
 /// ACME manager writes, exactly as the redirect listener (HTTP-01,
