@@ -39,6 +39,10 @@ fn settings(pebble: &Pebble, challenges: Vec<ChallengeKind>) -> AcmeSettings {
     }
 }
 
+/// How often the tests look at a status or try a handshake while waiting: each look is cheap,
+/// and a long interval only adds to every test's wait.
+const POLL: Duration = Duration::from_millis(25);
+
 fn status_of(handle: &AcmeHandle) -> NameStatus {
     handle.status().into_iter().find(|s| s.name == TEST_NAME).expect("test name is managed")
 }
@@ -56,7 +60,7 @@ fn wait_until(
             return status;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(POLL);
     }
 }
 
@@ -265,7 +269,7 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
                     return status;
                 }
                 assert!(Instant::now() < deadline, "round {round}: {status:?}");
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(POLL);
             }
         };
         let (a_status, b_status) = (wait(&a), wait(&b));
@@ -675,7 +679,7 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
             Instant::now() < deadline,
             "no certificate on both instances after {ISSUE_TIMEOUT:?}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(POLL);
     };
     assert_eq!(leaf_a, leaf_b);
     assert_eq!(pebble.orders_placed(), 1, "{}\n--- pebble ---\n{}", instance_logs(), pebble.log());
