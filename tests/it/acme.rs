@@ -16,7 +16,12 @@ use ringproxy::acme::{
 };
 use ringproxy::tls::store::CertStore;
 
-use crate::support_acme::*;
+use crate::support::acme::*;
+use crate::support::net::unassigned_port;
+use crate::support::origin::Origin;
+use crate::support::pebble::Pebble;
+use crate::support::temp::{temp_dir, TempDir};
+use crate::support::ws::WsOrigin;
 
 fn settings(pebble: &Pebble, challenges: Vec<ChallengeKind>) -> AcmeSettings {
     AcmeSettings {
@@ -33,6 +38,10 @@ fn settings(pebble: &Pebble, challenges: Vec<ChallengeKind>) -> AcmeSettings {
         },
     }
 }
+
+/// How often the tests look at a status or try a handshake while waiting: each look is cheap,
+/// and a long interval only adds to every test's wait.
+const POLL: Duration = Duration::from_millis(25);
 
 fn status_of(handle: &AcmeHandle) -> NameStatus {
     handle.status().into_iter().find(|s| s.name == TEST_NAME).expect("test name is managed")
@@ -51,7 +60,7 @@ fn wait_until(
             return status;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(POLL);
     }
 }
 
@@ -65,7 +74,7 @@ fn order_flow_with(kind: ChallengeKind) {
     let pebble = Pebble::start_new(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-flow");
+    let storage_dir = temp_dir("acme-flow");
 
     let handle = acme::spawn_with(
         settings(&pebble, vec![kind]),
@@ -120,7 +129,7 @@ fn one_order_suffices_when_the_ca_rejects_half_of_all_nonces() {
     pebble.start();
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-bad-nonces");
+    let storage_dir = temp_dir("acme-bad-nonces");
 
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01]),
@@ -142,7 +151,7 @@ fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
     let pebble = Pebble::start_new(dead_http.addr.port(), tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), unassigned_port(), tls_port);
-    let storage_dir = TempDir::new("acme-fallback");
+    let storage_dir = temp_dir("acme-fallback");
 
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01]),
@@ -162,7 +171,7 @@ fn order_flow_falls_back_to_tls_alpn01_when_http01_validation_fails() {
 fn order_flow_reports_the_ca_problem_when_every_challenge_fails() {
     let pebble = Pebble::start_new(unassigned_port(), unassigned_port());
     let store = Arc::new(CertStore::new());
-    let storage_dir = TempDir::new("acme-fail");
+    let storage_dir = temp_dir("acme-fail");
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01]),
         store.clone(),
@@ -189,7 +198,7 @@ fn order_flow_with_stored_certificate_loads_it_before_returning_and_places_no_or
     let pebble = Pebble::start_new(http_port, tls_port);
     let first_store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(first_store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-restart");
+    let storage_dir = temp_dir("acme-restart");
     let first = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01]),
         first_store.clone(),
@@ -228,7 +237,7 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
     let store_a = Arc::new(CertStore::new());
     let store_b = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store_a.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-race");
+    let storage_dir = temp_dir("acme-race");
     let locks = AcmeStorage::new(storage_dir.path(), &pebble.directory_url()).locks_dir();
     // Rounds 0 and 1: both start at once. Rounds 2 and 3: B starts first and is seen holding
     // the lock before A starts, so B orders and only A's mirror of B's answer can satisfy the CA.
@@ -260,7 +269,7 @@ fn order_flow_two_instances_racing_on_one_storage_place_one_order_and_either_can
                     return status;
                 }
                 assert!(Instant::now() < deadline, "round {round}: {status:?}");
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(POLL);
             }
         };
         let (a_status, b_status) = (wait(&a), wait(&b));
@@ -285,7 +294,7 @@ fn order_flow_keeps_retrying_while_the_ca_is_down_and_succeeds_once_it_is_up() {
     let mut pebble = Pebble::prepare(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-down");
+    let storage_dir = temp_dir("acme-down");
     let handle = acme::spawn_with(
         settings(&pebble, vec![ChallengeKind::Http01]),
         store.clone(),
@@ -344,7 +353,7 @@ fn order_flow_renews_a_stored_certificate_past_two_thirds_of_its_lifetime() {
     let pebble = Pebble::start_new(http_port, tls_port);
     let store = Arc::new(CertStore::new());
     let _responder = ChallengeResponder::start(store.clone(), http_port, tls_port);
-    let storage_dir = TempDir::new("acme-renew");
+    let storage_dir = temp_dir("acme-renew");
     let (chain, key, old_root) = throwaway_cert(
         TEST_NAME,
         Duration::from_secs(20 * 86_400),
@@ -381,9 +390,9 @@ struct ProxySetup {
     https_port: u16,
     plain_port: u16,
     storage: TempDir,
-    main: HttpOrigin,
-    auth: HttpOrigin,
-    ws: WsEcho,
+    main: Origin,
+    auth: Origin,
+    ws: WsOrigin,
 }
 
 impl ProxySetup {
@@ -392,10 +401,10 @@ impl ProxySetup {
             http_port: unassigned_port(),
             https_port: unassigned_port(),
             plain_port: unassigned_port(),
-            storage: TempDir::new("acme-e2e"),
-            main: HttpOrigin::start("moshi"),
-            auth: HttpOrigin::start("auth"),
-            ws: WsEcho::start(),
+            storage: temp_dir("acme-e2e"),
+            main: Origin::start("moshi"),
+            auth: Origin::start("auth"),
+            ws: WsOrigin::start(),
         }
     }
 
@@ -483,10 +492,10 @@ fn site_gets_a_pebble_certificate_and_serves_seed_routes_and_websocket_over_http
     assert!(cert.issuer().to_string().contains("Pebble"), "{}", cert.issuer());
 
     for (path, body) in [
-        ("/", "moshi /"),
-        ("/api/build_info", "moshi /api/build_info"),
-        ("/api/auth/session", "auth /api/auth/session"),
-        ("/health", "auth /health"),
+        ("/", "moshi GET /"),
+        ("/api/build_info", "moshi GET /api/build_info"),
+        ("/api/auth/session", "auth GET /api/auth/session"),
+        ("/health", "auth GET /health"),
     ] {
         let (status, _, got) =
             https_get(setup.https_addr(), TEST_NAME, path, roots.clone()).unwrap();
@@ -496,6 +505,8 @@ fn site_gets_a_pebble_certificate_and_serves_seed_routes_and_websocket_over_http
     for i in 0..10 {
         ws_echo_roundtrip(&mut ws, &format!("audio frame {i}"));
     }
+    // Closed before the shutdown below, which would otherwise wait out its grace period for it.
+    close_websocket(ws);
 
     let (status, head, _) = http_get(setup.http_addr(), TEST_NAME, "/api/tts?x=1").unwrap();
     assert_eq!(status, 308, "{head}");
@@ -581,6 +592,7 @@ fn certificate_near_expiry_is_renewed_in_the_background_without_dropping_a_live_
     for i in 0..5 {
         ws_echo_roundtrip(&mut ws, &format!("after renewal {i}"));
     }
+    close_websocket(ws);
     assert_eq!(pebble.orders_placed(), 1);
     server.shutdown();
 }
@@ -601,7 +613,20 @@ fn ca_unreachable_at_start_proxy_serves_other_sites_and_obtains_the_certificate_
     let (status, _, _) = http_get(setup.http_addr(), TEST_NAME, "/").unwrap();
     assert_eq!(status, 308);
 
-    std::thread::sleep(Duration::from_secs(2));
+    // The CA comes up once the proxy has seen it unreachable (the next attempt is seconds
+    // away, not minutes).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let statuses = server.acme_status().expect("the site's certificate is managed");
+        let status = statuses.into_iter().find(|s| s.name == TEST_NAME).expect("managed name");
+        if status.consecutive_failures >= 1 {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for a failure; status: {status:?}");
+        std::thread::sleep(POLL);
+    };
+    let error = status.last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("Connection refused") || error.contains("connect"), "{error}");
     pebble.start();
     wait_for_served_leaf(
         setup.https_addr(),
@@ -627,7 +652,7 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
     std::fs::write(&b_caddyfile, b_text).unwrap();
     let a_caddyfile = a.write_caddyfile(&pebble);
 
-    let logs = TempDir::new("acme-two-procs-logs");
+    let logs = temp_dir("acme-two-procs-logs");
     let spawn = |caddyfile: &Path, instance: &str| {
         let log = std::fs::File::create(logs.path().join(instance)).unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_ringproxy"))
@@ -661,7 +686,7 @@ fn two_proxy_processes_on_one_storage_directory_place_exactly_one_order() {
             Instant::now() < deadline,
             "no certificate on both instances after {ISSUE_TIMEOUT:?}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(POLL);
     };
     assert_eq!(leaf_a, leaf_b);
     assert_eq!(pebble.orders_placed(), 1, "{}\n--- pebble ---\n{}", instance_logs(), pebble.log());

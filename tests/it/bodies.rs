@@ -155,8 +155,9 @@ per_driver! {
 
 per_driver! {
     fn bodies_around_the_splice_threshold_end_exactly_where_the_next_response_begins(setup) {
-        // Plaintext bodies from 64 KiB up go through a pipe with splice(2): they must stop at
-        // the body's last byte, so the upstream connection stays usable for the next request.
+        // On the plaintext leg, bodies from 64 KiB up go through a pipe with splice(2); over TLS
+        // they are copied and encrypted. Either way they must stop at the body's last byte, so
+        // the upstream connection stays usable for the next request.
         let origin = Origin::start("o");
         let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();

@@ -35,7 +35,7 @@ per_driver! {
     fn unreachable_upstream_gets_502_at_the_dial_timeout(setup) {
         let hole = Blackhole::start();
         let proxy = Proxy::start(
-            &format!("$SITE {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tdial_timeout 1s\n\t\t}}\n\t}}\n}}\n", hole.addr),
+            &format!("$SITE {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tdial_timeout 500ms\n\t\t}}\n\t}}\n}}\n", hole.addr),
             setup,
         );
         let mut conn = proxy.connect();
@@ -43,8 +43,8 @@ per_driver! {
         let resp = conn.get(&proxy.host(), "/");
         let took = started.elapsed();
         assert_eq!(resp.status, 502);
-        assert!(took >= Duration::from_millis(900), "502 before the dial timeout: {took:?}");
-        assert!(took < Duration::from_millis(2500), "502 long after the 1s dial timeout: {took:?}");
+        assert!(took >= Duration::from_millis(450), "502 before the dial timeout: {took:?}");
+        assert!(took < Duration::from_millis(2000), "502 long after the 500ms dial timeout: {took:?}");
     }
 }
 
@@ -53,7 +53,7 @@ per_driver! {
         let origin = Origin::start("o");
         let proxy = Proxy::start(
             &format!(
-                "$SITE {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tresponse_header_timeout 1s\n\t\t}}\n\t}}\n}}\n",
+                "$SITE {{\n\treverse_proxy {} {{\n\t\ttransport http {{\n\t\t\tresponse_header_timeout 500ms\n\t\t}}\n\t}}\n}}\n",
                 origin.addr
             ),
             setup,
@@ -63,7 +63,7 @@ per_driver! {
         let resp = conn.get(&proxy.host(), "/hang");
         let took = started.elapsed();
         assert_eq!(resp.status, 504);
-        assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(3000), "504 after {took:?}");
+        assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(2500), "504 after {took:?}");
         assert_eq!(origin.requests_to("/hang").len(), 1, "the request reached the backend once (no retry after sending)");
         // The proxy serves the next request normally.
         let mut next = proxy.connect();

@@ -3,6 +3,7 @@
 //! directions, and `header_up`/`header_down` applied.
 
 use crate::support::origin::Origin;
+use crate::support::proxy::Leg;
 use crate::support::{per_driver, Proxy};
 
 /// Lower-case tokens of every Connection header value.
@@ -20,16 +21,21 @@ per_driver! {
         let origin = Origin::start("o");
         let proxy = setup.proxy_to(origin.addr);
         let mut conn = proxy.connect();
+        // The spoofed scheme is the other leg's, so that passing it on shows on either leg.
+        let spoofed_proto = match setup.leg { Leg::Plain => "https", Leg::Tls => "http" };
         conn.send(
-            b"GET /fwd HTTP/1.1\r\nHost: app.example.test:8443\r\nX-Forwarded-For: 6.6.6.6\r\n\
-              X-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n\r\n",
+            format!(
+                "GET /fwd HTTP/1.1\r\nHost: app.example.test:8443\r\nX-Forwarded-For: 6.6.6.6\r\n\
+                 X-Forwarded-For: 7.7.7.7\r\nX-Forwarded-Proto: {spoofed_proto}\r\nX-Forwarded-Host: evil.example\r\n\r\n"
+            )
+            .as_bytes(),
         );
         assert_eq!(conn.response("GET").status, 200);
         let rec = &origin.requests()[0];
         assert_eq!(rec.headers_named("host"), ["app.example.test:8443"]);
         assert_eq!(rec.headers_named("x-forwarded-for"), ["127.0.0.1"], "client's spoofed addresses must be dropped");
         assert!(rec.peer.ip().is_loopback());
-        assert_eq!(rec.headers_named("x-forwarded-proto"), ["http"]);
+        assert_eq!(rec.headers_named("x-forwarded-proto"), [setup.leg.scheme()]);
         assert_eq!(rec.headers_named("x-forwarded-host"), ["app.example.test:8443"]);
         assert_eq!(rec.target, "/fwd");
     }

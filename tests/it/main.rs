@@ -1,5 +1,6 @@
 //! ringproxy's integration tests: one binary, real sockets on loopback, real backends written
-//! in `support`, the proxy started in-process on both monoio drivers.
+//! in `support`, the proxy started in-process on both monoio drivers, every data-path test
+//! over plaintext and over TLS (`support::proxy::per_driver!`).
 //!
 //! `RINGPROXY_TEST_TARGET=caddy cargo test --test it` runs the same tests against a real
 //! `caddy run` to check the expectations themselves (see `support::proxy`).
@@ -7,7 +8,6 @@
 #![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
 
 mod support;
-mod support_acme;
 
 mod acme;
 mod bad_input;

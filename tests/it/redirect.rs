@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use crate::support::client::{find, ClientStream, HttpConn};
 use crate::support::net::unassigned_port;
 use crate::support::proxy::Setup;
-use crate::support::proxy::TempDir;
-use crate::support::tls_client::{client_config, https_conn, TestCa};
+use crate::support::temp::{temp_dir, TempDir};
+use crate::support::tls_client::{client_config, TestCa};
 use crate::support::{per_driver, Proxy};
 
 /// A proxy with `http_port`/`https_port` set and the given sites (each with `tls <cert> <key>`
@@ -35,7 +35,7 @@ impl Ports {
         assert!(http != https && https != other && http != other, "the same port picked twice");
         let ca = TestCa::new("redirect");
         let (cert, key) = ca.leaf("sites", &["stt.test", "alt.test"]);
-        let storage = TempDir::new("redirect-storage");
+        let storage = temp_dir("redirect-storage");
         let mut caddyfile = format!(
             "{{\n\thttp_port {http}\n\thttps_port {https}\n\tstorage file_system {}\n",
             storage.path().display()
@@ -122,6 +122,7 @@ fn assert_redirect(ports: &Ports, request: &str, location: &str) {
 }
 
 per_driver! {
+    plain_only("the redirect listener on `http_port` is plaintext HTTP by definition")
     fn any_method_and_any_host_on_the_http_port_get_308_to_https_without_the_port_and_a_close(setup) {
         let (ports, _) = Ports::start(None, &["stt.test"], setup);
         let h = ports.http;
@@ -146,7 +147,7 @@ per_driver! {
 
         // The Location works: the HTTPS site answers there.
         let client = client_config(&[ports.ca.root()]);
-        let mut conn = https_conn(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.https)), "stt.test", &client);
+        let mut conn = HttpConn::new(ClientStream::connect_tls(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.https)), "stt.test", &client));
         let resp = conn.get("stt.test", "/api/build_info");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.text(), "secure stt.test/api/build_info");
@@ -154,6 +155,7 @@ per_driver! {
 }
 
 per_driver! {
+    plain_only("the redirect listener on `http_port` is plaintext HTTP by definition")
     fn a_redirect_keeps_the_site_port_only_when_it_is_not_the_https_port(setup) {
         let (ports, other) = Ports::start(None, &["stt.test", "alt.test:{other}"], setup);
         let h = ports.http;
@@ -164,7 +166,7 @@ per_driver! {
         assert_redirect(&ports, "GET /p HTTP/1.1\r\nHost: nobody.example\r\n\r\n", "https://nobody.example/p");
 
         let client = client_config(&[ports.ca.root()]);
-        let mut conn = https_conn(SocketAddr::from((Ipv4Addr::LOCALHOST, other)), "alt.test", &client);
+        let mut conn = HttpConn::new(ClientStream::connect_tls(SocketAddr::from((Ipv4Addr::LOCALHOST, other)), "alt.test", &client));
         let resp = conn.get(&format!("alt.test:{other}"), "/p?q=1");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.text(), "secure alt.test/p?q=1");
@@ -185,13 +187,14 @@ fn assert_refused(port: u16, why: &str) {
 }
 
 per_driver! {
+    plain_only("the redirect listener on `http_port` is plaintext HTTP by definition")
     fn auto_https_disable_redirects_and_off_leave_the_http_port_closed(setup) {
         for mode in ["disable_redirects", "off"] {
             let (ports, _) = Ports::start(Some(mode), &["stt.test"], setup);
             assert_refused(ports.http, &format!("auto_https {mode}"));
             // The HTTPS site itself is served.
             let client = client_config(&[ports.ca.root()]);
-            let mut conn = https_conn(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.https)), "stt.test", &client);
+            let mut conn = HttpConn::new(ClientStream::connect_tls(SocketAddr::from((Ipv4Addr::LOCALHOST, ports.https)), "stt.test", &client));
             assert_eq!(conn.get("stt.test", "/").text(), "secure stt.test/");
         }
         // And without the option the same Caddyfile does listen there (the check above is

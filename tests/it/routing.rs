@@ -1,5 +1,6 @@
 //! Routing: the seed deployment's Caddyfile (auth server + moshi-server), with its domain
-//! replaced by `:PORT`, sends each request on one keep-alive connection to the right backend.
+//! replaced by the harness's catch-all `$SITE`, sends each request on one keep-alive connection
+//! to the right backend, which learns the client's scheme from `X-Forwarded-Proto`.
 
 use crate::support::origin::Origin;
 use crate::support::ws::{ws_connect, WsOrigin};
@@ -85,6 +86,9 @@ per_driver! {
                     .map(|r| format!("{} {}", r.method, r.target))
                     .collect();
             assert_eq!(seen, expected, "requests seen by {name}");
+            for rec in origin.requests() {
+                assert_eq!(rec.headers_named("x-forwarded-proto"), [setup.leg.scheme()], "{name} {}", rec.target);
+            }
         }
         // Upstream connections are pooled: 15 requests per backend over one client connection
         // need at most one upstream connection per worker (and `localhost` may cost one dial
@@ -127,7 +131,9 @@ per_driver! {
         ws.send(tungstenite::Message::Binary(b"audio frame".to_vec())).unwrap();
         assert_eq!(ws.read().unwrap(), tungstenite::Message::Binary(b"audio frame".to_vec()));
         ws.close(None).unwrap();
-        assert_eq!(moshi.handshakes()[0].path, "/api/chat");
+        let hs = &moshi.handshakes()[0];
+        assert_eq!(hs.path, "/api/chat");
+        assert_eq!(hs.header("x-forwarded-proto"), Some(setup.leg.scheme()));
         assert!(auth.requests().is_empty());
     }
 }
@@ -158,8 +164,8 @@ per_driver! {
     }
 }
 
-// Host-specific sites are written out (not `$SITE`): this is about plaintext virtual hosting.
 per_driver! {
+    plain_only("its sites are written out as `http://` virtual hosts")
     fn sites_on_one_port_are_chosen_by_host_on_one_keepalive_connection(setup) {
         let a = Origin::start("a");
         let b = Origin::start("b");

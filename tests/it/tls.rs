@@ -6,31 +6,26 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use ringproxy::config::{
     Admin, Config, Globals, HostPattern, ListenerConfig, ListenerKind, Origin, Site, TlsPolicy,
 };
 use ringproxy::net::stream::{PlainStream, Stream};
+use ringproxy::server::DriverChoice;
 use ringproxy::tls::{self, TlsAcceptError, TlsAcceptor, TlsContext, TlsStream};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, ProtocolVersion, StreamOwned};
 
+use crate::support::per_driver;
+use crate::support::temp::temp_dir;
+use crate::support::tls_client::TestCa;
+
 // ---------------------------------------------------------------------------------------------
 // Harness: a TLS echo server on a monoio runtime thread.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Driver {
-    IoUring,
-    Epoll,
-}
-
-const DRIVERS: [Driver; 2] = [Driver::IoUring, Driver::Epoll];
 
 /// What the server does with an established session.
 #[derive(Debug, Clone, Copy)]
@@ -89,7 +84,7 @@ struct TestServer {
 impl TestServer {
     fn start(
         ctx: &Arc<TlsContext>,
-        driver: Driver,
+        driver: DriverChoice,
         handshake_timeout: Duration,
         mode: Mode,
     ) -> Self {
@@ -101,12 +96,14 @@ impl TestServer {
         std::thread::spawn(move || {
             let server = serve(listener, ctx, handshake_timeout, mode, tx);
             match driver {
-                Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                    .enable_timer()
-                    .build()
-                    .expect("io_uring runtime")
-                    .block_on(server),
-                Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                DriverChoice::IoUring | DriverChoice::Auto => {
+                    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                        .enable_timer()
+                        .build()
+                        .expect("io_uring runtime")
+                        .block_on(server)
+                }
+                DriverChoice::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                     .enable_timer()
                     .build()
                     .expect("epoll runtime")
@@ -286,57 +283,6 @@ async fn duplex(s: Rc<TlsStream>, n: usize) -> io::Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // Certificates and configuration.
 
-static UNIQUE: AtomicU64 = AtomicU64::new(0);
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("rp-it-tls-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A test CA that writes leaf certificate/key files.
-struct TestCa {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    dir: PathBuf,
-}
-
-impl TestCa {
-    fn new(tag: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, "ringproxy test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { cert, key, dir: temp_dir(tag) }
-    }
-
-    fn root(&self) -> CertificateDer<'static> {
-        self.cert.der().clone()
-    }
-
-    /// Leaf for `names`, written as `<file>.crt` (leaf + CA: a full chain) and `<file>.key`.
-    fn leaf(&self, file: &str, names: &[&str], expired: bool) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 6, 30);
-        }
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let (c, k) = (self.dir.join(format!("{file}.crt")), self.dir.join(format!("{file}.key")));
-        std::fs::write(&c, cert.pem() + &self.cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    }
-}
-
 fn site(host: &str, tls: TlsPolicy) -> Site {
     let hosts = if host.is_empty() {
         vec![]
@@ -377,14 +323,15 @@ fn config(sites: Vec<Site>) -> Config {
 /// Two sites on one listener, each with its own certificate from one test CA.
 fn two_sites() -> (TestCa, Arc<TlsContext>, Vec<CertificateDer<'static>>) {
     let ca = TestCa::new("two-sites");
-    let (ac, ak) = ca.leaf("a", &["a.test"], false);
-    let (bc, bk) = ca.leaf("b", &["b.test", "*.b.test"], false);
+    let (ac, ak) = ca.leaf("a", &["a.test"]);
+    let (bc, bk) = ca.leaf("b", &["b.test", "*.b.test"]);
     let cfg = config(vec![
         site("a.test", files(&ac, &ak)),
         site("b.test", files(&bc, &bk)),
         site("*.b.test", files(&bc, &bk)),
     ]);
-    let ctx = tls::prepare(&cfg, &temp_dir("unused-storage")).unwrap();
+    // No site is on the local CA, so nothing is written to storage.
+    let ctx = tls::prepare(&cfg, ca.dir()).unwrap();
     let leaves = [&ac, &bc].iter().map(|p| CertificateDer::from_pem_file(p).unwrap()).collect();
     (ca, ctx, leaves)
 }
@@ -469,10 +416,11 @@ fn assert_serves_next_client(server: &TestServer, roots: &[CertificateDer<'stati
 // ---------------------------------------------------------------------------------------------
 // Tests.
 
-#[test]
-fn each_sni_name_gets_its_own_certificate_over_tls12_and_tls13() {
-    let (ca, ctx, leaves) = two_sites();
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn each_sni_name_gets_its_own_certificate_over_tls12_and_tls13(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, leaves) = two_sites();
         let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::Echo);
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             let cfg = Arc::new(client_config(&[ca.root()], &[version], &[b"http/1.1"]));
@@ -495,10 +443,11 @@ fn each_sni_name_gets_its_own_certificate_over_tls12_and_tls13() {
 /// What a client offers, and what it must get.
 type AlpnCase = (&'static [&'static [u8]], Option<&'static [u8]>);
 
-#[test]
-fn alpn_is_http11_or_nothing_and_unknown_only_is_refused() {
-    let (ca, ctx, _) = two_sites();
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn alpn_is_http11_or_nothing_and_unknown_only_is_refused(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, _) = two_sites();
         let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::Echo);
         let offers: [AlpnCase; 3] = [
             (&[b"http/1.1"], Some(b"http/1.1")),
@@ -522,10 +471,11 @@ fn alpn_is_http11_or_nothing_and_unknown_only_is_refused() {
     }
 }
 
-#[test]
-fn unknown_and_missing_sni_abort_with_an_alert() {
-    let (ca, ctx, _) = two_sites();
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn unknown_and_missing_sni_abort_with_an_alert(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, _) = two_sites();
         let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::Echo);
         let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
         let err = connect(server.addr, "unknown.test", &cfg).expect_err("unknown name refused");
@@ -539,10 +489,11 @@ fn unknown_and_missing_sni_abort_with_an_alert() {
     }
 }
 
-#[test]
-fn tls11_is_refused_with_protocol_version() {
-    let (ca, ctx, _) = two_sites();
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn tls11_is_refused_with_protocol_version(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, _) = two_sites();
         let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::Echo);
         let mut sock = TcpStream::connect(server.addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -590,10 +541,11 @@ fn tls11_client_hello(name: &str) -> Vec<u8> {
     record
 }
 
-#[test]
-fn plaintext_http_on_the_tls_port_gets_400_and_garbage_is_closed() {
-    let (ca, ctx, _) = two_sites();
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn plaintext_http_on_the_tls_port_gets_400_and_garbage_is_closed(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, _) = two_sites();
         let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::Echo);
 
         let mut sock = TcpStream::connect(server.addr).unwrap();
@@ -628,8 +580,10 @@ fn second_handshake_resumes_on_the_same_and_on_another_worker() {
     let (ca, ctx, _) = two_sites();
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
         // Two workers: one acceptor each, one context, as the proxy runs them.
-        let first = TestServer::start(&ctx, Driver::IoUring, Duration::from_secs(5), Mode::Echo);
-        let second = TestServer::start(&ctx, Driver::Epoll, Duration::from_secs(5), Mode::Echo);
+        let first =
+            TestServer::start(&ctx, DriverChoice::IoUring, Duration::from_secs(5), Mode::Echo);
+        let second =
+            TestServer::start(&ctx, DriverChoice::Epoll, Duration::from_secs(5), Mode::Echo);
         let cfg = Arc::new(client_config(&[ca.root()], &[version], &[b"http/1.1"]));
         for (server, expected) in [
             (&first, HandshakeKind::Full),
@@ -647,11 +601,12 @@ fn second_handshake_resumes_on_the_same_and_on_another_worker() {
     }
 }
 
-#[test]
-fn two_megabytes_echo_byte_exact_and_flow_both_ways_at_once() {
-    let (ca, ctx, _) = two_sites();
-    const SIZE: usize = 2 * 1024 * 1024;
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn two_megabytes_echo_byte_exact_and_flow_both_ways_at_once(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, _) = two_sites();
+        const SIZE: usize = 2 * 1024 * 1024;
         let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
 
         let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::Echo);
@@ -750,11 +705,12 @@ fn duplex_client(client: Client, n: usize) -> usize {
     got
 }
 
-#[test]
-fn stalled_handshakes_time_out_without_delaying_other_clients() {
-    let (ca, ctx, _) = two_sites();
-    let timeout = Duration::from_millis(400);
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn stalled_handshakes_time_out_without_delaying_other_clients(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, _) = two_sites();
+        let timeout = Duration::from_millis(400);
         let server = TestServer::start(&ctx, driver, timeout, Mode::Echo);
         let started = Instant::now();
         // Silent connections, and ones stalled mid-ClientHello.
@@ -795,28 +751,30 @@ fn stalled_handshakes_time_out_without_delaying_other_clients() {
     }
 }
 
-#[test]
-fn local_ca_certificates_chain_to_a_root_kept_across_restarts() {
-    let storage = temp_dir("local-ca");
-    let cfg = config(vec![
-        site("localhost", TlsPolicy::Internal),
-        site("127.0.0.1", TlsPolicy::Internal),
-        site("*.internal.test", TlsPolicy::Internal),
-    ]);
-    let ctx = tls::prepare(&cfg, &storage).unwrap();
-    let root_path = ctx.local_root_path().unwrap();
-    assert!(root_path.starts_with(&storage));
-    let root_pem = std::fs::read(&root_path).unwrap();
-    let key_path = root_path.with_file_name("root.key");
-    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "root key must be private");
-    let dir_mode = std::fs::metadata(root_path.parent().unwrap()).unwrap().permissions().mode();
-    assert_eq!(dir_mode & 0o777, 0o700);
-    let root = CertificateDer::from_pem_slice(&root_pem).unwrap();
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn local_ca_certificates_chain_to_a_root_kept_across_restarts(setup) {
+        let driver = setup.driver;
+        let scratch = temp_dir("local-ca");
+        let storage = scratch.path();
+        let cfg = config(vec![
+            site("localhost", TlsPolicy::Internal),
+            site("127.0.0.1", TlsPolicy::Internal),
+            site("*.internal.test", TlsPolicy::Internal),
+        ]);
+        let ctx = tls::prepare(&cfg, storage).unwrap();
+        let root_path = ctx.local_root_path().unwrap();
+        assert!(root_path.starts_with(storage));
+        let root_pem = std::fs::read(&root_path).unwrap();
+        let key_path = root_path.with_file_name("root.key");
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "root key must be private");
+        let dir_mode = std::fs::metadata(root_path.parent().unwrap()).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let root = CertificateDer::from_pem_slice(&root_pem).unwrap();
 
-    for (round, ctx) in [(1, ctx), (2, tls::prepare(&cfg, &storage).unwrap())] {
-        assert_eq!(std::fs::read(&root_path).unwrap(), root_pem, "restart {round} keeps the root");
-        for driver in DRIVERS {
+        for (round, ctx) in [(1, ctx), (2, tls::prepare(&cfg, storage).unwrap())] {
+            assert_eq!(std::fs::read(&root_path).unwrap(), root_pem, "restart {round} keeps the root");
             let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::Echo);
             let cfg = Arc::new(client_config(
                 std::slice::from_ref(&root),
@@ -831,16 +789,15 @@ fn local_ca_certificates_chain_to_a_root_kept_across_restarts() {
                 server.expect_done();
             }
         }
+        // Renewal runs only when due; forcing "now" past two thirds of the lifetime renews all.
+        let ctx = tls::prepare(&cfg, storage).unwrap();
+        assert_eq!(ctx.renew_internal_certs(std::time::SystemTime::now()).unwrap(), 0);
+        let due = ctx.next_internal_renewal().unwrap();
+        let before = ctx.store().cert_for("localhost").unwrap();
+        assert_eq!(ctx.renew_internal_certs(due).unwrap(), 3);
+        let after = ctx.store().cert_for("localhost").unwrap();
+        assert_ne!(before.cert[0], after.cert[0], "renewed leaf swapped into the store");
     }
-    // Renewal runs only when due; forcing "now" past two thirds of the lifetime renews all.
-    let ctx = tls::prepare(&cfg, &storage).unwrap();
-    assert_eq!(ctx.renew_internal_certs(std::time::SystemTime::now()).unwrap(), 0);
-    let due = ctx.next_internal_renewal().unwrap();
-    let before = ctx.store().cert_for("localhost").unwrap();
-    assert_eq!(ctx.renew_internal_certs(due).unwrap(), 3);
-    let after = ctx.store().cert_for("localhost").unwrap();
-    assert_ne!(before.cert[0], after.cert[0], "renewed leaf swapped into the store");
-    std::fs::remove_dir_all(&storage).unwrap();
 }
 
 /// Captures warnings logged while `f` runs on this thread.
@@ -868,19 +825,20 @@ fn with_captured_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
 #[test]
 fn bad_certificate_files_each_give_a_clear_startup_error() {
     let ca = TestCa::new("bad-files");
-    let (good_c, good_k) = ca.leaf("good", &["a.test"], false);
-    let (_, other_k) = ca.leaf("other", &["a.test"], false);
-    let storage = temp_dir("bad-files-storage");
+    let (good_c, good_k) = ca.leaf("good", &["a.test"]);
+    let (_, other_k) = ca.leaf("other", &["a.test"]);
+    let scratch = temp_dir("bad-files-storage");
+    let storage = scratch.path();
     let prepare_with = |cert: &Path, key: &Path| {
-        tls::prepare(&config(vec![site("a.test", files(cert, key))]), &storage)
+        tls::prepare(&config(vec![site("a.test", files(cert, key))]), storage)
     };
 
-    let missing = ca.dir.join("missing.crt");
+    let missing = ca.dir().join("missing.crt");
     let err = prepare_with(&missing, &good_k).err().unwrap().to_string();
     assert!(err.contains("missing.crt") && err.contains("No such file"), "{err}");
 
     // A directory where the key should be: unreadable (permissions do not stop root).
-    let unreadable = ca.dir.join("dir.key");
+    let unreadable = ca.dir().join("dir.key");
     std::fs::create_dir_all(&unreadable).unwrap();
     let err = prepare_with(&good_c, &unreadable).err().unwrap().to_string();
     assert!(err.contains("dir.key"), "{err}");
@@ -891,12 +849,12 @@ fn bad_certificate_files_each_give_a_clear_startup_error() {
         "{err}"
     );
 
-    let empty = ca.dir.join("empty.crt");
+    let empty = ca.dir().join("empty.crt");
     std::fs::write(&empty, "").unwrap();
     let err = prepare_with(&empty, &good_k).err().unwrap().to_string();
     assert!(err.contains("empty.crt") && err.contains("no CERTIFICATE"), "{err}");
 
-    let (expired_c, expired_k) = ca.leaf("expired", &["a.test"], true);
+    let (expired_c, expired_k) = ca.expired_leaf("expired", &["a.test"]);
     let (ctx, logs) = with_captured_logs(|| prepare_with(&expired_c, &expired_k));
     ctx.expect("an expired certificate is a warning, not an error");
     assert!(
@@ -907,11 +865,12 @@ fn bad_certificate_files_each_give_a_clear_startup_error() {
 
 #[test]
 fn sec1_and_pkcs1_keys_from_openssl_are_served() {
-    let dir = temp_dir("openssl-keys");
+    let scratch = temp_dir("openssl-keys");
+    let dir = scratch.path();
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)
-            .current_dir(&dir)
+            .current_dir(dir)
             .output()
             .expect("openssl must be installed for this test (apt-get install openssl)");
         assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -920,8 +879,9 @@ fn sec1_and_pkcs1_keys_from_openssl_are_served() {
     openssl(&["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
     // Certificates for the openssl keys, signed by a test CA (rcgen) through openssl.
     let ca = TestCa::new("openssl-ca");
-    std::fs::write(dir.join("ca.crt"), ca.cert.pem()).unwrap();
-    std::fs::write(dir.join("ca.key"), ca.key.serialize_pem()).unwrap();
+    let (ca_cert, ca_key) = ca.pem_pair();
+    std::fs::write(dir.join("ca.crt"), ca_cert).unwrap();
+    std::fs::write(dir.join("ca.key"), ca_key).unwrap();
     for (key, name) in [("ec.key", "ec.test"), ("rsa.key", "rsa.test")] {
         let (csr, crt, ext) = (format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
         std::fs::write(
@@ -945,8 +905,8 @@ fn sec1_and_pkcs1_keys_from_openssl_are_served() {
         site("ec.test", files(&dir.join("ec.test.crt"), &dir.join("ec.key"))),
         site("rsa.test", files(&dir.join("rsa.test.crt"), &dir.join("rsa.key"))),
     ]);
-    let ctx = tls::prepare(&cfg, &dir).unwrap();
-    let server = TestServer::start(&ctx, Driver::Epoll, Duration::from_secs(5), Mode::Echo);
+    let ctx = tls::prepare(&cfg, dir).unwrap();
+    let server = TestServer::start(&ctx, DriverChoice::Epoll, Duration::from_secs(5), Mode::Echo);
     for name in ["ec.test", "rsa.test"] {
         for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
             let cfg = Arc::new(client_config(&[ca.root()], &[version], &[]));
@@ -958,10 +918,11 @@ fn sec1_and_pkcs1_keys_from_openssl_are_served() {
     }
 }
 
-#[test]
-fn buffered_plaintext_is_readable_without_new_socket_data() {
-    let (ca, ctx, _) = two_sites();
-    for driver in DRIVERS {
+per_driver! {
+    tls_only("it drives `ringproxy::tls` directly, with no HTTP in between")
+    fn buffered_plaintext_is_readable_without_new_socket_data(setup) {
+        let driver = setup.driver;
+        let (ca, ctx, _) = two_sites();
         let server = TestServer::start(&ctx, driver, Duration::from_secs(5), Mode::EchoTiny);
         let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
         let mut client = connect(server.addr, "a.test", &cfg).unwrap();
@@ -980,13 +941,13 @@ fn buffered_plaintext_is_readable_without_new_socket_data() {
 #[test]
 fn a_swapped_certificate_serves_new_handshakes_and_leaves_live_sessions_alone() {
     let (ca, ctx, leaves) = two_sites();
-    let server = TestServer::start(&ctx, Driver::IoUring, Duration::from_secs(5), Mode::Echo);
+    let server = TestServer::start(&ctx, DriverChoice::IoUring, Duration::from_secs(5), Mode::Echo);
     let cfg = Arc::new(client_config(&[ca.root()], &both_versions(), &[b"http/1.1"]));
     let mut live = connect(server.addr, "a.test", &cfg).unwrap();
     assert_eq!(peer_leaf(&live), leaves[0]);
     server.expect_handshake();
 
-    let (c, k) = ca.leaf("a-renewed", &["a.test"], false);
+    let (c, k) = ca.leaf("a-renewed", &["a.test"]);
     let provider = rustls::crypto::ring::default_provider();
     let renewed = tls::certs::load_pem_pair(&c, &k, &provider).unwrap();
     ctx.store().set_cert("a.test", renewed.key.clone());
@@ -1006,7 +967,7 @@ fn a_swapped_certificate_serves_new_handshakes_and_leaves_live_sessions_alone() 
 #[test]
 fn tls_alpn_01_gets_the_challenge_certificate_and_nothing_else() {
     let (ca, ctx, leaves) = two_sites();
-    let server = TestServer::start(&ctx, Driver::Epoll, Duration::from_secs(5), Mode::Echo);
+    let server = TestServer::start(&ctx, DriverChoice::Epoll, Duration::from_secs(5), Mode::Echo);
     let acme: &[&[u8]] = &[b"acme-tls/1"];
 
     // No pending challenge: refused.
@@ -1016,7 +977,7 @@ fn tls_alpn_01_gets_the_challenge_certificate_and_nothing_else() {
     assert!(matches!(server.expect_failure(), Failure::Handshake(_)));
 
     // A pending challenge: its certificate is served, then the connection is closed.
-    let (c, k) = ca.leaf("challenge", &["a.test"], false);
+    let (c, k) = ca.leaf("challenge", &["a.test"]);
     let provider = rustls::crypto::ring::default_provider();
     let challenge = tls::certs::load_pem_pair(&c, &k, &provider).unwrap();
     ctx.store().set_alpn_challenge("a.test", challenge.key.clone());

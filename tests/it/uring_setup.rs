@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::net::unassigned_port;
-use crate::support::proxy::TempDir;
+use crate::support::temp::{temp_dir, TempDir};
 
 struct Running {
     child: Child,
@@ -29,7 +29,7 @@ impl Running {
 }
 
 fn start(setup_flags: Option<&str>, port: u16) -> Running {
-    let dir = TempDir::new("uring-setup");
+    let dir = temp_dir("uring-setup");
     let config = dir.path().join("Caddyfile");
     std::fs::write(&config, format!(":{port} {{\n\trespond \"ring ok\" 200\n}}\n")).unwrap();
     let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();

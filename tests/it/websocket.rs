@@ -1,7 +1,10 @@
 //! WebSocket through the proxy: the upgrade itself, byte-exact ordered echo of mixed sizes,
-//! server-initiated messages, the close handshake from either side, TCP half-close, and many
-//! concurrent connections. Every test runs on both drivers.
+//! small frames relayed without delay, server-initiated messages, the close handshake from
+//! either side, half-close, and many concurrent connections. Every test runs over ws and wss on
+//! both drivers.
 
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -60,7 +63,8 @@ per_driver! {
         let proxy = setup.proxy_to(origin.addr);
         let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/echo");
         let mut rng = Rng::new(2000);
-        let edges = [1usize, 2, 125, 126, 127, 65_535, 65_536, 65_537, 131_072, 262_144];
+        // Sizes around the frame-length encodings and the 16 KiB TLS record size.
+        let edges = [1usize, 2, 125, 126, 127, 16_383, 16_384, 16_385, 65_535, 65_536, 65_537, 131_072, 262_144];
         let sizes: Vec<usize> = (0..2000)
             .map(|i| if i < edges.len() { edges[i] } else { rng.log_range(1, 256 * 1024) as usize })
             .collect();
@@ -95,6 +99,31 @@ per_driver! {
         assert!(sent_total > 10 << 20, "sizes should span up to 256 KiB (sent {sent_total} bytes)");
         ws.close(None).unwrap();
         assert_eq!(origin.echoed(), 2000);
+    }
+}
+
+per_driver! {
+    fn small_frames_are_relayed_at_once_in_both_directions(setup) {
+        let origin = WsOrigin::start();
+        let proxy = setup.proxy_to(origin.addr);
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/audio");
+        // 20 ms of 24 kHz 16-bit mono per frame, lock-step: a relay that waits to fill a TLS
+        // record, or a write split so that Nagle holds its tail until a delayed ACK (40 ms on
+        // Linux), shows up as a median in tens of milliseconds instead of well under one.
+        let mut took = Vec::with_capacity(300);
+        for i in 0..300u32 {
+            let mut frame = vec![(i % 251) as u8; 960];
+            frame[..4].copy_from_slice(&i.to_be_bytes());
+            let t = Instant::now();
+            ws.send(Message::Binary(frame.clone())).unwrap();
+            assert_eq!(next_data(&mut ws), Message::Binary(frame), "frame {i}");
+            took.push(t.elapsed());
+        }
+        took.sort();
+        let median = took[took.len() / 2];
+        eprintln!("echo of a 960-byte frame: median {median:?}, p99 {:?}", took[took.len() * 99 / 100]);
+        assert!(median < Duration::from_millis(15), "median echo {median:?}: frames are being held back");
+        ws.close(None).unwrap();
     }
 }
 
@@ -210,19 +239,26 @@ per_driver! {
         const THREADS: usize = 10;
         let origin = WsOrigin::start();
         let proxy = setup.proxy_to(origin.addr);
+        let proxy = Arc::new(proxy);
         let started = Instant::now();
-        // Open all of them first, so that all 500 relays are live at the same time.
-        let mut sockets: Vec<(usize, WebSocket<ClientStream>)> =
-            (0..CONNS).map(|c| (c, ws_connect(proxy.stream(), &proxy.host(), &format!("/echo/{c}")))).collect();
-        let opened = started.elapsed();
-        let mut groups: Vec<Vec<(usize, WebSocket<ClientStream>)>> = (0..THREADS).map(|_| Vec::new()).collect();
-        for (i, s) in sockets.drain(..).enumerate() {
-            groups[i % THREADS].push(s);
-        }
-        let workers: Vec<_> = groups
-            .into_iter()
-            .map(|mut group| {
+        // Every thread opens its share (TLS handshakes in parallel), then all wait, so that all
+        // 500 relays are live at the same time.
+        let all_open = Arc::new(Barrier::new(THREADS + 1));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let proxy = proxy.clone();
+                let all_open = all_open.clone();
                 thread::spawn(move || {
+                    // A thread that fails to open still reaches the barrier, so that none waits
+                    // forever, then fails.
+                    let opened = panic::catch_unwind(AssertUnwindSafe(|| {
+                        (t..CONNS)
+                            .step_by(THREADS)
+                            .map(|c| (c, ws_connect(proxy.stream(), &proxy.host(), &format!("/echo/{c}"))))
+                            .collect::<Vec<(usize, WebSocket<ClientStream>)>>()
+                    }));
+                    all_open.wait();
+                    let mut group = opened.unwrap_or_else(|e| panic::resume_unwind(e));
                     for round in 0..MESSAGES {
                         for (c, ws) in group.iter_mut() {
                             let len = 16 + (*c * 31 + round * 17) % 1000;
@@ -244,6 +280,8 @@ per_driver! {
                 })
             })
             .collect();
+        all_open.wait();
+        let opened = started.elapsed();
         let done: usize = workers.into_iter().map(|w| w.join().expect("a client thread failed")).sum();
         assert_eq!(done, CONNS);
         assert_eq!(origin.echoed(), CONNS * MESSAGES, "echoes counted by the backend");

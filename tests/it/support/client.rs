@@ -1,5 +1,5 @@
-//! Clients that talk to the proxy byte for byte: [`ClientStream`] (the client leg, plaintext
-//! today, TLS when the TLS tests add a variant) and [`HttpConn`], which writes exactly the bytes
+//! Clients that talk to the proxy byte for byte: [`ClientStream`] (the client leg: plaintext
+//! TCP, or a verifying rustls client over TCP) and [`HttpConn`], which writes exactly the bytes
 //! a test gives it and parses exactly what comes back, so framing bugs cannot hide behind a
 //! forgiving HTTP library.
 //!
@@ -8,33 +8,77 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::net::IO_TIMEOUT;
 use super::payload::Hasher;
 
 /// The client side of a connection to the proxy.
 ///
-/// Tests never hold a bare `TcpStream` to the proxy, so that adding a TLS variant here (a
-/// rustls `StreamOwned`) runs every test over TLS without touching the tests themselves.
+/// Tests never hold a bare `TcpStream` to the proxy: whatever they do with this (HTTP through
+/// [`HttpConn`], WebSocket through tungstenite, raw bytes) runs unchanged over either leg.
 pub enum ClientStream {
     Plain(TcpStream),
+    /// Boxed: a rustls client connection is over a kilobyte, and tests hold hundreds of these.
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
 impl ClientStream {
     pub fn connect_plain(addr: SocketAddr) -> ClientStream {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        let stream = tcp_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         ClientStream::Plain(stream)
     }
 
+    /// A TLS connection to `addr` for `server_name`, verified against `config`'s roots. The
+    /// handshake completes here, so a certificate or SNI problem fails with rustls's message.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        server_name: &str,
+        config: &Arc<ClientConfig>,
+    ) -> ClientStream {
+        Self::try_connect_tls(addr, server_name, config)
+            .unwrap_or_else(|e| panic!("TLS to {addr} as {server_name}: {e}"))
+    }
+
+    pub fn try_connect_tls(
+        addr: SocketAddr,
+        server_name: &str,
+        config: &Arc<ClientConfig>,
+    ) -> io::Result<ClientStream> {
+        let tcp = tcp_connect(addr)?;
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+        let mut stream = StreamOwned::new(conn, tcp);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(ClientStream::Tls(Box::new(stream)))
+    }
+
+    /// The TCP connection underneath (for socket options, or to watch for the proxy's close).
     pub fn tcp(&self) -> &TcpStream {
         match self {
             ClientStream::Plain(s) => s,
+            ClientStream::Tls(s) => &s.sock,
         }
+    }
+
+    /// The TLS session, on the TLS leg.
+    pub fn tls(&self) -> Option<&ClientConnection> {
+        match self {
+            ClientStream::Plain(_) => None,
+            ClientStream::Tls(s) => Some(&s.conn),
+        }
+    }
+
+    /// The certificate chain the proxy presented, leaf first (empty on the plaintext leg).
+    pub fn peer_chain(&self) -> Vec<CertificateDer<'static>> {
+        self.tls().and_then(|c| c.peer_certificates()).unwrap_or_default().to_vec()
     }
 
     pub fn set_read_timeout(&self, timeout: Duration) {
@@ -43,19 +87,53 @@ impl ClientStream {
         self.tcp().set_read_timeout(Some(timeout)).unwrap();
     }
 
-    /// Half-close: the peer reads EOF, we can still read.
+    /// Half-close: the peer reads EOF, we can still read. Over TLS that is a close_notify
+    /// (which ends only our direction in TLS 1.3) followed by the TCP half-close.
     pub fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             ClientStream::Plain(s) => s.shutdown(Shutdown::Write),
+            ClientStream::Tls(s) => {
+                s.conn.send_close_notify();
+                s.flush()?;
+                s.sock.shutdown(Shutdown::Write)
+            }
         }
     }
+}
+
+fn tcp_connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
 }
 
 impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             ClientStream::Plain(s) => s.read(buf),
+            ClientStream::Tls(s) => read_tls_plaintext(&mut s.conn, &mut s.sock, buf),
         }
+    }
+}
+
+/// Read decrypted bytes. Unlike `StreamOwned::read`, this never writes first: after a write the
+/// proxy refused (it answered a huge head with 431 and closed), rustls still holds the unsent
+/// records, and flushing them before reading would fail and hide the answer, which a plaintext
+/// client reads fine. `Ok(0)` is a close_notify; a close without one is `UnexpectedEof`.
+fn read_tls_plaintext(
+    conn: &mut ClientConnection,
+    sock: &mut TcpStream,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    loop {
+        match conn.reader().read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+        conn.read_tls(sock)?;
+        conn.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     }
 }
 
@@ -63,12 +141,14 @@ impl Write for ClientStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             ClientStream::Plain(s) => s.write(buf),
+            ClientStream::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             ClientStream::Plain(s) => s.flush(),
+            ClientStream::Tls(s) => s.flush(),
         }
     }
 }
@@ -139,28 +219,16 @@ pub enum ReadError {
     Malformed(String),
 }
 
-/// What [`HttpConn`] needs from its connection: bytes both ways and a settable read timeout.
-/// [`ClientStream`] is the plaintext one; `tls_client` adds a TLS one.
-pub trait Wire: Read + Write {
-    fn set_read_timeout(&self, timeout: Duration);
-}
-
-impl Wire for ClientStream {
-    fn set_read_timeout(&self, timeout: Duration) {
-        ClientStream::set_read_timeout(self, timeout)
-    }
-}
-
 /// A client connection speaking HTTP/1.1 as raw bytes.
-pub struct HttpConn<S = ClientStream> {
-    pub stream: S,
+pub struct HttpConn {
+    pub stream: ClientStream,
     /// Bytes read but not yet consumed (the start of the next response).
     buf: Vec<u8>,
     pub deadline_after: Duration,
 }
 
-impl<S: Wire> HttpConn<S> {
-    pub fn new(stream: S) -> HttpConn<S> {
+impl HttpConn {
+    pub fn new(stream: ClientStream) -> HttpConn {
         HttpConn { stream, buf: Vec::new(), deadline_after: IO_TIMEOUT }
     }
 

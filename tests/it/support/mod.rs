@@ -1,12 +1,17 @@
-//! Everything the integration tests share: the proxy harness, real backends, raw clients and
-//! deterministic payloads. Nothing here mocks the network: every piece is a real socket on
-//! loopback, bound to port 0, with a timeout on every read.
+//! Everything the integration tests share: the proxy harness and its test matrix, real
+//! backends, raw clients over plaintext and TLS, test certificates, deterministic payloads,
+//! scratch directories, and pebble for the ACME tests. Nothing here mocks the network: every
+//! piece is a real socket on loopback, bound to port 0 (or to a port below the ephemeral range
+//! when a config must name it), with a timeout on every read.
 
+pub mod acme;
 pub mod client;
 pub mod net;
 pub mod origin;
 pub mod payload;
+pub mod pebble;
 pub mod proxy;
+pub mod temp;
 pub mod tls_client;
 pub mod ws;
 

@@ -1,30 +1,40 @@
-//! [`Proxy`]: the system under test, started from Caddyfile text.
+//! [`Proxy`]: the system under test, started from Caddyfile text, and [`per_driver!`], which
+//! runs one test body on every [`Setup`].
 //!
-//! By default that is ringproxy itself, in-process: `config::parse_caddyfile` then
+//! By default the proxy is ringproxy itself, in-process: `config::parse_caddyfile` then
 //! `server::Server::start` with two workers on the chosen monoio driver. With
 //! `RINGPROXY_TEST_TARGET=caddy` the same Caddyfile runs under a real `caddy run` instead; that
 //! mode checks the tests' own expectations against the proxy our users come from, and documents
 //! where ringproxy matches Caddy. Tests of behaviour where Caddy is known to fall short (see
 //! docs and design notes) call [`Proxy::skip_on_caddy`] and print why.
 //!
-//! Caddyfiles name the site address `$SITE` and the proxy's port `$PORT`. `$SITE` depends on
-//! the client [`Leg`] a test runs over (`:$PORT` for plaintext), so one test body serves every
-//! leg: adding TLS means a `Leg::Tls` whose site address carries a `tls` line, a
-//! `ClientStream::Tls`, and two more tests per `per_driver!` (see its doc). `$PORT` becomes `0`
-//! for ringproxy, which reports the port it bound, and a free port chosen here for Caddy. Both
-//! get `admin off` so that parallel Caddy processes do not fight over the admin port.
+//! Caddyfiles name the site address `$SITE` and the proxy's port `$PORT`. `$SITE {` opens a
+//! catch-all site on `$PORT` for the setup's client [`Leg`]: plaintext, or TLS with
+//! `tls <cert> <key>` from a CA generated for the test, whose leaf is for [`TLS_NAME`]. The
+//! site has no host name on either leg, so that tests sending their own `Host` (bad input,
+//! absolute-form targets) are routed the same way over both; the seed's named HTTPS site is
+//! `tls_datapath`'s. A TLS site address a test writes out itself takes `$TLS`, which becomes
+//! the same `tls` line. [`Proxy::stream`], [`Proxy::connect`] and [`Proxy::host`] give the
+//! leg's connection, SNI and `Host`, so one test body serves every leg.
+//!
+//! `$PORT` becomes `0` for ringproxy, which reports the port it bound, and a free port chosen
+//! here for Caddy. Both get `admin off` so that parallel Caddy processes do not fight over the
+//! admin port; the TLS leg also gets `auto_https disable_redirects` (no test may bind port 80)
+//! and `storage file_system` in the test's own directory.
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Once};
+use std::sync::{mpsc, Arc, Once};
 use std::time::{Duration, Instant};
 
 use ringproxy::server::{DriverChoice, RunOptions, Server};
+use rustls::ClientConfig;
 
 use super::client::{ClientStream, HttpConn};
+use super::temp::{temp_dir, TempDir};
+use super::tls_client::{client_config, TestCa};
 
 /// What the tests run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +55,21 @@ pub fn target() -> Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leg {
     Plain,
+    Tls,
 }
+
+impl Leg {
+    /// The scheme clients use, as the proxy reports it upstream in `X-Forwarded-Proto`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Leg::Plain => "http",
+            Leg::Tls => "https",
+        }
+    }
+}
+
+/// The name TLS-leg clients send as SNI and `Host`, and the one name in the site's certificate.
+pub const TLS_NAME: &str = "stt.test";
 
 /// What one generated test runs on: the proxy's driver and the client leg.
 #[derive(Debug, Clone, Copy)]
@@ -55,42 +79,17 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// The site address that replaces `$SITE`, with whatever the leg needs inside the block.
-    fn site_opening(&self) -> &'static str {
-        match self.leg {
-            Leg::Plain => ":$PORT {",
-        }
-    }
-
     /// A proxy with one catch-all site that sends everything to `upstream`.
     pub fn proxy_to(&self, upstream: impl std::fmt::Display) -> Proxy {
         Proxy::start(&format!("$SITE {{\n\treverse_proxy {upstream}\n}}\n"), *self)
     }
 }
 
-/// A test's private scratch directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("ringproxy-it-{}-{tag}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// What the TLS leg's clients need: a configuration that trusts the test's CA, and the CA,
+/// which owns the certificate files the proxy was given.
+struct TlsLeg {
+    client: Arc<ClientConfig>,
+    _ca: TestCa,
 }
 
 enum Running {
@@ -104,6 +103,7 @@ pub struct Proxy {
     pub addrs: Vec<SocketAddr>,
     running: Running,
     leg: Leg,
+    tls: Option<TlsLeg>,
     dir: TempDir,
 }
 
@@ -118,23 +118,57 @@ fn init_logging() {
     });
 }
 
-/// Add `admin off` to the global options block, creating the block if there is none.
-fn with_admin_off(caddyfile: &str) -> String {
+/// Add `options` to the global options block, creating the block if there is none; an option
+/// the test's own block already sets (its first word) is left as the test wrote it.
+fn with_globals(caddyfile: &str, options: &[String]) -> String {
     let trimmed = caddyfile.trim_start();
-    if let Some(rest) = trimmed.strip_prefix('{') {
-        format!("{{\n\tadmin off{rest}")
-    } else {
-        format!("{{\n\tadmin off\n}}\n\n{trimmed}")
+    let (existing, sites) = match trimmed.strip_prefix('{') {
+        Some(inner) => {
+            let end = inner.find("\n}").unwrap_or_else(|| {
+                panic!("the global options block must end with `}}` alone on a line:\n{caddyfile}")
+            });
+            (&inner[..end], inner[end + 2..].to_string())
+        }
+        None => ("", format!("\n\n{trimmed}")),
+    };
+    let first_word = |line: &str| line.split_whitespace().next().map(str::to_string);
+    let already: Vec<String> = existing.lines().filter_map(first_word).collect();
+    let mut block = String::from("{");
+    for option in options {
+        if !first_word(option).is_some_and(|name| already.contains(&name)) {
+            block.push_str("\n\t");
+            block.push_str(option);
+        }
     }
+    format!("{block}{existing}\n}}{sites}")
 }
 
 impl Proxy {
     /// Start the proxy under test with `caddyfile` (`$SITE {` opens the site block for the
-    /// setup's leg; `$PORT` is the proxy's listening port).
+    /// setup's leg, `$TLS` is its `tls` line; `$PORT` is the proxy's listening port).
     pub fn start(caddyfile: &str, setup: Setup) -> Proxy {
         init_logging();
-        let dir = TempDir::new("proxy");
-        let caddyfile = with_admin_off(&caddyfile.replace("$SITE {", setup.site_opening()));
+        let dir = temp_dir("proxy");
+        let mut globals = vec!["admin off".to_string()];
+        let (caddyfile, tls) = match setup.leg {
+            Leg::Plain => {
+                assert!(!caddyfile.contains("$TLS"), "`$TLS` in a plaintext-leg Caddyfile");
+                (caddyfile.replace("$SITE {", ":$PORT {"), None)
+            }
+            Leg::Tls => {
+                let ca = TestCa::new("proxy-ca");
+                let (cert, key) = ca.leaf("site", &[TLS_NAME]);
+                let tls_line = format!("tls {} {}", cert.display(), key.display());
+                globals.push("auto_https disable_redirects".to_string());
+                globals
+                    .push(format!("storage file_system {}", dir.path().join("storage").display()));
+                let text = caddyfile
+                    .replace("$SITE {", &format!(":$PORT {{\n\t{tls_line}"))
+                    .replace("$TLS", &tls_line);
+                (text, Some(TlsLeg { client: client_config(&[ca.root()]), _ca: ca }))
+            }
+        };
+        let caddyfile = with_globals(&caddyfile, &globals);
         let (driver, leg) = (setup.driver, setup.leg);
         match target() {
             Target::Ringproxy => {
@@ -148,7 +182,7 @@ impl Proxy {
                 let server = bounded("start", move || Server::start(config, options))
                     .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
-                Proxy { addrs, running: Running::Ringproxy(Some(server)), leg, dir }
+                Proxy { addrs, running: Running::Ringproxy(Some(server)), leg, tls, dir }
             }
             Target::Caddy => {
                 let port = super::net::unassigned_port();
@@ -171,6 +205,7 @@ impl Proxy {
                     addrs: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
                     running: Running::Caddy(child),
                     leg,
+                    tls,
                     dir,
                 };
                 proxy.wait_for_caddy();
@@ -224,10 +259,11 @@ impl Proxy {
         self.addr().port()
     }
 
-    /// A new client connection to the first listener.
+    /// A new client connection to the first listener, over the setup's leg.
     pub fn stream(&self) -> ClientStream {
-        match self.leg {
-            Leg::Plain => ClientStream::connect_plain(self.addr()),
+        match &self.tls {
+            None => ClientStream::connect_plain(self.addr()),
+            Some(tls) => ClientStream::connect_tls(self.addr(), TLS_NAME, &tls.client),
         }
     }
 
@@ -235,9 +271,18 @@ impl Proxy {
         HttpConn::new(self.stream())
     }
 
-    /// `Host` value clients send by default.
+    /// `Host` value clients send by default (on the TLS leg, the certificate's name).
     pub fn host(&self) -> String {
-        format!("localhost:{}", self.port())
+        match self.leg {
+            Leg::Plain => format!("localhost:{}", self.port()),
+            Leg::Tls => format!("{TLS_NAME}:{}", self.port()),
+        }
+    }
+
+    /// The directory `storage file_system` points at on the TLS leg (the local CA's root
+    /// lands under it).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
     }
 }
 
@@ -293,13 +338,44 @@ fn loopback(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Generate one `#[test]` per monoio driver: `name::io_uring` and `name::epoll`. The body gets
-/// a [`Setup`] as `$setup`. Against Caddy both run the same thing.
+/// Generate one `#[test]` per [`Setup`] from one body: `name::plain_io_uring`,
+/// `name::plain_epoll`, `name::tls_io_uring` and `name::tls_epoll`. The body gets the setup as
+/// `$setup`. Against Caddy the driver makes no difference, the leg does.
 ///
-/// TLS variants slot in here as `name::tls_io_uring` / `name::tls_epoll` with `Leg::Tls`, so
-/// that every data-path test also runs over TLS.
+/// A test that makes sense on one leg only says which and why, and gets that leg's two tests:
+///
+/// ```ignore
+/// per_driver! {
+///     plain_only("it reads the plaintext bytes on the wire")
+///     fn name(setup) { ... }
+/// }
+/// ```
+///
+/// and likewise `tls_only("...")` (the reason also becomes the module's doc).
 macro_rules! per_driver {
     ($(#[$attr:meta])* fn $name:ident($setup:ident) $body:block) => {
+        $crate::support::proxy::per_driver!(@tests
+            "Runs on every client leg and driver." ""
+            [plain_io_uring Plain IoUring, plain_epoll Plain Epoll,
+             tls_io_uring Tls IoUring, tls_epoll Tls Epoll]
+            $(#[$attr])* fn $name($setup) $body);
+    };
+    (plain_only($why:literal) $(#[$attr:meta])* fn $name:ident($setup:ident) $body:block) => {
+        $crate::support::proxy::per_driver!(@tests
+            "Plaintext leg only: " $why
+            [plain_io_uring Plain IoUring, plain_epoll Plain Epoll]
+            $(#[$attr])* fn $name($setup) $body);
+    };
+    (tls_only($why:literal) $(#[$attr:meta])* fn $name:ident($setup:ident) $body:block) => {
+        $crate::support::proxy::per_driver!(@tests
+            "TLS leg only: " $why
+            [tls_io_uring Tls IoUring, tls_epoll Tls Epoll]
+            $(#[$attr])* fn $name($setup) $body);
+    };
+    (@tests $doc:literal $why:literal
+        [$($test:ident $leg:ident $driver:ident),+]
+        $(#[$attr:meta])* fn $name:ident($setup:ident) $body:block) => {
+        #[doc = concat!($doc, $why)]
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -307,21 +383,15 @@ macro_rules! per_driver {
             $(#[$attr])*
             fn run($setup: $crate::support::proxy::Setup) $body
 
-            #[test]
-            fn io_uring() {
-                run($crate::support::proxy::Setup {
-                    driver: ringproxy::server::DriverChoice::IoUring,
-                    leg: $crate::support::proxy::Leg::Plain,
-                })
-            }
-
-            #[test]
-            fn epoll() {
-                run($crate::support::proxy::Setup {
-                    driver: ringproxy::server::DriverChoice::Epoll,
-                    leg: $crate::support::proxy::Leg::Plain,
-                })
-            }
+            $(
+                #[test]
+                fn $test() {
+                    run($crate::support::proxy::Setup {
+                        driver: ringproxy::server::DriverChoice::$driver,
+                        leg: $crate::support::proxy::Leg::$leg,
+                    })
+                }
+            )+
         }
     };
 }

@@ -1,23 +1,17 @@
-//! The TLS side of the test clients: a CA generated here with rcgen that writes certificate
-//! and key files for `tls <cert> <key>`, and [`TlsClientStream`], a verifying rustls client over
-//! a blocking `TcpStream` that [`HttpConn`] and tungstenite run over unchanged, so the
-//! data-path tests can be repeated over HTTPS and WSS byte for byte.
+//! Certificates and trust for the TLS tests: [`TestCa`], a CA generated here with rcgen that
+//! writes certificate and key files for `tls <cert> <key>`, and the rustls client
+//! configurations that trust it (or a root the proxy wrote). The TLS connections themselves are
+//! `ClientStream::Tls` (in `client`), so HTTP and WebSocket tests run over them unchanged.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use tungstenite::WebSocket;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
 
-use super::client::{HttpConn, Wire};
-use super::net::IO_TIMEOUT;
-use super::proxy::TempDir;
+use super::temp::{temp_dir, TempDir};
 
 /// A certificate authority for one test, and the directory its leaf files are written to.
 pub struct TestCa {
@@ -30,28 +24,56 @@ impl TestCa {
     pub fn new(tag: &str) -> TestCa {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, "ringproxy data-path test CA");
+        params.distinguished_name.push(DnType::CommonName, "ringproxy test CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key).unwrap();
-        TestCa { cert, key, dir: TempDir::new(tag) }
+        TestCa { cert, key, dir: temp_dir(tag) }
     }
 
     pub fn root(&self) -> CertificateDer<'static> {
         self.cert.der().clone()
     }
 
+    /// Where the leaf files go; tests may write files of their own next to them.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CA's certificate and key as PEM (to sign with another tool, such as openssl).
+    pub fn pem_pair(&self) -> (String, String) {
+        (self.cert.pem(), self.key.serialize_pem())
+    }
+
     /// A leaf for `names` (ECDSA P-256), written as `<file>.crt` (leaf then CA: a full chain,
     /// as users deploy it) and `<file>.key` (PKCS#8).
     pub fn leaf(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.write_leaf(file, names, |_| {})
+    }
+
+    /// A leaf like [`TestCa::leaf`] that expired in 2021.
+    pub fn expired_leaf(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.write_leaf(file, names, |params| {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 6, 30);
+        })
+    }
+
+    fn write_leaf(
+        &self,
+        file: &str,
+        names: &[&str],
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, names[0]);
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let cert_path = self.dir.path().join(format!("{file}.crt"));
-        let key_path = self.dir.path().join(format!("{file}.key"));
+        let cert_path = self.dir().join(format!("{file}.crt"));
+        let key_path = self.dir().join(format!("{file}.key"));
         std::fs::write(&cert_path, cert.pem() + &self.cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         (cert_path, key_path)
@@ -69,92 +91,17 @@ pub fn client_config(roots: &[CertificateDer<'static>]) -> Arc<ClientConfig> {
     for root in roots {
         store.add(root.clone()).unwrap();
     }
+    client_config_for(store)
+}
+
+/// A client that trusts `roots`, offering ALPN `http/1.1`.
+pub fn client_config_for(roots: RootCertStore) -> Arc<ClientConfig> {
     let mut config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_root_certificates(store)
+            .with_root_certificates(roots)
             .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
-}
-
-/// A verified TLS connection to the proxy. The handshake completes in [`TlsClientStream::connect`],
-/// so a certificate or SNI problem fails there with rustls's own message.
-pub struct TlsClientStream(Box<StreamOwned<ClientConnection, TcpStream>>);
-
-impl TlsClientStream {
-    pub fn connect(addr: SocketAddr, server_name: &str, config: &Arc<ClientConfig>) -> Self {
-        Self::try_connect(addr, server_name, config)
-            .unwrap_or_else(|e| panic!("TLS to {addr} as {server_name}: {e}"))
-    }
-
-    pub fn try_connect(
-        addr: SocketAddr,
-        server_name: &str,
-        config: &Arc<ClientConfig>,
-    ) -> io::Result<Self> {
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(IO_TIMEOUT))?;
-        tcp.set_write_timeout(Some(IO_TIMEOUT))?;
-        let name = ServerName::try_from(server_name.to_string())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
-        let mut stream = StreamOwned::new(conn, tcp);
-        while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock)?;
-        }
-        Ok(TlsClientStream(Box::new(stream)))
-    }
-
-    pub fn conn(&self) -> &ClientConnection {
-        &self.0.conn
-    }
-
-    /// The certificate chain the proxy presented, leaf first.
-    pub fn peer_chain(&self) -> Vec<CertificateDer<'static>> {
-        self.0.conn.peer_certificates().unwrap_or_default().to_vec()
-    }
-}
-
-impl Read for TlsClientStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl Write for TlsClientStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl Wire for TlsClientStream {
-    fn set_read_timeout(&self, timeout: Duration) {
-        let timeout = timeout.max(Duration::from_millis(1));
-        self.0.sock.set_read_timeout(Some(timeout)).unwrap();
-    }
-}
-
-/// An HTTP/1.1 connection over a fresh TLS connection.
-pub fn https_conn(
-    addr: SocketAddr,
-    server_name: &str,
-    config: &Arc<ClientConfig>,
-) -> HttpConn<TlsClientStream> {
-    HttpConn::new(TlsClientStream::connect(addr, server_name, config))
-}
-
-/// Open a WebSocket over `stream` (TLS already established) for `host` + `path`.
-pub fn wss_connect(stream: TlsClientStream, host: &str, path: &str) -> WebSocket<TlsClientStream> {
-    let url = format!("wss://{host}{path}");
-    let (ws, resp) = tungstenite::client(url.as_str(), stream)
-        .unwrap_or_else(|e| panic!("WebSocket handshake to {url}: {e}"));
-    assert_eq!(resp.status(), 101);
-    ws
 }

@@ -223,9 +223,11 @@ fn half_close(stream: &mut TcpStream) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-/// Open a WebSocket through `stream` (already connected to the proxy) for `host` + `path`.
+/// Open a WebSocket through `stream` (already connected to the proxy, over either leg) for
+/// `host` + `path`.
 pub fn ws_connect(stream: ClientStream, host: &str, path: &str) -> WebSocket<ClientStream> {
-    let url = format!("ws://{host}{path}");
+    let scheme = if stream.tls().is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{host}{path}");
     let (ws, resp) = tungstenite::client(url.as_str(), stream)
         .unwrap_or_else(|e| panic!("WebSocket handshake to {url}: {e}"));
     assert_eq!(resp.status(), 101);
