@@ -19,40 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::limits;
+use crate::config::{limits, LogOutput, LogRoll as Roll};
 use crate::metrics::WorkerMetrics;
 
-/// Where lines go.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum LogTarget {
-    Stdout,
-    Stderr,
-    File { path: PathBuf, roll: Roll },
-}
-
-/// Caddy's rolling options for a log file (`output file F { roll_size … }`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Roll {
-    /// Roll when the file would grow past this; `None`: never roll.
-    pub size: Option<u64>,
-    /// Rolled files kept (the oldest beyond this are deleted).
-    pub keep: usize,
-    /// Rolled files older than this are deleted; `None`: kept whatever their age.
-    pub keep_for: Option<Duration>,
-}
-
-impl Default for Roll {
-    /// Caddy's defaults: 100 MiB, 10 files, 90 days.
-    fn default() -> Self {
-        Roll {
-            size: Some(limits::DEFAULT_LOG_ROLL_SIZE),
-            keep: limits::DEFAULT_LOG_ROLL_KEEP,
-            keep_for: Some(limits::DEFAULT_LOG_ROLL_KEEP_FOR),
-        }
-    }
-}
+/// Where lines go: a `log` directive's output, rolling options included.
+pub type LogTarget = LogOutput;
 
 /// A worker's full buffer for one target.
 struct Batch {
@@ -116,6 +89,9 @@ pub struct WorkerLog {
 impl WorkerLog {
     /// Append one line (without its newline).
     pub fn line(&self, target: &LogTarget, line: &str) {
+        if *target == LogOutput::Discard {
+            return;
+        }
         let full = {
             let mut buffers = self.buffers.borrow_mut();
             let (bytes, lines) = match buffers.get_mut(target) {
@@ -198,9 +174,10 @@ fn write_batches(receiver: Receiver<Message>) {
             Message::Reopen => files.clear(),
             Message::Batch(batch) => {
                 let result = match &batch.target {
-                    LogTarget::Stdout => io::stdout().lock().write_all(&batch.bytes),
-                    LogTarget::Stderr => io::stderr().lock().write_all(&batch.bytes),
-                    LogTarget::File { path, roll } => {
+                    LogOutput::Stdout => io::stdout().lock().write_all(&batch.bytes),
+                    LogOutput::Stderr => io::stderr().lock().write_all(&batch.bytes),
+                    LogOutput::Discard => Ok(()),
+                    LogOutput::File { path, roll } => {
                         write_file(&mut files, path, roll, &batch.bytes)
                     }
                 };
@@ -325,10 +302,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn file_target(path: &Path, roll: Roll) -> LogTarget {
-        LogTarget::File { path: path.to_owned(), roll }
+        LogOutput::File { path: path.to_owned(), roll }
     }
 
     #[test]
@@ -385,7 +364,7 @@ mod tests {
         let metrics = Arc::new(WorkerMetrics::default());
         let log =
             WorkerLog { sender, buffers: RefCell::new(HashMap::new()), metrics: metrics.clone() };
-        let target = LogTarget::Stderr;
+        let target = LogOutput::Stderr;
         let long = "y".repeat(limits::LOG_BATCH_BYTES);
         log.line(&target, &long); // fills the one slot
         log.line(&target, &long); // dropped

@@ -295,6 +295,8 @@ pub enum Handler {
     /// The automatic HTTP→HTTPS redirect: `308`, `Location: https://<host><uri>`, the port
     /// appended only when it is not the default https_port, `Connection: close`.
     HttpsRedirect { port: Option<u16> },
+    /// `metrics`: the Prometheus exposition of this proxy (the admin endpoint's `/metrics`).
+    Metrics,
     /// `handle`, `route`, `handle_path`: a nested route list. `strip_prefix` is set by
     /// `handle_path` and removed from the path before the nested routes run.
     Subroute { routes: Vec<Route>, strip_prefix: Option<String> },
@@ -498,12 +500,34 @@ pub struct AccessLog {
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LogOutput {
     Stdout,
     Stderr,
-    File(PathBuf),
+    File { path: PathBuf, roll: LogRoll },
     Discard,
+}
+
+/// Rolling a log file by size (`output file F { roll_size … }`, Caddy's options).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogRoll {
+    /// Roll when the file would grow past this; `None` (`roll_disabled`): never roll.
+    pub size: Option<u64>,
+    /// Rolled files kept (the oldest beyond this are deleted).
+    pub keep: usize,
+    /// Rolled files older than this are deleted; `None`: kept whatever their age.
+    pub keep_for: Option<Duration>,
+}
+
+impl Default for LogRoll {
+    /// Caddy's defaults: 100 MiB, 10 files, 90 days.
+    fn default() -> Self {
+        LogRoll {
+            size: Some(limits::DEFAULT_LOG_ROLL_SIZE),
+            keep: limits::DEFAULT_LOG_ROLL_KEEP,
+            keep_for: Some(limits::DEFAULT_LOG_ROLL_KEEP_FOR),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

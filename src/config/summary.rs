@@ -124,6 +124,7 @@ fn handler(config: &Config, h: &Handler) -> String {
             format!("redirect 308 https://{{host}}:{p}{{uri}}")
         }
         Handler::Subroute { .. } => "subroute".to_string(),
+        Handler::Metrics => "metrics".to_string(),
     }
 }
 

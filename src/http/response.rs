@@ -108,6 +108,19 @@ pub fn write_simple(
     close: bool,
     out: &mut Vec<u8>,
 ) {
+    write_typed(status, location, "text/plain; charset=utf-8", body, head_only, close, out);
+}
+
+/// [`write_simple`] with the body's `Content-Type` given (the `metrics` handler's exposition).
+pub fn write_typed(
+    status: u16,
+    location: Option<&[u8]>,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
     write_status_line(status, out);
     if let Some(location) = location {
         out.extend_from_slice(b"Location: ");
@@ -117,7 +130,7 @@ pub fn write_simple(
     let no_length = (100..200).contains(&status) || status == 204;
     let no_body = no_length || status == 304 || head_only;
     if !no_length && !body.is_empty() {
-        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+        let _ = write!(out, "Content-Type: {content_type}\r\n");
     }
     if !no_length {
         let _ = write!(out, "Content-Length: {}\r\n", if status == 304 { 0 } else { body.len() });

@@ -1,26 +1,16 @@
 //! The `log` directive: one JSON line per request, in the spirit of Caddy's access log
 //! (`http.log.access`), to stdout, stderr or a file.
 //!
-//! Each worker writes its own lines; files are opened once per worker with `O_APPEND`, so
-//! lines from different workers never interleave mid-line. Writes are synchronous: logging is
-//! opt-in per site, and a line is one `write(2)`.
+//! This module formats the line; the worker's log buffer (`logs::WorkerLog`) takes it and a
+//! log-writer thread writes it, so a slow disk never stalls a connection.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::ConnCtx;
 use crate::config::{AccessLog, LogFormat, LogOutput};
 use crate::http::head::Version;
 use crate::http::request::Request;
-
-thread_local! {
-    static FILES: RefCell<HashMap<PathBuf, File>> = RefCell::new(HashMap::new());
-}
 
 /// Write one access log line.
 pub fn write(
@@ -31,6 +21,9 @@ pub fn write(
     bytes: u64,
     took: Duration,
 ) {
+    if log.output == LogOutput::Discard {
+        return;
+    }
     // Borrowed from the request's own head bytes (no copy unless they are not UTF-8).
     let method = String::from_utf8_lossy(request.method_token());
     let uri = String::from_utf8_lossy(request.target());
@@ -74,26 +67,7 @@ pub fn write(
             );
         }
     }
-    line.push('\n');
-    let result = match &log.output {
-        LogOutput::Stdout => std::io::stdout().write_all(line.as_bytes()),
-        LogOutput::Stderr => std::io::stderr().write_all(line.as_bytes()),
-        LogOutput::Discard => Ok(()),
-        LogOutput::File(path) => FILES.with(|files| {
-            let mut files = files.borrow_mut();
-            if !files.contains_key(path) {
-                let file = OpenOptions::new().create(true).append(true).open(path)?;
-                files.insert(path.clone(), file);
-            }
-            match files.get_mut(path) {
-                Some(file) => file.write_all(line.as_bytes()),
-                None => Ok(()),
-            }
-        }),
-    };
-    if let Err(e) = result {
-        tracing::warn!(conn = ctx.id, "access log write failed: {e}");
-    }
+    ctx.worker.log_line(&log.output, &line);
 }
 
 fn json_string(out: &mut String, value: &str) {

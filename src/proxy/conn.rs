@@ -24,9 +24,10 @@ use crate::config::{Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
 use crate::http::request::Request;
-use crate::http::response::{write_answer, write_simple, Answer};
+use crate::http::response::{write_answer, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
 use crate::net::stream::Stream;
+use crate::runtime::signal::Signal;
 
 /// Path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
 const ACME_CHALLENGE_PREFIX: &[u8] = b"/.well-known/acme-challenge/";
@@ -56,24 +57,22 @@ impl RequestView for Request {
 }
 
 /// Serve one client connection until it closes, errs, or upgrades and the relay ends.
-pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
-    let limits = ctx.snapshot.config.globals.limits.clone();
+pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
     let mut buf: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
+        let limits = &ctx.snapshot.config.globals.limits;
         let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
         let after_response = !first;
         first = false;
-        let head = match read_head(
-            &client,
-            &mut buf,
-            wait,
-            limits.read_header_timeout,
-            limits.max_header_bytes,
+        let reading = HeadRead {
+            idle_wait: wait,
+            header_timeout: limits.read_header_timeout,
+            max_head: limits.max_header_bytes,
             after_response,
-        )
-        .await
-        {
+            draining: &ctx.worker.draining,
+        };
+        let head = match read_head(&client, &mut buf, reading).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
@@ -87,6 +86,8 @@ pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
                 return;
             }
         };
+        // A reload since the last request: this one follows the new config.
+        follow_reload(&mut ctx);
         let mut request = Request::new(head, std::mem::take(&mut buf));
         // Boxed: the request path's state (heads, rewrite buffers, nested futures) lives on
         // the heap only while a request is in flight, so neither an idle keep-alive connection
@@ -138,6 +139,19 @@ async fn run_relay<S: Stream + 'static>(
     }
 }
 
+/// Switch `ctx` to the worker's current snapshot if a reload happened and the connection's
+/// listener is still in the config as the same kind; otherwise it keeps its own.
+fn follow_reload(ctx: &mut ConnCtx) {
+    if ctx.worker.generation() == ctx.snapshot.generation {
+        return;
+    }
+    let kind = ctx.snapshot.config.listeners[ctx.listener].kind;
+    if let Some((snapshot, listener)) = ctx.worker.snapshot_for(ctx.bind, kind) {
+        ctx.snapshot = snapshot;
+        ctx.listener = listener;
+    }
+}
+
 /// What the connection does after a request.
 enum Next {
     Request,
@@ -145,16 +159,26 @@ enum Next {
     Relay(Upgraded),
 }
 
-/// Read until a complete head is in `buf`. `Ok(None)` is a clean end: EOF or the idle timeout
-/// before any byte of a new request.
-async fn read_head<S: Stream>(
-    client: &S,
-    buf: &mut Vec<u8>,
+/// How one head is read.
+struct HeadRead<'a> {
+    /// How long to wait for the first byte (`read_header` for a new connection, `idle`
+    /// between requests).
     idle_wait: Duration,
     header_timeout: Duration,
     max_head: usize,
     after_response: bool,
+    /// A graceful stop ends the wait for a request that has not started.
+    draining: &'a Signal,
+}
+
+/// Read until a complete head is in `buf`. `Ok(None)` is a clean end: EOF, the idle timeout, or
+/// a graceful stop before any byte of a new request.
+async fn read_head<S: Stream>(
+    client: &S,
+    buf: &mut Vec<u8>,
+    reading: HeadRead<'_>,
 ) -> Result<Option<RequestHead>, ClientError> {
+    let HeadRead { idle_wait, header_timeout, max_head, after_response, draining } = reading;
     let mut deadline: Option<Instant> = None;
     loop {
         if !buf.is_empty() {
@@ -180,13 +204,41 @@ async fn read_head<S: Stream>(
         // Between keep-alive requests the next one is rarely there already (pipelined bytes
         // would be in `buf`): wait for readiness first rather than read only to get EAGAIN.
         let wait_first = after_response && buf.is_empty() && deadline.is_none();
-        let read = async {
-            if wait_first {
-                client.readable().await?;
-            }
-            read_append(client, buf, room).await
+        let between_requests = buf.is_empty() && deadline.is_none();
+        if between_requests && draining.is_set() {
+            return Ok(None);
+        }
+        // Between requests a graceful stop wins over the wait; a head that has started is
+        // read to its end. Both sides are waits (`read_append` is cancel-safe): nothing read
+        // is lost to the branch that loses.
+        let outcome = {
+            let read = std::pin::pin!(async {
+                if wait_first {
+                    client.readable().await?;
+                }
+                read_append(client, buf, room).await
+            });
+            let stopping = std::pin::pin!(async {
+                if between_requests {
+                    draining.wait().await
+                } else {
+                    std::future::pending().await
+                }
+            });
+            let raced = async {
+                monoio::select! {
+                    read = read => Some(read),
+                    () = stopping => None,
+                }
+            };
+            monoio::time::timeout(left, raced).await
         };
-        match monoio::time::timeout(left, read).await {
+        let read = match outcome {
+            Ok(None) => return Ok(None),
+            Ok(Some(read)) => Ok(read),
+            Err(elapsed) => Err(elapsed),
+        };
+        match read {
             Ok(Ok(0)) if buf.is_empty() => return Ok(None),
             Ok(Ok(0)) => return Err(ClientError::ClosedMidRequest),
             Ok(Ok(_)) => {
@@ -207,12 +259,13 @@ async fn serve_request<S: Stream>(client: &S, ctx: &ConnCtx, request: &mut Reque
     let listener = &config.listeners[ctx.listener];
     let site = select_site(listener, &request.head().host);
     let handled = handle_request(client, ctx, request, site, listener.kind).await;
+    ctx.worker.metrics.request(handled.status, started.elapsed());
     if let Some(log) = site.and_then(|s| s.access_log.as_ref()) {
         access_log::write(log, ctx, request, handled.status, handled.bytes, started.elapsed());
     }
     match handled.upgraded {
         Some(upgraded) => Next::Relay(upgraded),
-        None if handled.keep_alive => Next::Request,
+        None if handled.keep_alive && !ctx.worker.draining.is_set() => Next::Request,
         None => Next::Close,
     }
 }
@@ -241,7 +294,7 @@ async fn handle_request<S: Stream>(
     kind: ListenerKind,
 ) -> Handled {
     if let Some(answer) = acme_http_challenge(ctx, request, kind) {
-        return answer_direct(client, request.head(), 200, None, answer.as_bytes()).await;
+        return answer_direct(client, ctx, request.head(), 200, None, answer.as_bytes()).await;
     }
     let (handler, strip) = match site.map(|site| resolve(site, &*request)) {
         Some(resolution) => (resolution.handler, resolution.strip_prefixes),
@@ -277,17 +330,30 @@ async fn handle_request<S: Stream>(
         Some(Handler::Respond { status, body }) => {
             let mut rendered = Vec::new();
             render_template(body, &ctx.forward_context(request, &strip, ""), &mut rendered);
-            answer_direct(client, request.head(), *status, None, &rendered).await
+            answer_direct(client, ctx, request.head(), *status, None, &rendered).await
         }
         Some(Handler::Redirect { to, status }) => {
             let mut location = Vec::new();
             render_template(to, &ctx.forward_context(request, &strip, ""), &mut location);
-            answer_direct(client, request.head(), *status, Some(&location), b"").await
+            answer_direct(client, ctx, request.head(), *status, Some(&location), b"").await
         }
         Some(Handler::HttpsRedirect { port }) => https_redirect(client, request, *port).await,
+        Some(Handler::Metrics) => {
+            let text = ctx.worker.render_metrics();
+            let head = request.head();
+            let close =
+                !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
+            let head_only = head.method == Method::Head;
+            let mut out = Vec::with_capacity(text.len() + 160);
+            let kind = crate::metrics::export::CONTENT_TYPE;
+            write_typed(200, None, kind, text.as_bytes(), head_only, close, &mut out);
+            let bytes = if head_only { 0 } else { text.len() as u64 };
+            finish_direct(client, out, close, 200, bytes).await
+        }
         Some(Handler::Subroute { .. }) | None => {
             let head = request.head();
-            let close = !head.keep_alive || head.body != RequestBody::None;
+            let close =
+                !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
             let mut out = Vec::new();
             write_answer(Answer::EmptyOk, close, &mut out);
             finish_direct(client, out, close, 200, 0).await
@@ -337,12 +403,13 @@ fn acme_http_challenge(
 /// not read bodies we have no use for, so the connection cannot be reused.
 async fn answer_direct<S: Stream>(
     client: &S,
+    ctx: &ConnCtx,
     head: &RequestHead,
     status: u16,
     location: Option<&[u8]>,
     body: &[u8],
 ) -> Handled {
-    let close = !head.keep_alive || head.body != RequestBody::None;
+    let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
     let mut out = Vec::new();
     write_simple(status, location, body, head.method == Method::Head, close, &mut out);
     let bytes = if head.method == Method::Head { 0 } else { body.len() as u64 };

@@ -127,6 +127,8 @@ async fn deliver<S: Stream>(
     mut out: Vec<u8>,
 ) -> Result<Ended, ForwardError> {
     let Delivery { close_client, mut framing, upstream_reusable } = delivery;
+    // A stopping worker ends each kept-alive connection after its current response.
+    let close_client = close_client || ex.ctx.worker.draining.is_set();
     let (client, ops) = (ex.client, &ex.pool.set.header_down);
     out.clear();
     // Room for the rewritten head and the body bytes behind it, so that writing the head does

@@ -92,6 +92,8 @@ pub struct WorkerSetup {
     pub registry: Arc<Registry>,
     /// The connection caps, shared by all workers.
     pub admission: Arc<admission::Admission>,
+    /// This worker's access-log buffer.
+    pub log: Option<crate::logs::WorkerLog>,
     /// Reports whether the runtime started.
     pub ready: mpsc::Sender<Result<Driver, String>>,
 }
@@ -181,9 +183,10 @@ pub fn run_worker(setup: WorkerSetup) {
 }
 
 async fn worker_main(setup: WorkerSetup) {
-    let WorkerSetup { id, driver, first, commands, metrics, registry, admission, ready, .. } =
-        setup;
-    let worker = Worker::new(id, metrics, registry, admission, &first);
+    let WorkerSetup {
+        id, driver, first, commands, metrics, registry, admission, log, ready, ..
+    } = setup;
+    let worker = Worker::new(id, metrics, registry, admission, log, &first);
     if let Err(e) = worker.apply(first) {
         let _ = ready.send(Err(e));
         return;
@@ -196,7 +199,10 @@ async fn worker_main(setup: WorkerSetup) {
 
     monoio::spawn(worker.clone().sweep_pools());
     monoio::spawn(obey(worker.clone(), commands));
+    let logs = monoio::spawn(worker.clone().flush_logs());
     worker.exit.wait().await;
+    // The last lines reach the writer before the worker goes.
+    logs.await;
 }
 
 /// Carry out the control plane's commands until told to stop (or until the control plane is

@@ -22,7 +22,8 @@ use super::accept::{accept_loop, AcceptHandle};
 use super::admission::Admission;
 use super::signal::Signal;
 use super::Generation;
-use crate::config::{limits, Config, ListenerKind};
+use crate::config::{limits, Config, ListenerKind, LogOutput};
+use crate::logs::WorkerLog;
 use crate::metrics::{Registry, WorkerMetrics};
 use crate::proxy::Snapshot;
 use crate::tls::acceptor::TlsAcceptor;
@@ -47,6 +48,8 @@ pub struct Worker {
     /// The connection caps (shared by every worker).
     pub admission: Arc<Admission>,
     listeners: RefCell<Vec<AcceptHandle>>,
+    /// Access-log lines on their way to the log writer.
+    log: Option<WorkerLog>,
     /// Stops health checks and the pool sweep.
     background_stop: Rc<Cell<bool>>,
     seed: u64,
@@ -58,6 +61,7 @@ impl Worker {
         metrics: Arc<WorkerMetrics>,
         registry: Arc<Registry>,
         admission: Arc<Admission>,
+        log: Option<WorkerLog>,
         first: &Generation,
     ) -> Rc<Worker> {
         let clock = std::time::SystemTime::now()
@@ -83,9 +87,15 @@ impl Worker {
             registry,
             admission,
             listeners: RefCell::new(Vec::new()),
+            log,
             background_stop: Rc::new(Cell::new(false)),
             seed,
         })
+    }
+
+    /// The generation of the current snapshot (cheaper than cloning it to compare).
+    pub fn generation(&self) -> u64 {
+        self.current.borrow().generation
     }
 
     /// The snapshot new connections get.
@@ -230,6 +240,33 @@ impl Worker {
     pub fn stop_now(&self) {
         self.background_stop.set(true);
         self.exit.set();
+    }
+
+    /// The Prometheus exposition, for the `metrics` handler: what the admin endpoint serves.
+    pub fn render_metrics(&self) -> String {
+        crate::metrics::export::render(&self.registry, &crate::metrics::process::read())
+    }
+
+    /// Hand one access-log line to the log writer (see `logs`).
+    pub fn log_line(&self, output: &LogOutput, line: &str) {
+        if let Some(log) = &self.log {
+            log.line(output, line);
+        }
+    }
+
+    /// Hand partly filled log buffers over now and then, so a quiet site's lines do not wait
+    /// for a buffer to fill; and everything when the worker stops.
+    pub async fn flush_logs(self: Rc<Self>) {
+        let Some(log) = &self.log else { return };
+        while !self.exit.is_set() {
+            let tick = monoio::time::sleep(limits::LOG_FLUSH_INTERVAL);
+            let (tick, exit) = (std::pin::pin!(tick), std::pin::pin!(self.exit.wait()));
+            monoio::select! {
+                () = tick => log.flush(),
+                () = exit => {}
+            }
+        }
+        log.flush_blocking();
     }
 
     /// Close idle pooled connections past their keepalive, now and then, on the current pools.

@@ -303,6 +303,7 @@ impl Server {
         for (id, sockets) in sockets.into_iter().enumerate() {
             let (commands_tx, commands) = tokio::sync::mpsc::unbounded_channel();
             senders.push(commands_tx);
+            let registry_metrics = registry.add_worker(id);
             let setup = WorkerSetup {
                 id,
                 core: if cores.is_empty() { None } else { Some(cores[id % cores.len()]) },
@@ -314,9 +315,10 @@ impl Server {
                     sockets,
                 },
                 commands,
-                metrics: registry.add_worker(id),
+                metrics: registry_metrics.clone(),
                 registry: registry.clone(),
                 admission: admission.clone(),
+                log: log_writer.worker(registry_metrics.clone()),
                 ready: ready_tx.clone(),
             };
             threads.push(

@@ -497,7 +497,10 @@ const VALID: &[(&str, &str, Check)] = &[
     ("access log options", "a.com {\n\tlog {\n\t\toutput file logs/access.log\n\t\tformat console\n\t}\n\trespond ok\n}\nb.com {\n\tlog\n}\n", |c| {
         let l = listener(c, 443);
         let a = select_site(l, "a.com").unwrap().access_log.clone().unwrap();
-        assert_eq!(a.output, LogOutput::File("/etc/caddy/logs/access.log".into()));
+        assert_eq!(
+            a.output,
+            LogOutput::File { path: "/etc/caddy/logs/access.log".into(), roll: Default::default() }
+        );
         assert_eq!(a.format, LogFormat::Console);
         let b = select_site(l, "b.com").unwrap().access_log.clone().unwrap();
         assert_eq!((b.output, b.format), (LogOutput::Stderr, LogFormat::Json));
@@ -547,7 +550,7 @@ fn valid_caddyfiles_produce_the_expected_configs() {
 const INVALID: &[(&str, &str)] = &[
     (
         "a.com {\n\treverse_proxy :9000\n\tencode gzip\n}\n",
-        "Caddyfile:3 - directive 'encode' is not supported by ringproxy (supported: handle, handle_path, log, redir, respond, reverse_proxy, route, tls)",
+        "Caddyfile:3 - directive 'encode' is not supported by ringproxy (supported: handle, handle_path, log, metrics, redir, respond, reverse_proxy, route, tls)",
     ),
     (
         "{\n\tdebug\n}\n",

@@ -10,7 +10,7 @@ use super::syntax::Directive;
 use super::{Parser, Table};
 use crate::config::lexer::Token;
 use crate::config::placeholder::{self, Context};
-use crate::config::{AccessLog, ConfigError, Handler, LogFormat, LogOutput, TlsPolicy};
+use crate::config::{AccessLog, ConfigError, Handler, LogFormat, LogOutput, LogRoll, TlsPolicy};
 
 /// Reads one `respond { … }` option; the body may come from the arguments already.
 type RespondOption =
@@ -198,16 +198,74 @@ fn log_output(p: &Parser<'_>, d: &Directive, log: &mut AccessLog) -> Result<(), 
     Ok(())
 }
 
-/// `output file <path>`, without rolling options.
-fn log_file(p: &Parser<'_>, d: &Directive) -> Result<LogOutput, ConfigError> {
-    if let Some(block) = &d.block {
-        return Err(p.err(
-            block.line,
-            "log file rolling options are not supported by ringproxy; rotate the file with \
-             logrotate",
-        ));
+/// `metrics [<matcher>] { disable_openmetrics }`: serve the Prometheus exposition here
+/// (Caddy's handler). ringproxy serves the text format only, which is what
+/// `disable_openmetrics` asks of Caddy, so the option is accepted.
+pub(super) fn metrics(
+    p: &mut Parser<'_>,
+    d: &Directive,
+    args: &[Token],
+) -> Result<Handler, ConfigError> {
+    if let Some(extra) = args.first() {
+        return Err(p.arg_err(extra));
     }
-    Ok(LogOutput::File(p.path(&p.args_with_block(d, 2)?[1])))
+    if let Some(block) = &d.block {
+        for sub in &block.items {
+            p.pick_sub(METRICS_OPTIONS, "metrics", sub)?;
+            p.args(sub, 0)?;
+        }
+    }
+    Ok(Handler::Metrics)
+}
+
+/// `metrics { … }` options.
+const METRICS_OPTIONS: &Table<()> = &[("disable_openmetrics", ())];
+
+/// Sets one rolling option of `output file <path> { … }`.
+type RollOption = fn(&Parser<'_>, &Directive, &mut LogRoll) -> Result<(), ConfigError>;
+
+/// `output file <path> { … }` options (Caddy's names).
+const ROLL_OPTIONS: &Table<RollOption> = &[
+    ("roll_disabled", |p, d, roll| p.args(d, 0).map(|_| roll.size = None)),
+    ("roll_keep", roll_keep),
+    ("roll_keep_for", |p, d, roll| {
+        roll.keep_for = Some(p.duration(p.one_arg(d)?)?);
+        Ok(())
+    }),
+    ("roll_size", roll_size),
+    // ringproxy never compresses rolled files: this asks for what it does anyway.
+    ("roll_uncompressed", |p, d, _| p.args(d, 0).map(drop)),
+];
+
+/// `output file <path>`, with Caddy's rolling options in a block.
+fn log_file(p: &Parser<'_>, d: &Directive) -> Result<LogOutput, ConfigError> {
+    let path = p.path(&p.args_with_block(d, 2)?[1]);
+    let mut roll = LogRoll::default();
+    if let Some(block) = &d.block {
+        for sub in &block.items {
+            let option = p.pick_sub(ROLL_OPTIONS, "log output file", sub)?;
+            option(p, sub, &mut roll)?;
+        }
+    }
+    Ok(LogOutput::File { path, roll })
+}
+
+fn roll_size(p: &Parser<'_>, d: &Directive, roll: &mut LogRoll) -> Result<(), ConfigError> {
+    let value = p.one_arg(d)?;
+    let size = crate::config::units::parse_size(&value.text).map_err(|m| p.err(value.line, m))?;
+    if size == 0 {
+        return Err(p.err(value.line, "roll_size must be more than 0 (use roll_disabled)"));
+    }
+    roll.size = Some(size as u64);
+    Ok(())
+}
+
+fn roll_keep(p: &Parser<'_>, d: &Directive, roll: &mut LogRoll) -> Result<(), ConfigError> {
+    let value = p.one_arg(d)?;
+    roll.keep = value.text.parse().map_err(|_| {
+        p.err(value.line, format!("invalid roll_keep '{}': must be a whole number", value.text))
+    })?;
+    Ok(())
 }
 
 fn log_format(p: &Parser<'_>, d: &Directive, log: &mut AccessLog) -> Result<(), ConfigError> {
@@ -230,7 +288,7 @@ fn parse_status(text: &str, range: std::ops::RangeInclusive<u16>) -> Option<u16>
 mod tests {
     use std::path::PathBuf;
 
-    use super::super::test_support::{only_site, parse, parse_err, routes_of};
+    use super::super::test_support::{describe, only_site, parse, parse_err, routes_of};
     use super::*;
     use crate::config::{Placeholder, Template, TemplatePart};
 
@@ -402,6 +460,20 @@ mod tests {
     }
 
     #[test]
+    fn metrics_takes_a_matcher_and_only_disable_openmetrics() {
+        assert!(matches!(handler("metrics"), Handler::Metrics));
+        let routes = routes_of(":80 {\n\tmetrics /metrics\n\trespond ok\n}\n");
+        assert_eq!(describe(&routes), ["respond 200", "metrics"], "respond sorts first");
+        assert!(routes[1].matcher.is_some());
+        assert!(matches!(handler("metrics {\n\t\tdisable_openmetrics\n\t}"), Handler::Metrics));
+        assert_eq!(
+            parse_err(":80 {\n\tmetrics {\n\t\tport 9\n\t}\n}\n"),
+            "Caddyfile:3 - subdirective 'port' of metrics is not supported by ringproxy \
+             (supported: disable_openmetrics)"
+        );
+    }
+
+    #[test]
     fn log_defaults_to_json_on_stderr() {
         assert_eq!(
             access_log("\tlog\n"),
@@ -418,8 +490,22 @@ mod tests {
         assert_eq!(log("output stderr").output, LogOutput::Stderr);
         assert_eq!(
             log("output file access.log").output,
-            LogOutput::File("/etc/caddy/access.log".into())
+            LogOutput::File { path: "/etc/caddy/access.log".into(), roll: LogRoll::default() }
         );
+        let rolled = log(
+            "output file a.log {\n\t\t\troll_size 10MiB\n\t\t\troll_keep 3\n\t\t\troll_keep_for 48h\n\t\t\troll_uncompressed\n\t\t}",
+        );
+        let roll = LogRoll {
+            size: Some(10 << 20),
+            keep: 3,
+            keep_for: Some(std::time::Duration::from_secs(48 * 3600)),
+        };
+        assert_eq!(rolled.output, LogOutput::File { path: "/etc/caddy/a.log".into(), roll });
+        let unrolled = log("output file a.log {\n\t\t\troll_disabled\n\t\t}");
+        assert!(matches!(
+            unrolled.output,
+            LogOutput::File { roll: LogRoll { size: None, .. }, .. }
+        ));
         assert_eq!(log("format console").format, LogFormat::Console);
         assert_eq!(log("format json").format, LogFormat::Json);
     }
@@ -433,6 +519,12 @@ mod tests {
              discard, file, stderr, stdout)"
         );
         assert_eq!(
+            err("output file a.log {\n\t\t\troll_local_time\n\t\t}"),
+            "Caddyfile:4 - subdirective 'roll_local_time' of log output file is not supported by \
+             ringproxy (supported: roll_disabled, roll_keep, roll_keep_for, roll_size, \
+             roll_uncompressed)"
+        );
+        assert_eq!(
             err("format logfmt"),
             "Caddyfile:3 - log format 'logfmt' is not supported by ringproxy (supported: \
              console, json)"
@@ -443,9 +535,8 @@ mod tests {
              (supported: format, output)"
         );
         assert_eq!(
-            err("output file a.log {\n\t\t\troll_size 1mb\n\t\t}"),
-            "Caddyfile:3 - log file rolling options are not supported by ringproxy; rotate the \
-             file with logrotate"
+            err("output file a.log {\n\t\t\troll_size lots\n\t\t}"),
+            "Caddyfile:4 - invalid size 'lots'"
         );
         assert_eq!(
             err("output file"),

@@ -47,6 +47,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
     ("handle", DirectiveKind::Nested(Order::Handle, handle)),
     ("handle_path", DirectiveKind::Nested(Order::Handle, handle_path)),
     ("log", DirectiveKind::Setting(handlers::log)),
+    ("metrics", DirectiveKind::Handler(Order::Metrics, handlers::metrics)),
     ("redir", DirectiveKind::Handler(Order::Redir, handlers::redir)),
     ("respond", DirectiveKind::Handler(Order::Respond, handlers::respond)),
     ("reverse_proxy", DirectiveKind::Handler(Order::ReverseProxy, reverse_proxy::reverse_proxy)),
@@ -58,13 +59,14 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
 /// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
 /// to come, Caddy's order around ours is: `root`, `header`, `request_body`, *redir*,
 /// `try_files`, `basic_auth`, `forward_auth`, `encode`, *handle*, *route*, *respond*,
-/// `metrics`, *reverse_proxy*, `file_server`.
+/// *metrics*, *reverse_proxy*, `file_server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Order {
     Redir,
     Handle,
     Route,
     Respond,
+    Metrics,
     ReverseProxy,
 }
 
@@ -353,12 +355,12 @@ mod tests {
         assert_eq!(
             parse_err("a.com {\n\treverse_proxy :9000\n\tencode gzip\n}\n"),
             "Caddyfile:3 - directive 'encode' is not supported by ringproxy (supported: handle, \
-             handle_path, log, redir, respond, reverse_proxy, route, tls)"
+             handle_path, log, metrics, redir, respond, reverse_proxy, route, tls)"
         );
         assert_eq!(
             parse_err(":80 {\n\t\"@m\" path /a\n}\n"),
             "Caddyfile:2 - directive '@m' is not supported by ringproxy (supported: handle, \
-             handle_path, log, redir, respond, reverse_proxy, route, tls)"
+             handle_path, log, metrics, redir, respond, reverse_proxy, route, tls)"
         );
     }
 

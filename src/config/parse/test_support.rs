@@ -63,6 +63,7 @@ pub(super) fn describe(routes: &[Route]) -> Vec<String> {
             Handler::Respond { status, .. } => format!("respond {status}"),
             Handler::Redirect { status, .. } => format!("redir {status}"),
             Handler::HttpsRedirect { .. } => "https-redirect".to_string(),
+            Handler::Metrics => "metrics".to_string(),
             Handler::Subroute { routes, strip_prefix } => {
                 let inner = describe(routes).join(", ");
                 match strip_prefix {
