@@ -36,6 +36,8 @@ struct Batch {
 enum Message {
     Batch(Batch),
     Reopen,
+    /// Everything queued before this is written; then the writer ends.
+    Stop,
 }
 
 /// The log-writer thread; stopping it (drop) drains what was queued.
@@ -69,9 +71,13 @@ impl LogWriter {
 }
 
 impl Drop for LogWriter {
+    /// Called once the workers have stopped (and flushed): what they queued is written, then
+    /// the writer ends. An explicit stop rather than waiting for every sender to go, so that a
+    /// worker's buffer that outlives its thread cannot keep the writer (and this drop) waiting.
     fn drop(&mut self) {
-        // The thread ends once every sender is gone: ours now, the workers' when they stop.
-        self.sender = None;
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(Message::Stop);
+        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -171,6 +177,7 @@ fn write_batches(receiver: Receiver<Message>) {
     let mut warned = false;
     for message in receiver {
         match message {
+            Message::Stop => return,
             Message::Reopen => files.clear(),
             Message::Batch(batch) => {
                 let result = match &batch.target {

@@ -133,6 +133,9 @@ pub const PLAINTEXT_LINGER_BYTES: usize = 64 * 1024;
 
 // ---- listeners, workers and pools -------------------------------------------------------
 
+/// How long a clean close may wait to hand the peer its close_notify (TLS) and FIN.
+pub const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Pending connections per listening socket (each worker has its own). The kernel caps it at
 /// `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::access_log;
 use super::forward::{Exchange, Upgraded};
-use super::io::{read_append, write_all};
+use super::io::{close_write, read_append, write_all};
 use super::relay::relay;
 use super::ConnCtx;
 use crate::config::route::{resolve, select_site, RequestView};
@@ -74,7 +74,11 @@ pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
         };
         let head = match read_head(&client, &mut buf, reading).await {
             Ok(Some(head)) => head,
-            Ok(None) => return,
+            // Idle timeout, the client's EOF, or a graceful stop: a clean end.
+            Ok(None) => {
+                close_write(&client).await;
+                return;
+            }
             Err(e) => {
                 let e = ProxyError::Client(e);
                 error::log(&e, ctx.id);
@@ -102,7 +106,10 @@ pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
                 }
                 // Otherwise idle: hold no buffer while waiting for the next request.
             }
-            Next::Close => return,
+            Next::Close => {
+                close_write(&client).await;
+                return;
+            }
             Next::Relay(upgraded) => {
                 // A task of its own: the relay, which may live for hours, then holds only its
                 // own state, not this task's (larger) state for reading request heads.

@@ -89,6 +89,25 @@ pub async fn write_all<S: Stream>(dst: &S, mut buf: &[u8]) -> io::Result<()> {
     flush(dst).await
 }
 
+/// End the write direction cleanly: TLS sends close_notify (so the peer can tell a complete
+/// close-delimited body from a truncated one), then TCP sends FIN. Bounded by
+/// [`limits::CLOSE_WRITE_TIMEOUT`]: a peer that does not read cannot hold the connection open.
+pub async fn close_write<S: Stream>(dst: &S) {
+    let closing = async {
+        loop {
+            match dst.shutdown_write() {
+                Err(e) if would_block(&e) => {
+                    if dst.writable().await.is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = monoio::time::timeout(limits::CLOSE_WRITE_TIMEOUT, closing).await;
+}
+
 /// Push out anything the stream buffered internally.
 pub async fn flush<S: Stream>(dst: &S) -> io::Result<()> {
     while !dst.try_flush()? {

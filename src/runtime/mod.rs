@@ -203,12 +203,23 @@ async fn worker_main(setup: WorkerSetup) {
     worker.exit.wait().await;
     // The last lines reach the writer before the worker goes.
     logs.await;
+    worker.release();
 }
 
 /// Carry out the control plane's commands until told to stop (or until the control plane is
 /// gone, which also means stop).
 async fn obey(worker: Rc<Worker>, mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>) {
-    while let Some(command) = commands.recv().await {
+    loop {
+        // The receiver must go with the worker's thread, not linger in the channel's wakers.
+        let command = {
+            let (next, exit) =
+                (std::pin::pin!(commands.recv()), std::pin::pin!(worker.exit.wait()));
+            monoio::select! {
+                command = next => command,
+                () = exit => None,
+            }
+        };
+        let Some(command) = command else { break };
         match command {
             Command::Apply { generation, done } => {
                 let _ = done.send(worker.apply(generation));

@@ -40,6 +40,15 @@ impl Signal {
         self.set.get()
     }
 
+    /// Drop every waiter's waker without waking it. A task that only waits here is then
+    /// owned by nothing and freed, on this thread: what a stopping worker does so that tasks
+    /// holding the worker (which holds this signal) do not keep each other alive.
+    pub fn forget_waiters(&self) {
+        let wakers: Vec<Waker> =
+            self.slots.borrow_mut().wakers.iter_mut().filter_map(Option::take).collect();
+        drop(wakers);
+    }
+
     /// Resolves once the signal is set (at once if it already is).
     pub fn wait(&self) -> Wait<'_> {
         Wait { signal: self, slot: None }

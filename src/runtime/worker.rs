@@ -236,6 +236,18 @@ impl Worker {
         }
     }
 
+    /// At exit, on the worker's thread: stop listening and let go of every task still waiting
+    /// on this worker's signals, so that they (and the connections they hold) are freed here
+    /// rather than kept alive by the worker they hold.
+    pub fn release(&self) {
+        for handle in self.listeners.borrow_mut().drain(..) {
+            handle.stop();
+        }
+        self.draining.forget_waiters();
+        self.closing.forget_waiters();
+        self.exit.forget_waiters();
+    }
+
     /// Stop at once: every task ends with the runtime.
     pub fn stop_now(&self) {
         self.background_stop.set(true);

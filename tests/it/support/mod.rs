@@ -11,6 +11,7 @@ pub mod origin;
 pub mod payload;
 pub mod pebble;
 pub mod proxy;
+pub mod streams;
 pub mod temp;
 pub mod tls_client;
 pub mod ws;

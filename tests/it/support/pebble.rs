@@ -121,7 +121,7 @@ impl Pebble {
             .spawn()
             .expect("pebble-challtestsrv not installed: apt-get install pebble");
         self.adopt(challtestsrv, "challtestsrv");
-        wait_for_port(self.challtestsrv_management_port);
+        self.wait_for_port(self.challtestsrv_management_port);
 
         let mut pebble = Command::new("pebble");
         if let Some(percent) = self.nonce_reject_percent {
@@ -145,8 +145,27 @@ impl Pebble {
             .spawn()
             .expect("pebble not installed: apt-get install pebble");
         self.adopt(pebble, "pebble");
-        wait_for_port(self.listen_port);
-        wait_for_port(self.management_port);
+        self.wait_for_port(self.listen_port);
+        self.wait_for_port(self.management_port);
+    }
+
+    /// Wait until `port` accepts; a child that exited, or 20 s, fails the test with what the
+    /// children printed.
+    fn wait_for_port(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            for child in &mut self.children {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("a test CA process exited with {status}:\n{}", self.log());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing listening on 127.0.0.1:{port} after 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn adopt(&mut self, mut child: Child, tag: &'static str) {
@@ -214,13 +233,5 @@ impl Pebble {
 impl Drop for Pebble {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listening on 127.0.0.1:{port} after 20 s");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -104,7 +104,30 @@ pub struct Proxy {
     running: Running,
     leg: Leg,
     tls: Option<TlsLeg>,
+    /// How `$SITE {`, `$TLS` and the global options were filled in, for reloads.
+    fill: Fill,
     dir: TempDir,
+}
+
+/// What [`Proxy::start`] put into the test's Caddyfile, so that a reload gets the same.
+struct Fill {
+    globals: Vec<String>,
+    tls_line: Option<String>,
+}
+
+impl Fill {
+    fn apply(&self, caddyfile: &str) -> String {
+        let text = match &self.tls_line {
+            None => {
+                assert!(!caddyfile.contains("$TLS"), "`$TLS` in a plaintext-leg Caddyfile");
+                caddyfile.replace("$SITE {", ":$PORT {")
+            }
+            Some(tls_line) => caddyfile
+                .replace("$SITE {", &format!(":$PORT {{\n\t{tls_line}"))
+                .replace("$TLS", tls_line),
+        };
+        with_globals(&text, &self.globals)
+    }
 }
 
 fn init_logging() {
@@ -150,11 +173,8 @@ impl Proxy {
         init_logging();
         let dir = temp_dir("proxy");
         let mut globals = vec!["admin off".to_string()];
-        let (caddyfile, tls) = match setup.leg {
-            Leg::Plain => {
-                assert!(!caddyfile.contains("$TLS"), "`$TLS` in a plaintext-leg Caddyfile");
-                (caddyfile.replace("$SITE {", ":$PORT {"), None)
-            }
+        let (fill, tls) = match setup.leg {
+            Leg::Plain => (Fill { globals, tls_line: None }, None),
             Leg::Tls => {
                 let ca = TestCa::new("proxy-ca");
                 let (cert, key) = ca.leaf("site", &[TLS_NAME]);
@@ -162,13 +182,11 @@ impl Proxy {
                 globals.push("auto_https disable_redirects".to_string());
                 globals
                     .push(format!("storage file_system {}", dir.path().join("storage").display()));
-                let text = caddyfile
-                    .replace("$SITE {", &format!(":$PORT {{\n\t{tls_line}"))
-                    .replace("$TLS", &tls_line);
-                (text, Some(TlsLeg { client: client_config(&[ca.root()]), _ca: ca }))
+                let tls = TlsLeg { client: client_config(&[ca.root()]), _ca: ca };
+                (Fill { globals, tls_line: Some(tls_line) }, Some(tls))
             }
         };
-        let caddyfile = with_globals(&caddyfile, &globals);
+        let caddyfile = fill.apply(caddyfile);
         let (driver, leg) = (setup.driver, setup.leg);
         match target() {
             Target::Ringproxy => {
@@ -182,7 +200,7 @@ impl Proxy {
                 let server = bounded("start", move || Server::start(config, options))
                     .unwrap_or_else(|e| panic!("proxy failed to start: {e}"));
                 let addrs = server.local_addrs().iter().map(|a| loopback(*a)).collect();
-                Proxy { addrs, running: Running::Ringproxy(Some(server)), leg, tls, dir }
+                Proxy { addrs, running: Running::Ringproxy(Some(server)), leg, tls, fill, dir }
             }
             Target::Caddy => {
                 let port = super::net::unassigned_port();
@@ -206,6 +224,7 @@ impl Proxy {
                     running: Running::Caddy(child),
                     leg,
                     tls,
+                    fill,
                     dir,
                 };
                 proxy.wait_for_caddy();
@@ -248,6 +267,33 @@ impl Proxy {
             eprintln!("SKIPPED against Caddy: {reason}");
         }
         self.is_caddy()
+    }
+
+    /// The in-process ringproxy (its reload, metrics, drain). Tests that need it skip Caddy
+    /// first.
+    pub fn server(&self) -> &Server {
+        match &self.running {
+            Running::Ringproxy(Some(server)) => server,
+            _ => panic!("the proxy under test is not an in-process ringproxy"),
+        }
+    }
+
+    /// Reload with `caddyfile`, filled in as [`Proxy::start`] fills it (`$SITE`, `$TLS`, the
+    /// global options; `$PORT` stays 0, which keeps the first listener). `Err` is the error
+    /// text a user would see.
+    pub fn reload(&self, caddyfile: &str) -> Result<(), String> {
+        let text = self.fill.apply(caddyfile).replace("$PORT", "0");
+        let config = ringproxy::config::parse_caddyfile(&text, "Caddyfile", self.dir.path())
+            .map_err(|e| e.to_string())?;
+        self.server().reload(config).map_err(|e| e.to_string())
+    }
+
+    /// Take the server out of the harness (to stop it under test); the proxy is then gone.
+    pub fn take_server(&mut self) -> Server {
+        match &mut self.running {
+            Running::Ringproxy(server) => server.take().expect("the server was taken already"),
+            Running::Caddy(_) => panic!("the proxy under test is Caddy"),
+        }
     }
 
     /// The first listener's address.

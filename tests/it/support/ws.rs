@@ -46,6 +46,8 @@ struct Shared {
     echoed: AtomicUsize,
     /// Connections whose handler has finished (clean close or error).
     finished: AtomicUsize,
+    /// Status codes of the close frames received.
+    close_codes: Mutex<Vec<u16>>,
     stop: AtomicBool,
 }
 
@@ -63,6 +65,7 @@ impl WsOrigin {
             handshakes: Mutex::new(Vec::new()),
             echoed: AtomicUsize::new(0),
             finished: AtomicUsize::new(0),
+            close_codes: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let acceptor = {
@@ -89,6 +92,11 @@ impl WsOrigin {
 
     pub fn finished(&self) -> usize {
         self.shared.finished.load(Ordering::SeqCst)
+    }
+
+    /// The status codes of the close frames this origin received, in arrival order.
+    pub fn close_codes(&self) -> Vec<u16> {
+        self.shared.close_codes.lock().unwrap().clone()
     }
 }
 
@@ -197,6 +205,10 @@ fn echo(ws: &mut WebSocket<TcpStream>, shared: &Shared) -> Result<(), Box<dyn st
                 // Counted before the echo is sent, so a client that has its echo sees the count.
                 shared.echoed.fetch_add(1, Ordering::SeqCst);
                 ws.send(msg)?;
+            }
+            Ok(Message::Close(frame)) => {
+                let code = frame.map_or(1005, |f| u16::from(f.code));
+                shared.close_codes.lock().unwrap().push(code);
             }
             Ok(_) => {}
             // The close handshake completed (either side started it).
