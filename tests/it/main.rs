@@ -17,6 +17,7 @@ mod failures;
 mod graceful_stop;
 mod headers;
 mod idle_memory;
+mod operations;
 mod redirect;
 mod reload;
 mod routing;

@@ -31,7 +31,11 @@ impl Running {
 fn start(setup_flags: Option<&str>, port: u16) -> Running {
     let dir = temp_dir("uring-setup");
     let config = dir.path().join("Caddyfile");
-    std::fs::write(&config, format!(":{port} {{\n\trespond \"ring ok\" 200\n}}\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("{{\n\tadmin off\n}}\n:{port} {{\n\trespond \"ring ok\" 200\n}}\n"),
+    )
+    .unwrap();
     let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringproxy"));
     command

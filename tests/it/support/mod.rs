@@ -5,6 +5,7 @@
 //! when a config must name it), with a timeout on every read.
 
 pub mod acme;
+pub mod binary;
 pub mod client;
 pub mod net;
 pub mod origin;

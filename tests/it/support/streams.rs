@@ -37,12 +37,23 @@ impl PacedStreams {
     /// Open `streams` WebSockets to `path` (all open before any frame is sent), spread over
     /// `threads` client threads, each socket sending one frame every `every`.
     pub fn start(proxy: &Proxy, streams: usize, threads: usize, every: Duration) -> PacedStreams {
+        let connect =
+            |id: usize| ws_connect(proxy.stream(), &proxy.host(), &format!("/stream/{id}"));
+        Self::start_with(connect, streams, threads, every)
+    }
+
+    /// As [`PacedStreams::start`], with sockets from `connect(id)`.
+    pub fn start_with(
+        mut connect: impl FnMut(usize) -> WebSocket<ClientStream>,
+        streams: usize,
+        threads: usize,
+        every: Duration,
+    ) -> PacedStreams {
         let stop = Arc::new(AtomicBool::new(false));
         let mut groups: Vec<Vec<(usize, WebSocket<ClientStream>)>> =
             (0..threads).map(|_| Vec::new()).collect();
         for id in 0..streams {
-            let ws = ws_connect(proxy.stream(), &proxy.host(), &format!("/stream/{id}"));
-            groups[id % threads].push((id, ws));
+            groups[id % threads].push((id, connect(id)));
         }
         let started = Arc::new(Barrier::new(threads));
         let threads = groups
