@@ -102,6 +102,27 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000)]
         settle_ms: u64,
     },
+    /// Paced streams while the target reloads its config every `--every-ms` (admin `/load`).
+    Reload {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 200)]
+        conns: usize,
+        #[arg(long, default_value_t = 12.5)]
+        rate: f64,
+        #[arg(long, default_value_t = 1_920)]
+        size: usize,
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// The target's admin endpoint.
+        #[arg(long)]
+        admin: std::net::SocketAddr,
+        /// Caddyfiles posted in turn (the first is what the target started with).
+        #[arg(long, value_delimiter = ',', required = true)]
+        configs: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1_000)]
+        every_ms: u64,
+    },
     /// Renders collected results into the marked region of a markdown document.
     Report {
         /// Tab-separated `round target scenario proto metric value` lines.
@@ -165,6 +186,19 @@ fn run(cmd: Cmd) -> Result<(), ToolError> {
             Cmd::Idle { target, conns, settle_ms } => {
                 scenarios::idle(&Target::new(&target)?, conns, Duration::from_millis(settle_ms))
                     .await
+            }
+            Cmd::Reload { target, conns, rate, size, secs, admin, configs, every_ms } => {
+                let configs = configs
+                    .iter()
+                    .map(|p| {
+                        std::fs::read(p)
+                            .map_err(|e| ToolError::Usage(format!("{}: {e}", p.display())))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let load = scenarios::Streams { conns, rate, size, secs };
+                let reloads =
+                    scenarios::Reloads { admin, configs, every: Duration::from_millis(every_ms) };
+                scenarios::reload(&Target::new(&target)?, load, reloads).await
             }
             Cmd::Wrk { .. } | Cmd::Report { .. } => Ok(client::Metrics::default()),
         }

@@ -95,6 +95,17 @@ const SECTIONS: &[Section] = &[
         title: "6. Idle WebSockets",
         rows: &[row("kib_per_conn", "proxy RSS growth per connection (KiB)")],
     },
+    Section {
+        scenario: "reload",
+        title: "7. Reload under load (paced streams, a config change posted to /load every second)",
+        rows: &[
+            row("reloads_ok", "reloads applied"),
+            row("streams_closed", "streams closed by the target"),
+            row("lost", "frames lost"),
+            row("longest_stall_ms", "longest round trip (ms)"),
+            row("p99_us", "latency p99 (µs)"),
+        ],
+    },
 ];
 
 /// (scenario, proto, metric, target) → round → value.

@@ -6,7 +6,9 @@
 //!   omission);
 //! - `connrate`: one new connection (full TLS handshake with --tls) per request;
 //! - `bulk`: one large download;
-//! - `idle`: many open, idle WebSockets and the proxy's RSS growth per connection.
+//! - `idle`: many open, idle WebSockets and the proxy's RSS growth per connection;
+//! - `reload`: paced streams while the target's config is reloaded every second through its
+//!   admin endpoint: frames lost, streams closed, the longest stall.
 //!
 //! Proxy CPU is read from /proc around each measured window and reported per unit of work.
 
@@ -241,6 +243,181 @@ pub async fn paced(
     }
     put_latency(&mut m, &mut samples);
     Ok(m)
+}
+
+/// Scenario 7: `paced`'s streams while a reloader thread posts `configs` in turn to the
+/// target's admin endpoint (`POST /load`, `Content-Type: text/caddyfile`, which Caddy 2.6 and
+/// 2.11 and ringproxy all take) every `every`. Unlike `paced`, a stream that the target closes
+/// is counted, not an error: that is what the scenario is there to show.
+pub async fn reload(t: &Target, load: Streams, reloads: Reloads) -> Result<Metrics, ToolError> {
+    let Streams { conns, rate, size, secs } = load;
+    let Reloads { admin, configs, every } = reloads;
+    let mut m = Metrics::default();
+    if conns == 0 || rate <= 0.0 || size < 8 || secs <= 0.0 || configs.len() < 2 {
+        return Err(ToolError::Usage(
+            "reload needs conns, rate, size ≥ 8, secs and two configs".into(),
+        ));
+    }
+    let per_conn = (rate * secs).round() as u64;
+    let total = per_conn * conns as u64;
+    let period = Duration::from_secs_f64(1.0 / (rate * conns as f64));
+    let opened = open_many(t, conns, 32).await?;
+    let t0 = Instant::now() + Duration::from_millis(100);
+    let mut txs = Vec::with_capacity(conns);
+    let mut tasks = JoinSet::new();
+    let body = payload(size);
+    for (conn, rest) in opened {
+        let (mut rd, mut wr) = tokio::io::split(conn);
+        let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+        txs.push(tx);
+        let mut body = body.clone();
+        tasks.spawn_local(async move {
+            let mut frame = Vec::with_capacity(size + 14);
+            while let Some(j) = rx.recv().await {
+                body[..8].copy_from_slice(&j.to_le_bytes());
+                frame.clear();
+                ws::encode_frame(&mut frame, ws::OP_BINARY, &body, Some(MASK));
+                if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
+                    break;
+                }
+            }
+            Reloaded::Writer
+        });
+        tasks.spawn_local(async move {
+            let mut reader = FrameReader::with_leftover(&rest);
+            let mut lat = Vec::with_capacity(per_conn as usize);
+            for _ in 0..per_conn {
+                let frame = match reader.next(&mut rd).await {
+                    Ok(Some(f)) if f.opcode == ws::OP_BINARY && f.payload.len() >= 8 => f,
+                    // A close frame, EOF or a reset: the target dropped the stream.
+                    _ => return Reloaded::Reader { latencies: lat, closed: true },
+                };
+                let now = Instant::now();
+                let mut jb = [0u8; 8];
+                jb.copy_from_slice(&frame.payload[..8]);
+                let j = u64::from_le_bytes(jb);
+                let due = t0 + period.saturating_mul(u32::try_from(j).unwrap_or(u32::MAX));
+                lat.push(now.saturating_duration_since(due).as_nanos() as u64);
+            }
+            Reloaded::Reader { latencies: lat, closed: false }
+        });
+    }
+    let stop_reloads = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reloader = {
+        let stop = stop_reloads.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            let mut next = Instant::now() + every;
+            let mut i = 1;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+                if Instant::now() < next {
+                    continue;
+                }
+                next += every;
+                match post_load(admin, &configs[i % configs.len()]) {
+                    Ok(()) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+                i += 1;
+            }
+            (ok, failed)
+        })
+    };
+    let ticker = std::thread::spawn(move || {
+        tighten_timer_slack();
+        for j in 0..total {
+            let due = t0 + period.saturating_mul(u32::try_from(j).unwrap_or(u32::MAX));
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            // A stream the target closed has no writer any more: its frames are lost.
+            let _ = txs[(j % txs.len() as u64) as usize].send(j);
+        }
+    });
+    let mut samples = Vec::with_capacity(total as usize);
+    let mut closed = 0u64;
+    let collect = async {
+        while let Some(r) = tasks.join_next().await {
+            match r.map_err(|e| ToolError::Usage(format!("task failed: {e}")))? {
+                Reloaded::Writer => {}
+                Reloaded::Reader { latencies, closed: was_closed } => {
+                    samples.extend(latencies);
+                    closed += u64::from(was_closed);
+                }
+            }
+        }
+        Ok::<(), ToolError>(())
+    };
+    let deadline = Duration::from_secs_f64(secs + 30.0);
+    tokio::time::timeout(deadline, collect)
+        .await
+        .map_err(|_| ToolError::Timeout("reload echoes"))??;
+    // Reloads go on for the whole schedule, even when the target dropped every stream early.
+    while !ticker.is_finished() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_reloads.store(true, Ordering::SeqCst);
+    ticker.join().map_err(|_| ToolError::Usage("ticker panicked".into()))?;
+    let (ok, failed) = reloader.join().map_err(|_| ToolError::Usage("reloader panicked".into()))?;
+    let echoed = samples.len() as u64;
+    m.put("messages", total as f64);
+    m.put("lost", total.saturating_sub(echoed) as f64);
+    m.put("streams_closed", closed as f64);
+    m.put("reloads_ok", ok as f64);
+    m.put("reloads_failed", failed as f64);
+    let longest = samples.iter().copied().max().unwrap_or(0);
+    m.put("longest_stall_ms", longest as f64 / 1e6);
+    put_latency(&mut m, &mut samples);
+    Ok(m)
+}
+
+/// The paced streams of the reload scenario.
+pub struct Streams {
+    pub conns: usize,
+    /// Messages per second per connection.
+    pub rate: f64,
+    pub size: usize,
+    pub secs: f64,
+}
+
+/// What the reloader posts, where and how often.
+pub struct Reloads {
+    pub admin: std::net::SocketAddr,
+    /// Caddyfiles posted in turn; the first is what the target started with.
+    pub configs: Vec<Vec<u8>>,
+    pub every: Duration,
+}
+
+/// `POST /load` with a Caddyfile; `Err` unless the answer is 2xx.
+fn post_load(admin: std::net::SocketAddr, caddyfile: &[u8]) -> Result<(), ToolError> {
+    use std::io::{Read, Write};
+    let io = |e: std::io::Error| ToolError::Usage(format!("admin {admin}: {e}"));
+    let mut conn =
+        std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(5)).map_err(io)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30))).map_err(io)?;
+    let head = format!(
+        "POST /load HTTP/1.1\r\nHost: {admin}\r\nContent-Type: text/caddyfile\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        caddyfile.len()
+    );
+    conn.write_all(head.as_bytes()).map_err(io)?;
+    conn.write_all(caddyfile).map_err(io)?;
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).map_err(io)?;
+    match response.get(9) {
+        Some(b'2') => Ok(()),
+        _ => Err(ToolError::Usage(format!(
+            "admin {admin} refused the config: {}",
+            String::from_utf8_lossy(&response)
+        ))),
+    }
+}
+
+/// What a reload-scenario connection's tasks hand back.
+enum Reloaded {
+    Writer,
+    Reader { latencies: Vec<u64>, closed: bool },
 }
 
 /// What a paced connection's tasks hand back: the writer nothing, the reader its latencies.

@@ -184,3 +184,39 @@ fn wrk_figures_are_collected_when_wrk_is_installed() {
     assert_eq!(m.get("errors"), Some(0.0), "{m:?}");
     assert!(m.get("req_per_s").unwrap() > 0.0);
 }
+
+#[test]
+fn reload_counts_applied_reloads_and_loses_nothing_on_a_proxy_that_keeps_streams() {
+    let backend = env().plain;
+    let caddyfile = |marker: &str| {
+        format!(
+            "{{\n\tadmin 127.0.0.1:0\n}}\n:0 {{\n\treverse_proxy {backend} {{\n\t\theader_down X-Config {marker}\n\t}}\n}}\n"
+        )
+    };
+    let config =
+        ringproxy::config::parse_caddyfile(&caddyfile("a"), "Caddyfile", Path::new(".")).unwrap();
+    let options = ringproxy::server::RunOptions { workers: Some(1), ..Default::default() };
+    let proxy = ringproxy::server::Server::start(config, options).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], proxy.local_addrs()[0].port()));
+    let admin = proxy.admin_addr().unwrap();
+    let target = Target::new(&TargetArgs {
+        addr,
+        host: "localhost".to_owned(),
+        tls: false,
+        ca: None,
+        pid: None,
+        clk_tck: 100,
+    })
+    .unwrap();
+    let load = scenarios::Streams { conns: 10, rate: 25.0, size: 1920, secs: 1.5 };
+    let configs = vec![caddyfile("a").into_bytes(), caddyfile("b").into_bytes()];
+    let reloads = scenarios::Reloads { admin, configs, every: Duration::from_millis(300) };
+    let m = block_on(async { scenarios::reload(&target, load, reloads).await });
+    assert_eq!(m.get("messages"), Some(380.0), "{m:?}");
+    assert_eq!(m.get("lost"), Some(0.0), "{m:?}");
+    assert_eq!(m.get("streams_closed"), Some(0.0), "{m:?}");
+    assert!(m.get("reloads_ok").unwrap() >= 3.0, "{m:?}");
+    assert_eq!(m.get("reloads_failed"), Some(0.0), "{m:?}");
+    assert!(m.get("longest_stall_ms").unwrap() > 0.0);
+    proxy.shutdown();
+}

@@ -27,7 +27,9 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         // Single writer: a load and a store cannot lose an update, and need no lock prefix.
-        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+        if cfg!(not(feature = "bench-no-metrics")) {
+            self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+        }
     }
 
     #[inline]
@@ -49,12 +51,16 @@ pub struct Gauge(AtomicU64);
 impl Gauge {
     #[inline]
     pub fn inc(&self) {
-        self.0.store(self.0.load(Relaxed).wrapping_add(1), Relaxed);
+        if cfg!(not(feature = "bench-no-metrics")) {
+            self.0.store(self.0.load(Relaxed).wrapping_add(1), Relaxed);
+        }
     }
 
     #[inline]
     pub fn dec(&self) {
-        self.0.store(self.0.load(Relaxed).wrapping_sub(1), Relaxed);
+        if cfg!(not(feature = "bench-no-metrics")) {
+            self.0.store(self.0.load(Relaxed).wrapping_sub(1), Relaxed);
+        }
     }
 
     /// This writer's share, as a two's-complement delta.

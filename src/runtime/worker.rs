@@ -127,6 +127,7 @@ impl Worker {
     /// Switch to `generation`: see the module doc. Fails only if a new listener's socket
     /// cannot be registered with this worker's driver; the snapshot is then not switched.
     pub fn apply(self: &Rc<Self>, generation: Generation) -> Result<(), String> {
+        let started_at = std::time::Instant::now();
         let Generation { config, tls, sockets } = generation;
         let mut started = Vec::with_capacity(sockets.len());
         for (bind, socket) in sockets {
@@ -169,6 +170,7 @@ impl Worker {
             monoio::spawn(accept_loop(self.clone(), bind, listener, handle.stopped()));
             self.listeners.borrow_mut().push(handle);
         }
+        tracing::debug!(worker = self.id, took = ?started_at.elapsed(), "switched to the new configuration");
         Ok(())
     }
 

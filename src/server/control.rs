@@ -56,6 +56,7 @@ impl Core {
     }
 
     fn switch_to(self: &Arc<Self>, config: Arc<Config>) -> Result<(), ReloadError> {
+        let started = std::time::Instant::now();
         let mut state = lock(&self.state);
         if state.stopped {
             return Err(ReloadError::Stopping);
@@ -71,6 +72,7 @@ impl Core {
             .filter(|bind| !state.listeners.iter().any(|b| b.bind == *bind))
             .collect();
         let bound = bind_all(new_binds, workers)?;
+        tracing::debug!(took = ?started.elapsed(), "reload: certificates loaded and listeners bound");
         let new_listeners: Vec<_> = bound.iter().map(|(l, _)| *l).collect();
         let admin_changed = admin_address(&config) != state.admin.as_ref().map(|(a, _)| a.clone());
         let admin = if admin_changed {
