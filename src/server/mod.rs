@@ -255,6 +255,95 @@ fn per_worker(
     out
 }
 
+/// Worker threads just started, with what the control plane keeps of them.
+struct Spawned {
+    senders: Vec<tokio::sync::mpsc::UnboundedSender<Command>>,
+    threads: Vec<JoinHandle<()>>,
+    ready: mpsc::Receiver<Result<Driver, String>>,
+}
+
+/// One worker thread per entry of `sockets` (its share of every listener), each starting on
+/// `first` (whose own `sockets` is empty: each worker gets its entry).
+fn spawn_workers(
+    first: &Generation,
+    sockets: Vec<Vec<(SocketAddr, std::net::TcpListener)>>,
+    options: &RunOptions,
+    registry: &Arc<Registry>,
+    log_writer: &LogWriter,
+) -> std::io::Result<Spawned> {
+    let driver = Driver::resolve(options.driver);
+    let cores = if options.pin_workers {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let admission = Arc::new(crate::runtime::admission::Admission::default());
+    let (ready_tx, ready) = mpsc::channel();
+    let mut spawned = Spawned { senders: Vec::new(), threads: Vec::new(), ready };
+    for (id, sockets) in sockets.into_iter().enumerate() {
+        let (commands_tx, commands) = tokio::sync::mpsc::unbounded_channel();
+        spawned.senders.push(commands_tx);
+        let metrics = registry.add_worker(id);
+        let setup = WorkerSetup {
+            id,
+            core: if cores.is_empty() { None } else { Some(cores[id % cores.len()]) },
+            driver,
+            uring_setup: options.uring_setup,
+            first: Generation { config: first.config.clone(), tls: first.tls.clone(), sockets },
+            commands,
+            metrics: metrics.clone(),
+            registry: registry.clone(),
+            admission: admission.clone(),
+            log: log_writer.worker(metrics),
+            ready: ready_tx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("ringproxy-w{id}"))
+            .spawn(move || run_worker(setup));
+        match thread {
+            Ok(thread) => spawned.threads.push(thread),
+            Err(e) => {
+                spawned.stop();
+                return Err(e);
+            }
+        }
+    }
+    Ok(spawned)
+}
+
+impl Spawned {
+    /// Wait for every worker to report its runtime up; the drivers they run. A worker that
+    /// fails stops the others.
+    fn wait_until_ready(&mut self) -> Result<Vec<Driver>, StartError> {
+        let workers = self.threads.len();
+        let mut drivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            match self.ready.recv() {
+                Ok(Ok(driver)) => drivers.push(driver),
+                Ok(Err(message)) => {
+                    self.stop();
+                    return Err(StartError::Worker(message));
+                }
+                Err(_) => {
+                    self.stop();
+                    return Err(StartError::Worker("a worker exited during start-up".into()));
+                }
+            }
+        }
+        Ok(drivers)
+    }
+
+    /// Stop every worker started so far and wait for them.
+    fn stop(&mut self) {
+        for worker in &self.senders {
+            let _ = worker.send(Command::StopNow);
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn start_admin(
     config: &Config,
     core: &Arc<Core>,
@@ -286,48 +375,13 @@ impl Server {
             prepare_tls(&config, options.default_storage.as_deref()).map_err(StartError::Tls)?;
         let bound = bind_all(config.listeners.iter().map(|l| l.bind), workers)?;
         let listeners: Vec<BoundListener> = bound.iter().map(|(l, _)| *l).collect();
-        let sockets = per_worker(bound, workers);
-
-        let driver = Driver::resolve(options.driver);
-        let cores = if options.pin_workers {
-            core_affinity::get_core_ids().unwrap_or_default()
-        } else {
-            Vec::new()
-        };
         let registry = Registry::new();
-        let admission = Arc::new(crate::runtime::admission::Admission::default());
         let log_writer = LogWriter::start()?;
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let mut threads = Vec::with_capacity(workers);
-        let mut senders = Vec::with_capacity(workers);
-        for (id, sockets) in sockets.into_iter().enumerate() {
-            let (commands_tx, commands) = tokio::sync::mpsc::unbounded_channel();
-            senders.push(commands_tx);
-            let registry_metrics = registry.add_worker(id);
-            let setup = WorkerSetup {
-                id,
-                core: if cores.is_empty() { None } else { Some(cores[id % cores.len()]) },
-                driver,
-                uring_setup: options.uring_setup,
-                first: Generation {
-                    config: config.clone(),
-                    tls: tls.as_ref().map(|(ctx, _, _)| ctx.clone()),
-                    sockets,
-                },
-                commands,
-                metrics: registry_metrics.clone(),
-                registry: registry.clone(),
-                admission: admission.clone(),
-                log: log_writer.worker(registry_metrics.clone()),
-                ready: ready_tx.clone(),
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ringproxy-w{id}"))
-                    .spawn(move || run_worker(setup))?,
-            );
-        }
-        drop(ready_tx);
+        let tls_ctx = tls.as_ref().map(|(ctx, _, _)| ctx.clone());
+        let first = Generation { config: config.clone(), tls: tls_ctx, sockets: Vec::new() };
+        let mut spawned =
+            spawn_workers(&first, per_worker(bound, workers), &options, &registry, &log_writer)?;
+        let drivers = spawned.wait_until_ready()?;
         let (tls, acme, storage) = match tls {
             Some((ctx, acme, storage)) => (Some(ctx), Some(acme), Some(storage)),
             None => (None, None, None),
@@ -336,9 +390,9 @@ impl Server {
             notifier: Notifier::new(options.notify_socket.clone()),
             log_writer,
             options,
-            workers: senders,
-            threads: Mutex::new(threads),
-            drivers: Vec::new(),
+            workers: spawned.senders,
+            threads: Mutex::new(spawned.threads),
+            drivers,
             registry,
             stop_requests: Mutex::new(None),
             state: Mutex::new(State {
@@ -354,25 +408,6 @@ impl Server {
                 stopped: false,
             }),
         });
-        let mut drivers = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            match ready_rx.recv() {
-                Ok(Ok(driver)) => drivers.push(driver),
-                Ok(Err(message)) => {
-                    core.stop_now();
-                    return Err(StartError::Worker(message));
-                }
-                Err(_) => {
-                    core.stop_now();
-                    return Err(StartError::Worker("a worker exited during start-up".into()));
-                }
-            }
-        }
-        // `drivers` is known only now; nothing else holds the core yet.
-        let mut core = core;
-        if let Some(core) = Arc::get_mut(&mut core) {
-            core.drivers = drivers;
-        }
         let admin = match start_admin(&config, &core) {
             Ok(admin) => admin,
             Err(e) => {
