@@ -75,6 +75,24 @@ impl Gauge {
 pub const DURATION_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// [`DURATION_BUCKETS`] in nanoseconds, so that observing compares integers.
+const DURATION_BUCKETS_NS: [u64; 14] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
 /// A histogram of durations with [`DURATION_BUCKETS`], one writer.
 #[derive(Debug, Default)]
 pub struct Histogram {
@@ -85,11 +103,10 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let bucket =
-            DURATION_BUCKETS.iter().position(|le| seconds <= *le).unwrap_or(DURATION_BUCKETS.len());
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = DURATION_BUCKETS_NS.partition_point(|le| *le < nanos);
         self.buckets[bucket].inc();
-        self.sum_nanos.add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+        self.sum_nanos.add(nanos);
     }
 }
 
@@ -294,6 +311,13 @@ mod tests {
         m.request(599, Duration::from_millis(1));
         assert_eq!(m.requests.iter().map(Counter::get).sum::<u64>(), 2);
         assert_eq!(m.request_duration.buckets.iter().map(Counter::get).sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn the_nanosecond_bounds_are_the_published_ones() {
+        for (ns, le) in DURATION_BUCKETS_NS.iter().zip(DURATION_BUCKETS) {
+            assert_eq!(*ns as f64 / 1e9, le);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! and when `grace_period` is over every live WebSocket gets a 1001 close frame on both sides,
 //! at a frame boundary, before the proxy lets go.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -71,5 +71,42 @@ per_driver! {
             thread::sleep(Duration::from_millis(20));
         }
         assert_eq!(ws_origin.close_codes(), vec![1001; 10], "the upstream side's close frames");
+    }
+}
+
+per_driver! {
+    fn a_frame_in_flight_when_the_grace_period_ends_is_finished_before_the_1001_close(setup) {
+        let ws_origin = WsOrigin::start();
+        let caddyfile = format!("{{\n\tgrace_period 500ms\n}}\n\n$SITE {{\n\treverse_proxy {}\n}}\n", ws_origin.addr);
+        let mut proxy = Proxy::start(&caddyfile, setup);
+        if proxy.skip_on_caddy("Caddy does not close WebSockets at a frame boundary") {
+            return;
+        }
+        let mut ws = ws_connect(proxy.stream(), &proxy.host(), "/big");
+        let server = proxy.take_server();
+        let stopping = thread::spawn(move || server.shutdown());
+        // A 256 KiB frame trickled from just before the grace period ends to well after it:
+        // the relay must pass all of it, then close.
+        thread::sleep(Duration::from_millis(400));
+        let payload: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut frame = vec![0x82, 0xff];
+        frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        let mask = [7u8, 1, 2, 3];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let raw = ws.get_mut();
+        for piece in frame.chunks(16 * 1024) {
+            raw.write_all(piece).unwrap();
+            raw.flush().unwrap();
+            thread::sleep(Duration::from_millis(30));
+        }
+        // The client's own direction answers the close; the upstream got the whole frame first.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ws_origin.close_codes().is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(ws_origin.echoed(), 1, "the frame in flight did not reach the upstream whole");
+        assert_eq!(ws_origin.close_codes(), vec![1001]);
+        stopping.join().unwrap();
     }
 }

@@ -105,7 +105,16 @@ fn reloads_by_sighup_load_and_the_cli_apply_good_files_and_refuse_broken_ones_wi
 }
 
 #[test]
-fn twenty_reloads_under_load_grow_neither_descriptors_nor_memory() {
+fn twenty_reloads_under_load_grow_neither_descriptors_nor_memory_on_io_uring() {
+    twenty_reloads_under_load("io_uring");
+}
+
+#[test]
+fn twenty_reloads_under_load_grow_neither_descriptors_nor_memory_on_epoll() {
+    twenty_reloads_under_load("epoll");
+}
+
+fn twenty_reloads_under_load(driver: &str) {
     let (admin, port, extra) = (unassigned_port(), unassigned_port(), unassigned_port());
     let (a, b) = (WsOrigin::start(), WsOrigin::start());
     let config_a = caddyfile(admin, port, &format!("\treverse_proxy {}\n", a.addr));
@@ -113,7 +122,7 @@ fn twenty_reloads_under_load_grow_neither_descriptors_nor_memory() {
         "{}\n:{extra} {{\n\trespond \"extra\" 200\n}}\n",
         caddyfile(admin, port, &format!("\treverse_proxy {}\n", b.addr))
     );
-    let mut proxy = Running::start(&config_a, &[]);
+    let mut proxy = Running::start(&config_a, &[("RINGPROXY_DRIVER", driver)]);
     proxy.wait_listening(port);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let connect = |id: usize| {
@@ -141,7 +150,7 @@ fn twenty_reloads_under_load_grow_neither_descriptors_nor_memory() {
     assert!(tally.errors.is_empty(), "{:?}", tally.errors);
     assert_eq!(tally.echoed, tally.sent, "frames lost across the reloads");
     eprintln!(
-        "binary, 200 streams, 20 reloads: {} frames, 0 lost, longest round trip {:?}; fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB",
+        "binary ({driver}), 200 streams, 20 reloads: {} frames, 0 lost, longest round trip {:?}; fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB",
         tally.sent, tally.longest_round_trip
     );
     assert!(
@@ -402,4 +411,63 @@ fn metrics_count_the_traffic_follow_upstream_health_and_parse_as_prometheus_expo
     let entry =
         list.as_array().unwrap().iter().find(|u| u["address"] == dying_addr.to_string()).unwrap();
     assert_eq!(entry["healthy"], false, "{upstreams}");
+}
+
+#[test]
+fn sigusr1_reopens_access_logs_that_logrotate_moved_away() {
+    let (admin, port) = (unassigned_port(), unassigned_port());
+    let dir = temp_dir("logs");
+    let log = dir.path().join("access.log");
+    let site = format!("\tlog {{\n\t\toutput file {}\n\t}}\n\trespond \"ok\" 200\n", log.display());
+    let mut proxy = Running::start(&caddyfile(admin, port, &site), &[]);
+    proxy.wait_listening(port);
+    let wait_for_line = |path: &std::path::Path, uri: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains(&format!("\"uri\":\"{uri}\"")) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no line for {uri} in {}:\n{text}", path.display());
+            thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(get(port, "x", "/before").0, 200);
+    wait_for_line(&log, "/before");
+    let moved = dir.path().join("access.log.1");
+    std::fs::rename(&log, &moved).unwrap();
+    proxy.signal("USR1");
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(port, "x", "/after").0, 200);
+    let fresh = wait_for_line(&log, "/after");
+    assert!(!fresh.contains("/before"), "the reopened file got old lines");
+    assert!(
+        !std::fs::read_to_string(&moved).unwrap().contains("/after"),
+        "lines went to the moved file"
+    );
+}
+
+#[test]
+fn shutdown_delay_keeps_serving_before_the_graceful_stop() {
+    let (admin, port) = (unassigned_port(), unassigned_port());
+    let text = format!(
+        "{{\n\tadmin 127.0.0.1:{admin}\n\tshutdown_delay 1s\n\tgrace_period 1s\n}}\n\n:{port} {{\n\trespond \"ok\" 200\n}}\n"
+    );
+    let mut proxy = Running::start(&text, &[]);
+    proxy.wait_listening(port);
+    let started = Instant::now();
+    proxy.signal("TERM");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        get(port, "x", "/during-the-delay").0,
+        200,
+        "new requests are served during shutdown_delay"
+    );
+    assert!(proxy.wait_exit(Duration::from_secs(5)).success());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(950),
+        "stopped after {took:?}, inside the 1 s shutdown_delay"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }

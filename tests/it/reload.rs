@@ -7,11 +7,14 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
 use tungstenite::Message;
 
+use crate::support::client::ClientStream;
 use crate::support::net::unassigned_port;
 use crate::support::origin::Origin;
 use crate::support::streams::PacedStreams;
+use crate::support::tls_client::{client_config, TestCa};
 use crate::support::ws::{ws_connect, WsOrigin};
 use crate::support::{per_driver, Proxy};
 
@@ -123,5 +126,59 @@ per_driver! {
             &ringproxy::metrics::process::ProcessStats::default(),
         );
         assert!(exposition.contains("ringproxy_config_reloads_total{result=\"failure\"} 1\n"), "{exposition}");
+    }
+}
+
+per_driver! {
+    tls_only("it rotates the certificate files a TLS site names")
+    fn a_reload_reads_tls_certificate_files_again(setup) {
+        let origin = Origin::start("o");
+        let ca = TestCa::new("rotating");
+        let (cert, key) = ca.leaf("rotating", &["rotate.test"]);
+        let site = format!(
+            "rotate.test:$PORT {{\n\ttls {} {}\n\treverse_proxy {}\n}}\n",
+            cert.display(),
+            key.display(),
+            origin.addr
+        );
+        let proxy = Proxy::start(&site, setup);
+        if proxy.skip_on_caddy("the test drives ringproxy's reload directly") {
+            return;
+        }
+        let client = client_config(&[ca.root()]);
+        let served = || ClientStream::connect_tls(proxy.addr(), "rotate.test", &client).peer_chain()[0].clone();
+        let before = served();
+        // The operator replaces the files in place (a renewal by another tool), then reloads.
+        let (new_cert, new_key) = ca.leaf("renewed", &["rotate.test"]);
+        std::fs::copy(&new_cert, &cert).unwrap();
+        std::fs::copy(&new_key, &key).unwrap();
+        assert_eq!(served(), before, "the files are read at a reload, not before");
+        proxy.reload(&site).unwrap();
+        let after = served();
+        assert_ne!(after, before, "the reload kept serving the old certificate");
+        let renewed = rustls::pki_types::CertificateDer::from_pem_file(&new_cert).unwrap();
+        assert_eq!(after, renewed, "the reload serves the new file's certificate");
+    }
+}
+
+per_driver! {
+    fn the_metrics_directive_serves_the_exposition_on_its_route(setup) {
+        let origin = Origin::start("o");
+        let site = format!(
+            "$SITE {{\n\thandle /proxy-metrics {{\n\t\tmetrics\n\t}}\n\thandle {{\n\t\treverse_proxy {}\n\t}}\n}}\n",
+            origin.addr
+        );
+        let proxy = Proxy::start(&site, setup);
+        if proxy.skip_on_caddy("Caddy's metrics are opt-in and named differently") {
+            return;
+        }
+        let mut conn = proxy.connect();
+        assert_eq!(conn.get(&proxy.host(), "/metrics").header("x-origin"), Some("o"), "the upstream's own /metrics route");
+        let resp = conn.get(&proxy.host(), "/proxy-metrics");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+        let text = resp.text();
+        assert!(text.contains("ringproxy_http_requests_total{code=\"200\"} 1\n"), "{text}");
+        assert!(text.contains("# TYPE ringproxy_websockets_open gauge\n"));
     }
 }
