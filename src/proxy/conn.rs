@@ -266,9 +266,10 @@ async fn serve_request<S: Stream>(client: &S, ctx: &ConnCtx, request: &mut Reque
     let listener = &config.listeners[ctx.listener];
     let site = select_site(listener, &request.head().host);
     let handled = handle_request(client, ctx, request, site, listener.kind).await;
-    ctx.worker.metrics.request(handled.status, started.elapsed());
+    let took = started.elapsed();
+    ctx.worker.metrics.request(handled.status, took);
     if let Some(log) = site.and_then(|s| s.access_log.as_ref()) {
-        access_log::write(log, ctx, request, handled.status, handled.bytes, started.elapsed());
+        access_log::write(log, ctx, request, handled.status, handled.bytes, took);
     }
     match handled.upgraded {
         Some(upgraded) => Next::Relay(upgraded),
