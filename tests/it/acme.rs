@@ -700,3 +700,39 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn a_reload_orders_a_new_sites_certificate_keeps_the_live_one_and_leaves_removed_ones_in_storage() {
+    let setup = ProxySetup::new();
+    let pebble = Pebble::start_new(setup.http_port, setup.https_port);
+    let roots = roots_of(pebble.issuing_root());
+    let server = setup.start(&pebble);
+    let first = wait_for_served_leaf(setup.https_addr(), TEST_NAME, &roots, ISSUE_TIMEOUT);
+    let mut ws = wss_connect(setup.https_addr(), TEST_NAME, "/api/chat", roots.clone());
+    ws_echo_roundtrip(&mut ws, "before the reload");
+
+    // A second site appears: its certificate is ordered, the first keeps being served.
+    const SECOND: &str = "second.acme-test.example";
+    let with_second =
+        format!("{}\n{SECOND} {{\n\trespond \"second site\" 200\n}}\n", setup.caddyfile(&pebble));
+    let parse = |text: &str| {
+        ringproxy::config::parse_caddyfile(text, "Caddyfile", setup.storage.path()).unwrap()
+    };
+    server.reload(parse(&with_second)).unwrap();
+    assert_eq!(served_leaf(setup.https_addr(), TEST_NAME, roots.clone()).unwrap(), first);
+    wait_for_served_leaf(setup.https_addr(), SECOND, &roots, ISSUE_TIMEOUT);
+    let (status, _, body) = https_get(setup.https_addr(), SECOND, "/", roots.clone()).unwrap();
+    assert_eq!((status, body.as_slice()), (200, b"second site".as_slice()));
+    assert_eq!(pebble.orders_placed(), 2, "the reload re-ordered the first site's certificate");
+    ws_echo_roundtrip(&mut ws, "after the first reload");
+
+    // The first site goes away: its stream runs on, its certificate stays in storage.
+    let storage = AcmeStorage::new(setup.storage.path(), &pebble.directory_url());
+    let only_second =
+        with_second.replacen(&format!("{TEST_NAME} {{"), &format!(":{} {{", unassigned_port()), 1);
+    server.reload(parse(&only_second)).unwrap();
+    ws_echo_roundtrip(&mut ws, "after its site was removed");
+    assert!(storage.chain_path(TEST_NAME).is_file() && storage.key_path(TEST_NAME).is_file());
+    close_websocket(ws);
+    server.shutdown();
+}

@@ -182,3 +182,80 @@ per_driver! {
         assert!(text.contains("# TYPE ringproxy_websockets_open gauge\n"));
     }
 }
+
+fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+per_driver! {
+    fn a_removed_upstreams_idle_connections_close_and_an_unchanged_upstream_keeps_its_pool(setup) {
+        let kept = Origin::start("kept");
+        let removed = Origin::start("removed");
+        let replacement = Origin::start("replacement");
+        let config = |second: &Origin| {
+            format!(
+                "$SITE {{\n\thandle /kept/* {{\n\t\treverse_proxy {}\n\t}}\n\thandle {{\n\t\treverse_proxy {}\n\t}}\n}}\n",
+                kept.addr, second.addr
+            )
+        };
+        let proxy = Proxy::start(&config(&removed), setup);
+        if proxy.skip_on_caddy("the test drives ringproxy's reload directly") {
+            return;
+        }
+        // One client connection, so both pooled upstream connections sit on one worker.
+        let mut conn = proxy.connect();
+        assert_eq!(conn.get(&proxy.host(), "/kept/a").header("x-origin"), Some("kept"));
+        assert_eq!(conn.get(&proxy.host(), "/b").header("x-origin"), Some("removed"));
+        assert!(wait_until(Duration::from_secs(2), || removed.open_connections() == 1));
+
+        proxy.reload(&config(&replacement)).unwrap();
+        assert!(
+            wait_until(Duration::from_secs(3), || removed.open_connections() == 0),
+            "the removed upstream's idle pooled connection was not closed"
+        );
+        assert_eq!(conn.get(&proxy.host(), "/c").header("x-origin"), Some("replacement"));
+        assert_eq!(conn.get(&proxy.host(), "/kept/d").header("x-origin"), Some("kept"));
+        assert_eq!(kept.connections(), 1, "the unchanged upstream's pooled connection was not reused");
+        assert_eq!(kept.open_connections(), 1);
+    }
+}
+
+per_driver! {
+    fn an_upstream_that_failed_its_health_check_stays_out_after_a_reload_that_changes_its_set(setup) {
+        // `sick` serves requests but never answers its health check, so each probe of it takes
+        // the whole health_timeout: after the reload there is a 2 s window in which only the
+        // carried-over state keeps `lb_policy first` off it.
+        let sick = Origin::start("sick");
+        let well = Origin::start("well");
+        let extra = Origin::start("extra");
+        let config = |upstreams: &[&Origin]| {
+            let addrs: Vec<String> = upstreams.iter().map(|o| o.addr.to_string()).collect();
+            format!(
+                "$SITE {{\n\treverse_proxy {} {{\n\t\tlb_policy first\n\t\thealth_uri /hang-if/sick\n\t\thealth_interval 1m\n\t\thealth_timeout 2s\n\t}}\n}}\n",
+                addrs.join(" ")
+            )
+        };
+        let proxy = Proxy::start(&config(&[&sick, &well]), setup);
+        if proxy.skip_on_caddy("the test drives ringproxy's reload directly") {
+            return;
+        }
+        let served_by = || proxy.connect().get(&proxy.host(), "/who").header("x-origin").map(str::to_owned);
+        // Both workers' first probes of `sick` time out.
+        assert!(wait_until(Duration::from_secs(5), || {
+            (0..4).all(|_| served_by().as_deref() == Some("well"))
+        }));
+
+        proxy.reload(&config(&[&sick, &well, &extra])).unwrap();
+        let started = Instant::now();
+        let after: Vec<Option<String>> = (0..8).map(|_| served_by()).collect();
+        assert!(started.elapsed() < Duration::from_millis(1500), "too slow to land in the window");
+        assert!(after.iter().all(|o| o.as_deref() == Some("well")), "{after:?}");
+    }
+}

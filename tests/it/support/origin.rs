@@ -15,6 +15,7 @@
 //! | `/status/S` | status S; no body for 204/304, a short text body otherwise |
 //! | `/sha256` | 200, text `"<len> <sha256>"` of the request body |
 //! | `/hang` | reads the request, never answers (until the origin is dropped) |
+//! | `/hang-if/NAME` | as `/hang` on the origin named NAME, 200 on every other: one health URI that only one upstream fails, slowly |
 //! | `/close-mid-body/N` | 200, `Content-Length: N`, N/2 bytes, then close |
 //! | `/chunked-truncated` | 200, chunked, two chunks, then close without the last chunk |
 //! | `/drip?n=N&ms=M` | 200, chunked, N one-byte chunks M ms apart |
@@ -82,6 +83,8 @@ struct Shared {
     log: Mutex<Vec<Recorded>>,
     stop: AtomicBool,
     conns: AtomicUsize,
+    /// Connections accepted and not yet closed by either side.
+    open: AtomicUsize,
 }
 
 /// A running origin. Dropping it stops accepting and releases hanging handlers.
@@ -118,6 +121,7 @@ impl Origin {
             log: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             conns: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
         });
         let acceptors = listeners
             .into_iter()
@@ -151,6 +155,11 @@ impl Origin {
         self.shared.conns.load(Ordering::SeqCst)
     }
 
+    /// Connections open now (accepted, and neither side has closed them).
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
     /// Wait until at least `n` requests were recorded (requests are logged once their body is
     /// read, which may be just after the client saw the response).
     pub fn wait_for_requests(&self, n: usize, within: Duration) -> Vec<Recorded> {
@@ -182,12 +191,14 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Ok((stream, peer)) => {
                 stream.set_nonblocking(false).unwrap();
                 let conn = shared.conns.fetch_add(1, Ordering::SeqCst);
+                shared.open.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
                 let _ = thread::Builder::new()
                     .name("origin-conn".into())
                     .stack_size(256 * 1024)
                     .spawn(move || {
                         let _ = serve_connection(stream, peer, conn, &shared);
+                        shared.open.fetch_sub(1, Ordering::SeqCst);
                     });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -464,7 +475,11 @@ fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Resul
             stream.write_all(&simple(200, "OK", "", body.as_bytes()))?;
             Ok(true)
         }
-        "/hang" => {
+        p if p.strip_prefix("/hang-if/").is_some_and(|who| who != shared.name) => {
+            stream.write_all(&simple(200, "OK", "", b"healthy"))?;
+            Ok(true)
+        }
+        p if p == "/hang" || p.starts_with("/hang-if/") => {
             // Hold the connection open without answering, bounded so that the thread ends.
             let deadline = Instant::now() + Duration::from_secs(60);
             while !shared.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
