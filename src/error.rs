@@ -11,6 +11,7 @@ use std::io;
 use crate::http::chunked::ChunkError;
 use crate::http::head::{HeadError, UpstreamHeadError};
 use crate::http::response::Answer;
+use crate::net::stall::{stalled, Stalled};
 
 /// Something went wrong while serving one request or relay.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +33,23 @@ pub enum ClientError {
     HeaderTimeout,
     #[error("connection closed in the middle of a request")]
     ClosedMidRequest,
+    #[error("request body made no progress within the read_body timeout")]
+    BodyStalled,
+    #[error("client accepted no bytes within the write timeout")]
+    WriteStalled,
     #[error("i/o: {0}")]
     Io(io::Error),
+}
+
+impl ClientError {
+    /// An i/o error on the client connection, told apart from a stall timeout running out.
+    pub fn from_io(e: io::Error) -> ClientError {
+        match stalled(&e) {
+            Some(Stalled::Read) => ClientError::BodyStalled,
+            Some(Stalled::Write) => ClientError::WriteStalled,
+            None => ClientError::Io(e),
+        }
+    }
 }
 
 /// Failures caused by (or on the way to) an upstream.
@@ -76,7 +92,13 @@ pub fn response_for(error: &ProxyError) -> Option<Answer> {
                 HeadError::Connect => Answer::MethodNotAllowed,
             }),
             ClientError::Chunked(_) => Some(Answer::BadRequest),
-            ClientError::HeaderTimeout | ClientError::ClosedMidRequest | ClientError::Io(_) => None,
+            // RFC 9110 §15.5.9; the connection closes after it (the rest of the body is
+            // unread).
+            ClientError::BodyStalled => Some(Answer::RequestTimeout),
+            ClientError::HeaderTimeout
+            | ClientError::ClosedMidRequest
+            | ClientError::WriteStalled
+            | ClientError::Io(_) => None,
         },
         ProxyError::Upstream(upstream) => match upstream {
             UpstreamError::Connect { .. }

@@ -17,6 +17,20 @@ pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Caddyfile: `servers { timeouts { idle <d> } }`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// A request body that makes no progress for this long is abandoned: `408` when no response
+/// has started, otherwise the connection closes; the upstream connection is not reused. A
+/// stall timeout, reset by every byte that arrives, so a long upload at a fair rate is never
+/// cut (Caddy's `read_body` is an absolute deadline on the whole body, and has no default).
+/// Caddyfile: `servers { timeouts { read_body <d> } }`; `0` turns it off.
+pub const DEFAULT_READ_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client that accepts no bytes for this long is closed: while a response (head, body,
+/// interim heads) is written to it, and on either side of a WebSocket relay, so a peer that
+/// stops reading cannot pin the connection and its queued bytes forever. A stall timeout like
+/// `read_body` (Caddy's `write` is an absolute deadline on the whole response, and has no
+/// default). Caddyfile: `servers { timeouts { write <d> } }`; `0` turns it off.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Largest request head (request line + headers) accepted; larger gets 431.
 /// Caddyfile: `servers { max_header_size <size> }`.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -94,6 +108,10 @@ pub struct ConnectionCaps {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub read_header_timeout: Duration,
+    /// `None`: off.
+    pub read_body_timeout: Option<Duration>,
+    /// `None`: off.
+    pub write_timeout: Option<Duration>,
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub tls_handshake_timeout: Duration,
@@ -104,6 +122,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            read_body_timeout: Some(DEFAULT_READ_BODY_TIMEOUT),
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -131,7 +151,22 @@ pub const PLAINTEXT_LINGER: Duration = Duration::from_secs(1);
 /// Most bytes discarded while lingering after the plaintext-on-TLS-port answer.
 pub const PLAINTEXT_LINGER_BYTES: usize = 64 * 1024;
 
+/// Lingering close: when a connection is closed while the client may still be sending (a
+/// request body we did not read, pipelined requests behind an error), we half-close, then read
+/// and discard for up to this long before closing. Closing a socket with unread bytes makes
+/// the kernel send RST, and an RST that arrives before the client read our answer destroys the
+/// answer in the client's receive buffer (RFC 9112 §9.6). Bounded by time only: a byte cap
+/// would reset a fast uploader within milliseconds, before it looked at our answer. nginx's
+/// `lingering_time` is 30 s; an answer the client has not read in 5 s is not worth a
+/// connection slot longer.
+pub const LINGERING_CLOSE_TIME: Duration = Duration::from_secs(5);
+
 // ---- listeners, workers and pools -------------------------------------------------------
+
+/// When a relay must close (graceful stop, `stream_timeout`) while a WebSocket frame is half
+/// relayed, how long the rest of that frame may take to arrive before the relay is cut without
+/// a close frame: a peer that stops mid-frame cannot keep the relay open.
+pub const FRAME_FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a clean close may wait to hand the peer its close_notify (TLS) and FIN.
 pub const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);

@@ -411,6 +411,10 @@ pub struct UpstreamSet {
     pub header_up: Vec<HeaderOp>,
     pub header_down: Vec<HeaderOp>,
     pub transport: Transport,
+    /// A WebSocket (any upgraded stream) through this set is closed this long after its
+    /// upgrade, at a frame boundary with a 1001 close frame to both sides (`stream_timeout`;
+    /// `None`, the default as in Caddy: never).
+    pub stream_timeout: Option<Duration>,
     pub origin: Origin,
 }
 
@@ -427,6 +431,7 @@ impl Default for UpstreamSet {
             header_up: Vec::new(),
             header_down: Vec::new(),
             transport: Transport::default(),
+            stream_timeout: None,
             origin: Origin::default(),
         }
     }

@@ -13,6 +13,8 @@ pub enum Answer {
     BadRequest,
     /// 405: CONNECT: ringproxy is not a forward proxy.
     MethodNotAllowed,
+    /// 408: the request body stalled for the read_body timeout (RFC 9110 §15.5.9).
+    RequestTimeout,
     /// 431: request head over the limit (RFC 6585 §5).
     HeaderFieldsTooLarge,
     /// 501: a transfer coding we do not implement (RFC 9112 §6.1).
@@ -34,6 +36,7 @@ impl Answer {
         match self {
             Answer::BadRequest | Answer::PlaintextOnTlsPort => 400,
             Answer::MethodNotAllowed => 405,
+            Answer::RequestTimeout => 408,
             Answer::HeaderFieldsTooLarge => 431,
             Answer::NotImplemented => 501,
             Answer::BadGateway => 502,
@@ -67,6 +70,7 @@ pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
             write_text_body(405, close, out);
         }
         Answer::BadRequest
+        | Answer::RequestTimeout
         | Answer::HeaderFieldsTooLarge
         | Answer::NotImplemented
         | Answer::BadGateway
@@ -241,6 +245,7 @@ mod tests {
         let all = [
             Answer::BadRequest,
             Answer::MethodNotAllowed,
+            Answer::RequestTimeout,
             Answer::HeaderFieldsTooLarge,
             Answer::NotImplemented,
             Answer::BadGateway,

@@ -2,5 +2,6 @@
 //! that plaintext sockets and TLS sessions both implement, and the raw syscalls under it.
 
 pub mod proxy_protocol;
+pub mod stall;
 pub mod stream;
 pub mod sys;

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::access_log;
 use super::forward::{Exchange, Upgraded};
-use super::io::{close_write, read_append, write_all};
-use super::relay::relay;
+use super::io::{close_write, lingering_close, read_append, write_all};
+use super::relay::{relay, RelayLimits};
 use super::ConnCtx;
 use crate::config::route::{resolve, select_site, RequestView};
 use crate::config::{Handler, ListenerKind, Site};
@@ -26,6 +26,7 @@ use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
 use crate::http::request::Request;
 use crate::http::response::{write_answer, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
+use crate::net::stall::WriteStall;
 use crate::net::stream::Stream;
 use crate::runtime::signal::Signal;
 
@@ -58,10 +59,12 @@ impl RequestView for Request {
 
 /// Serve one client connection until it closes, errs, or upgrades and the relay ends.
 pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
+    let client = WriteStall::new(client, ctx.snapshot.config.globals.limits.write_timeout);
     let mut buf: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
         let limits = &ctx.snapshot.config.globals.limits;
+        client.set_limit(limits.write_timeout);
         let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
         let after_response = !first;
         first = false;
@@ -85,7 +88,10 @@ pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
                 if let Some(answer) = error::response_for(&e) {
                     let mut out = Vec::new();
                     write_answer(answer, true, &mut out);
-                    let _ = write_all(&client, &out).await;
+                    if write_all(&client, &out).await.is_ok() {
+                        // What the client sent after the bad head is still coming.
+                        lingering_close(&client).await;
+                    }
                 }
                 return;
             }
@@ -97,6 +103,9 @@ pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
         // the heap only while a request is in flight, so neither an idle keep-alive connection
         // nor a long-lived WebSocket relay carries it in its task.
         let next = Box::pin(serve_request(&client, &ctx, &mut request)).await;
+        // A request body, or requests behind this one, may still be on the way.
+        let more_may_follow =
+            request.head().body != RequestBody::None || !request.unread().is_empty();
         // The head goes; pipelined bytes (or the client's first relayed bytes) stay.
         let unread = request.into_unread();
         match next {
@@ -105,6 +114,10 @@ pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
                     buf = unread;
                 }
                 // Otherwise idle: hold no buffer while waiting for the next request.
+            }
+            Next::Close if more_may_follow => {
+                lingering_close(&client).await;
+                return;
             }
             Next::Close => {
                 close_write(&client).await;
@@ -131,13 +144,16 @@ async fn run_relay<S: Stream + 'static>(
     ctx: ConnCtx,
 ) {
     let limits = &ctx.snapshot.config.globals.limits;
-    let Upgraded { upstream, upstream_rest } = upgraded;
+    let Upgraded { upstream, upstream_rest, stream_timeout } = upgraded;
+    // The client side's writes are bounded by its own wrapper; an upstream that stops reading
+    // is held to the same limit.
+    let upstream = WriteStall::new(&upstream, limits.write_timeout);
     let relayed = relay(
         &client,
         &upstream,
         client_rest,
         upstream_rest,
-        limits.relay_idle_timeout,
+        RelayLimits { idle_timeout: limits.relay_idle_timeout, stream_timeout },
         &ctx.worker,
     )
     .await;

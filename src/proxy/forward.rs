@@ -19,6 +19,7 @@
 //! (`upload`, `response`) or what the client is told after a failure (the connection driver).
 
 use std::iter;
+use std::time::Duration;
 
 use super::io::write_all;
 use super::ConnCtx;
@@ -61,6 +62,8 @@ pub struct Upgraded {
     pub upstream: PlainStream,
     /// Bytes the upstream sent after its `101` head.
     pub upstream_rest: Vec<u8>,
+    /// The upstream set's `stream_timeout`.
+    pub stream_timeout: Option<Duration>,
 }
 
 /// A failed exchange: the error, and whether any response bytes already reached the client
@@ -283,7 +286,11 @@ impl<S: Stream> Exchange<'_, S> {
                 keep_alive: false,
                 status: 101,
                 bytes: 0,
-                upgraded: Some(Upgraded { upstream: conn.stream, upstream_rest }),
+                upgraded: Some(Upgraded {
+                    upstream: conn.stream,
+                    upstream_rest,
+                    stream_timeout: self.pool.set.stream_timeout,
+                }),
             }),
             Err(error) => {
                 let connection_lost = matches!(
@@ -305,7 +312,8 @@ impl<S: Stream> Exchange<'_, S> {
     }
 
     async fn run(&mut self, attempt: &mut Attempt<'_>) -> Result<Ended, ForwardError> {
-        let sent = super::upload::send_body(self.client, self.request, attempt).await?;
+        let read_stall = self.ctx.snapshot.config.globals.limits.read_body_timeout;
+        let sent = super::upload::send_body(self.client, self.request, attempt, read_stall).await?;
         super::response::receive(self, attempt, sent).await
     }
 

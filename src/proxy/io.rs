@@ -108,6 +108,31 @@ pub async fn close_write<S: Stream>(dst: &S) {
     let _ = monoio::time::timeout(limits::CLOSE_WRITE_TIMEOUT, closing).await;
 }
 
+/// Close a connection on which the client may still be sending (a request body we did not
+/// read, requests pipelined behind an error): half-close, then read and discard until the
+/// client closes its side, for at most [`limits::LINGERING_CLOSE_TIME`]. Closing at once
+/// would leave unread bytes in the socket,
+/// and the kernel then resets the connection and drops whatever of our answer it had not yet
+/// delivered (RFC 9112 §9.6).
+pub async fn lingering_close<S: Stream>(client: &S) {
+    close_write(client).await;
+    let discard = async {
+        loop {
+            match with_scratch(|scratch| client.try_read(scratch)) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if would_block(&e) => {
+                    if client.readable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = monoio::time::timeout(limits::LINGERING_CLOSE_TIME, discard).await;
+}
+
 /// Push out anything the stream buffered internally.
 pub async fn flush<S: Stream>(dst: &S) -> io::Result<()> {
     while !dst.try_flush()? {

@@ -11,7 +11,8 @@
 //! ([`FrameTracker`]). When the worker's grace period ends (graceful stop), each direction
 //! finishes the frame in flight, if any, then sends its destination a close frame with status
 //! 1001 ("going away") and half-closes it: both endpoints learn the proxy is going away, and
-//! neither ever sees a frame cut in two.
+//! neither ever sees a frame cut in two. A relay whose `stream_timeout` runs out ends the same
+//! way.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -22,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use super::io::{flush, with_scratch, write_all};
 use super::ws_frame::{close_frame, FrameTracker, CLOSE_GOING_AWAY};
+use crate::config::limits;
 use crate::metrics::Counter;
+use crate::net::stall::{within, Stalled};
 use crate::net::stream::Stream;
 use crate::runtime::worker::Worker;
 
@@ -43,6 +46,16 @@ enum Direction {
     Down,
 }
 
+/// How long a relay may run and sit idle.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayLimits {
+    /// No byte in either direction for this long ends the relay (`relay_idle`).
+    pub idle_timeout: Option<Duration>,
+    /// The relay is closed (1001, at frame boundaries) this long after it started
+    /// (`stream_timeout`).
+    pub stream_timeout: Option<Duration>,
+}
+
 /// Relay until both directions end. `client_prefix` holds bytes the client sent after the
 /// upgrade request's head; `upstream_prefix` bytes the upstream sent after its 101 head.
 pub async fn relay<C: Stream, U: Stream>(
@@ -50,24 +63,17 @@ pub async fn relay<C: Stream, U: Stream>(
     upstream: &U,
     client_prefix: Vec<u8>,
     upstream_prefix: Vec<u8>,
-    idle_timeout: Option<Duration>,
+    limits: RelayLimits,
     worker: &Worker,
 ) -> io::Result<RelayTotals> {
     worker.metrics.websockets_open.inc();
     let _open = OpenRelay(worker);
-    let activity = Rc::new(Cell::new(Instant::now()));
-    let up = pin!(one_way(
-        client,
-        upstream,
-        client_prefix,
-        Leg { direction: Direction::Up, idle_timeout, activity: activity.clone(), worker }
-    ));
-    let down = pin!(one_way(
-        upstream,
-        client,
-        upstream_prefix,
-        Leg { direction: Direction::Down, idle_timeout, activity, worker }
-    ));
+    let started = Instant::now();
+    let activity = Rc::new(Cell::new(started));
+    let (idle_timeout, ends_at) = (limits.idle_timeout, limits.stream_timeout.map(|t| started + t));
+    let leg = |direction, activity| Leg { direction, idle_timeout, ends_at, activity, worker };
+    let up = pin!(one_way(client, upstream, client_prefix, leg(Direction::Up, activity.clone())));
+    let down = pin!(one_way(upstream, client, upstream_prefix, leg(Direction::Down, activity)));
     both(up, down).await
 }
 
@@ -84,12 +90,36 @@ impl Drop for OpenRelay<'_> {
 struct Leg<'a> {
     direction: Direction,
     idle_timeout: Option<Duration>,
+    /// When `stream_timeout` closes the relay.
+    ends_at: Option<Instant>,
     /// Last time either direction moved a byte (the idle timeout is for the pair).
     activity: Rc<Cell<Instant>>,
     worker: &'a Worker,
 }
 
 impl Leg<'_> {
+    /// The relay must close at the next frame boundary: the worker's grace period is over, or
+    /// the stream's time is up.
+    fn must_close(&self) -> bool {
+        self.worker.closing.is_set() || self.ends_at.is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// Resolves when [`Leg::must_close`] becomes true.
+    async fn close_requested(&self) {
+        let Some(ends_at) = self.ends_at else {
+            return self.worker.closing.wait().await;
+        };
+        let stopping = pin!(self.worker.closing.wait());
+        // Boxed: a timer is much larger than the rest of this wait, and most relays have no
+        // stream_timeout.
+        let time_up =
+            Box::pin(monoio::time::sleep(ends_at.saturating_duration_since(Instant::now())));
+        monoio::select! {
+            () = stopping => {}
+            () = time_up => {}
+        }
+    }
+
     fn relayed(&self) -> &Counter {
         match self.direction {
             Direction::Up => &self.worker.metrics.relayed_upstream,
@@ -175,8 +205,9 @@ async fn one_way<R: Stream, W: Stream>(
     drop(prefix);
     let mut closing = false;
     loop {
-        // A direction that never waits (a steady flow) still sees the end of the grace period.
-        closing |= leg.worker.closing.is_set();
+        // A direction that never waits (a steady flow) still sees the end of the grace period
+        // or of its stream_timeout.
+        closing |= leg.must_close();
         if closing {
             match frames.bytes_to_boundary() {
                 Some(0) => {
@@ -232,7 +263,9 @@ async fn one_way<R: Stream, W: Stream>(
                 leg.activity.set(Instant::now());
                 write_all(dst, &rest).await?;
             }
-            Step::WouldBlock if closing => src.readable().await?,
+            Step::WouldBlock if closing => {
+                within(Some(limits::FRAME_FINISH_TIMEOUT), Stalled::Read, src.readable()).await?
+            }
             Step::WouldBlock => {
                 closing = matches!(wait_readable(src, &leg).await?, Woke::Closing);
             }
@@ -246,9 +279,9 @@ async fn one_way<R: Stream, W: Stream>(
     }
 }
 
-/// Wait until `src` is readable or the grace period ends, within the relay's idle timeout.
+/// Wait until `src` is readable or the relay must close, within the relay's idle timeout.
 async fn wait_readable<R: Stream>(src: &R, leg: &Leg<'_>) -> io::Result<Woke> {
-    let closing = leg.worker.closing.wait();
+    let closing = leg.close_requested();
     let readable = readable_within(src, leg.idle_timeout, &leg.activity);
     let (closing, readable) = (pin!(closing), pin!(readable));
     // Both are waits, not reads: whichever loses drops without losing a byte.

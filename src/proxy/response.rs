@@ -103,7 +103,9 @@ pub(super) async fn receive<S: Stream>(
             Step::PassInterim | Step::Upgrade => {
                 out.clear();
                 write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
-                write_all(ex.client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+                write_all(ex.client, &out)
+                    .await
+                    .map_err(|e| after_response(ClientError::from_io(e)))?;
             }
             Step::Deliver => {
                 let delivery = plan_delivery(request, sent, &response);
@@ -147,12 +149,12 @@ async fn deliver<S: Stream>(
     };
     out.extend_from_slice(&attempt.received[..take]);
     attempt.received.drain(..take);
-    write_all(client, &out).await.map_err(|e| after_response(ClientError::Io(e)))?;
+    write_all(client, &out).await.map_err(|e| after_response(ClientError::from_io(e)))?;
     drop(out);
     let pumped = pump_body(attempt.upstream, client, &mut attempt.received, &mut framing).await;
     let bytes = match pumped {
         Ok(n) => n + take as u64,
-        Err(PumpError::Destination(e)) => return Err(after_response(ClientError::Io(e))),
+        Err(PumpError::Destination(e)) => return Err(after_response(ClientError::from_io(e))),
         Err(PumpError::SourceClosed) => return Err(after_response(attempt.closed_early())),
         Err(PumpError::Source(e)) => return Err(after_response(attempt.io_error(e))),
         Err(PumpError::Framing(source)) => {

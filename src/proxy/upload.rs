@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::pin;
+use std::time::Duration;
 
 use super::forward::{before_response, Attempt, ForwardError};
 use super::io::{read_append, write_all, BodyFraming};
@@ -19,6 +20,7 @@ use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestBody};
 use crate::http::request::Request;
+use crate::net::stall::{within, Stalled};
 use crate::net::stream::Stream;
 
 /// How the upload ended.
@@ -48,6 +50,7 @@ pub(super) async fn send_body<S: Stream>(
     client: &S,
     request: &mut Request,
     attempt: &mut Attempt<'_>,
+    read_stall: Option<Duration>,
 ) -> Result<BodySent, ForwardError> {
     let mut framing = request_framing(request.head().body);
     if framing.is_done_at_start() {
@@ -71,12 +74,13 @@ pub(super) async fn send_body<S: Stream>(
                 continue;
             }
         }
-        match ready_or_response(client.readable(), attempt).await {
-            Woke::Ready(Err(e)) => return Err(before_response(ClientError::Io(e))),
+        let client_readable = within(read_stall, Stalled::Read, client.readable());
+        match ready_or_response(client_readable, attempt).await {
+            Woke::Ready(Err(e)) => return Err(before_response(ClientError::from_io(e))),
             Woke::Ready(Ok(())) => match read_append(client, request, usize::MAX).await {
                 Ok(0) => return Err(before_response(ClientError::ClosedMidRequest)),
                 Ok(_) => {}
-                Err(e) => return Err(before_response(ClientError::Io(e))),
+                Err(e) => return Err(before_response(ClientError::from_io(e))),
             },
             Woke::Upstream(Err(e)) => return Err(before_response(e)),
             Woke::Upstream(Ok(())) => {
@@ -143,7 +147,7 @@ async fn forward_interim<S: Stream>(
         }
         write_all(client, &attempt.received[..head.head_len])
             .await
-            .map_err(|e| before_response(ClientError::Io(e)))?;
+            .map_err(|e| before_response(ClientError::from_io(e)))?;
         attempt.received.drain(..head.head_len);
     }
 }

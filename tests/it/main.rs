@@ -22,6 +22,7 @@ mod redirect;
 mod reload;
 mod routing;
 mod slow_clients;
+mod stalls;
 mod tls;
 mod tls_datapath;
 mod uring_setup;

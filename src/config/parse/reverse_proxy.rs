@@ -32,6 +32,7 @@ const PROXY_OPTIONS: &Table<ProxyOption> = &[
     ("health_uri", health_uri),
     ("lb_policy", lb_policy),
     ("max_fails", max_fails),
+    ("stream_timeout", stream_timeout),
     ("to", to),
     ("transport", transport),
 ];
@@ -220,6 +221,16 @@ fn fail_duration(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Resul
     Ok(())
 }
 
+/// `stream_timeout <duration>` (Caddy 2.7+): `0` is none, as in Caddy.
+fn stream_timeout(
+    p: &Parser<'_>,
+    d: &Directive,
+    draft: &mut ProxyDraft,
+) -> Result<(), ConfigError> {
+    draft.set.stream_timeout = Some(p.duration(p.one_arg(d)?)?).filter(|t| !t.is_zero());
+    Ok(())
+}
+
 fn max_fails(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<(), ConfigError> {
     let n = p.one_arg(d)?;
     draft.set.max_fails = n.text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -403,8 +414,20 @@ mod tests {
             err("\t\tlb_try_duration 5s\n"),
             "Caddyfile:3 - subdirective 'lb_try_duration' of reverse_proxy is not supported by \
              ringproxy (supported: fail_duration, flush_interval, header_down, header_up, \
-             health_interval, health_timeout, health_uri, lb_policy, max_fails, to, transport)"
+             health_interval, health_timeout, health_uri, lb_policy, max_fails, stream_timeout, \
+             to, transport)"
         );
+    }
+
+    #[test]
+    fn stream_timeout_caps_upgraded_streams_and_zero_means_never() {
+        let set = |body: &str| {
+            let config = parse(&format!(":80 {{\n\treverse_proxy :9001 {{\n{body}\t}}\n}}\n"));
+            config.upstream_sets[0].stream_timeout
+        };
+        assert_eq!(set("\t\tstream_timeout 2h\n"), Some(Duration::from_secs(7200)));
+        assert_eq!(set("\t\tstream_timeout 0\n"), None);
+        assert_eq!(set(""), None);
     }
 
     #[test]

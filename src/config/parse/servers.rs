@@ -26,9 +26,11 @@ type Timeout = fn(&Parser<'_>, &Token, &mut Limits) -> Result<(), ConfigError>;
 /// Every `servers { timeouts { … } }` option; each takes exactly one value.
 const TIMEOUTS: &Table<Timeout> = &[
     ("idle", idle),
+    ("read_body", read_body),
     ("read_header", read_header),
     ("relay_idle", relay_idle),
     ("tls_handshake", tls_handshake),
+    ("write", write),
 ];
 
 /// `servers { … }`, without a listener address.
@@ -103,6 +105,19 @@ fn read_header(p: &Parser<'_>, value: &Token, limits: &mut Limits) -> Result<(),
     Ok(())
 }
 
+/// `read_body <duration>`: a stall timeout (see `limits::DEFAULT_READ_BODY_TIMEOUT`); `0`
+/// turns it off, as a zero timeout does in Caddy.
+fn read_body(p: &Parser<'_>, value: &Token, limits: &mut Limits) -> Result<(), ConfigError> {
+    limits.read_body_timeout = Some(p.duration(value)?).filter(|d| !d.is_zero());
+    Ok(())
+}
+
+/// `write <duration>`: a stall timeout (see `limits::DEFAULT_WRITE_TIMEOUT`); `0` turns it off.
+fn write(p: &Parser<'_>, value: &Token, limits: &mut Limits) -> Result<(), ConfigError> {
+    limits.write_timeout = Some(p.duration(value)?).filter(|d| !d.is_zero());
+    Ok(())
+}
+
 /// `relay_idle <duration>|off|0` (a ringproxy extension).
 fn relay_idle(p: &Parser<'_>, value: &Token, limits: &mut Limits) -> Result<(), ConfigError> {
     limits.relay_idle_timeout = match value.text.as_str() {
@@ -145,9 +160,11 @@ mod tests {
     fn every_timeout_sets_its_limit() {
         let l = limits_of(
             "\t\ttimeouts {\n\t\t\tread_header 5s\n\t\t\tidle 2m\n\t\t\ttls_handshake 3s\n\t\t\t\
-             relay_idle 1h\n\t\t}\n",
+             relay_idle 1h\n\t\t\tread_body 20s\n\t\t\twrite 45s\n\t\t}\n",
         );
         assert_eq!(l.read_header_timeout, Duration::from_secs(5));
+        assert_eq!(l.read_body_timeout, Some(Duration::from_secs(20)));
+        assert_eq!(l.write_timeout, Some(Duration::from_secs(45)));
         assert_eq!(l.idle_timeout, Duration::from_secs(120));
         assert_eq!(l.tls_handshake_timeout, Duration::from_secs(3));
         assert_eq!(l.relay_idle_timeout, Some(Duration::from_secs(3600)));
@@ -160,6 +177,15 @@ mod tests {
             let l = limits_of(&format!("\t\ttimeouts {{\n\t\t\trelay_idle {value}\n\t\t}}\n"));
             assert_eq!(l.relay_idle_timeout, None, "{value}");
         }
+    }
+
+    #[test]
+    fn a_zero_body_or_write_timeout_turns_it_off() {
+        let l = limits_of("\t\ttimeouts {\n\t\t\tread_body 0\n\t\t\twrite 0s\n\t\t}\n");
+        assert_eq!((l.read_body_timeout, l.write_timeout), (None, None));
+        let defaults = Limits::default();
+        assert_eq!(defaults.read_body_timeout, Some(limits::DEFAULT_READ_BODY_TIMEOUT));
+        assert_eq!(defaults.write_timeout, Some(limits::DEFAULT_WRITE_TIMEOUT));
     }
 
     #[test]
@@ -176,9 +202,12 @@ mod tests {
              (supported: max_header_size, timeouts)"
         );
         assert_eq!(
-            parse_err("{\n\tservers {\n\t\ttimeouts {\n\t\t\twrite 30s\n\t\t}\n\t}\n}\n"),
-            "Caddyfile:4 - subdirective 'write' of servers timeouts is not supported by \
-             ringproxy (supported: idle, read_header, relay_idle, tls_handshake)"
+            parse_err(
+                "{\n\tservers {\n\t\ttimeouts {\n\t\t\tkeepalive_interval 30s\n\t\t}\n\t}\n}\n"
+            ),
+            "Caddyfile:4 - subdirective 'keepalive_interval' of servers timeouts is not \
+             supported by ringproxy (supported: idle, read_body, read_header, relay_idle, \
+             tls_handshake, write)"
         );
     }
 

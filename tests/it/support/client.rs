@@ -109,11 +109,20 @@ fn tcp_connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
+// EINTR is retried here rather than passed up: tungstenite and other callers treat it as a
+// failure, and a signal landing on a test thread (seen once in CI, in a WebSocket handshake)
+// must not fail a test.
 impl Read for ClientStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            ClientStream::Plain(s) => s.read(buf),
-            ClientStream::Tls(s) => read_tls_plaintext(&mut s.conn, &mut s.sock, buf),
+        loop {
+            let result = match self {
+                ClientStream::Plain(s) => s.read(buf),
+                ClientStream::Tls(s) => read_tls_plaintext(&mut s.conn, &mut s.sock, buf),
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                done => return done,
+            }
         }
     }
 }
@@ -139,16 +148,28 @@ fn read_tls_plaintext(
 
 impl Write for ClientStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            ClientStream::Plain(s) => s.write(buf),
-            ClientStream::Tls(s) => s.write(buf),
+        loop {
+            let result = match self {
+                ClientStream::Plain(s) => s.write(buf),
+                ClientStream::Tls(s) => s.write(buf),
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                done => return done,
+            }
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            ClientStream::Plain(s) => s.flush(),
-            ClientStream::Tls(s) => s.flush(),
+        loop {
+            let result = match self {
+                ClientStream::Plain(s) => s.flush(),
+                ClientStream::Tls(s) => s.flush(),
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                done => return done,
+            }
         }
     }
 }

@@ -1,0 +1,234 @@
+//! Stall timeouts: waits on a [`Stream`] that give up when the peer makes no progress for a
+//! while, as opposed to deadlines on a whole body or response.
+//!
+//! Every byte moved on the data path is moved by a nonblocking call that either makes progress
+//! or says "wait" (see `stream`), so bounding each *wait* bounds the time without progress, and
+//! any progress starts the next wait afresh. A long upload or a long audio download at a fair
+//! rate is therefore never cut, while a peer that stops is.
+//!
+//! [`WriteStall`] bounds every writability wait of the stream it wraps (the client connection:
+//! responses, interim heads, answers, relays); [`within`] bounds one readiness wait (a request
+//! body's reads). A wait that runs out fails with an [`io::Error`] of kind `TimedOut` carrying
+//! [`Stalled`], which [`stalled`] recognises, so the error mapping can tell a stall from a
+//! reset.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Duration;
+
+use super::stream::Stream;
+
+/// Which wait ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stalled {
+    #[error("no progress reading for the stall timeout")]
+    Read,
+    #[error("no progress writing for the stall timeout")]
+    Write,
+}
+
+/// Which wait ran out, if `e` is a stall timeout's error.
+pub fn stalled(e: &io::Error) -> Option<Stalled> {
+    if e.kind() != io::ErrorKind::TimedOut {
+        return None;
+    }
+    e.get_ref().and_then(|inner| inner.downcast_ref::<Stalled>()).copied()
+}
+
+/// `wait`, given up after `limit` (none: wait as long as it takes) with a [`Stalled`] error.
+/// For readiness waits only, which lose nothing when dropped.
+pub async fn within<F: Future<Output = io::Result<()>>>(
+    limit: Option<Duration>,
+    which: Stalled,
+    wait: F,
+) -> io::Result<()> {
+    let Some(limit) = limit else {
+        return wait.await;
+    };
+    // Boxed: a timer is much larger than a readiness wait, and only waits that actually block
+    // should pay for one, not every future that might await this.
+    match Box::pin(monoio::time::timeout(limit, wait)).await {
+        Ok(ready) => ready,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, which)),
+    }
+}
+
+/// A stream whose waits for writability give up after the write stall timeout: a peer that
+/// stops reading cannot hold the connection (and the bytes queued for it) forever. Reads are
+/// untouched; each phase that reads bounds its own wait (request heads, bodies, relays).
+pub struct WriteStall<S> {
+    inner: S,
+    /// Changes when a kept-alive connection follows a reload to a new config.
+    limit: Cell<Option<Duration>>,
+}
+
+impl<S: Stream> WriteStall<S> {
+    pub fn new(inner: S, limit: Option<Duration>) -> Self {
+        WriteStall { inner, limit: Cell::new(limit) }
+    }
+
+    pub fn set_limit(&self, limit: Option<Duration>) {
+        self.limit.set(limit);
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Stream> Stream for WriteStall<S> {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.try_read(buf)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.try_write(buf)
+    }
+
+    fn try_flush(&self) -> io::Result<bool> {
+        self.inner.try_flush()
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        self.inner.readable().await
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        within(self.limit.get(), Stalled::Write, self.inner.writable()).await
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.inner.shutdown_write()
+    }
+
+    fn plaintext_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.plaintext_fd()
+    }
+}
+
+/// A borrowed stream is a stream: lets a wrapper such as [`WriteStall`] be put around one
+/// side of a relay without taking it over.
+impl<S: Stream + ?Sized> Stream for &S {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (**self).try_read(buf)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        (**self).try_write(buf)
+    }
+
+    fn try_flush(&self) -> io::Result<bool> {
+        (**self).try_flush()
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        (**self).readable().await
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        (**self).writable().await
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        (**self).shutdown_write()
+    }
+
+    fn plaintext_fd(&self) -> Option<BorrowedFd<'_>> {
+        (**self).plaintext_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::net::stream::PlainStream;
+
+    fn connected_pair() -> (PlainStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = monoio::net::TcpStream::from_std(server).unwrap();
+        (PlainStream::new(server).unwrap(), client)
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap()
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_fails_the_write_wait_with_a_stall() {
+        runtime().block_on(async {
+            let (server, _client) = connected_pair();
+            let stream = WriteStall::new(server, Some(Duration::from_millis(200)));
+            let chunk = vec![0u8; 64 * 1024];
+            let started = Instant::now();
+            let error = loop {
+                match stream.try_write(&chunk) {
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if let Err(e) = stream.writable().await {
+                            break e;
+                        }
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            };
+            assert_eq!(stalled(&error), Some(Stalled::Write));
+            assert!(started.elapsed() >= Duration::from_millis(200));
+            assert!(started.elapsed() < Duration::from_secs(5));
+        });
+    }
+
+    #[test]
+    fn a_peer_that_keeps_reading_never_stalls_the_writer() {
+        runtime().block_on(async {
+            let (server, mut client) = connected_pair();
+            // The reader takes 40 KiB every 50 ms: slower than the writer, faster than the
+            // 300 ms stall limit, so every wait ends in progress.
+            let reader = std::thread::spawn(move || {
+                let mut buf = vec![0u8; 40 * 1024];
+                let mut total = 0;
+                while total < 2 << 20 {
+                    std::thread::sleep(Duration::from_millis(50));
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+                total
+            });
+            let stream = WriteStall::new(server, Some(Duration::from_millis(300)));
+            let chunk = vec![7u8; 64 * 1024];
+            let mut written = 0usize;
+            while written < 2 << 20 {
+                match stream.try_write(&chunk) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        stream.writable().await.unwrap()
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            }
+            drop(stream);
+            assert!(reader.join().unwrap() >= 1 << 20);
+        });
+    }
+
+    #[test]
+    fn a_bounded_read_wait_says_which_side_stalled_and_other_errors_are_not_stalls() {
+        runtime().block_on(async {
+            let (server, _client) = connected_pair();
+            let waited =
+                within(Some(Duration::from_millis(50)), Stalled::Read, server.readable()).await;
+            assert_eq!(stalled(&waited.unwrap_err()), Some(Stalled::Read));
+            let plain_timeout = io::Error::new(io::ErrorKind::TimedOut, "elsewhere");
+            assert_eq!(stalled(&plain_timeout), None);
+        });
+    }
+}
