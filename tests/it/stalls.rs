@@ -6,7 +6,7 @@
 //! Limits here are a few hundred milliseconds so the tests are quick; the defaults are in
 //! `config::limits` (read_body and write 60 s).
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -123,6 +123,10 @@ per_driver! {
             .write_all(format!("GET /bytes/2000000000 HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.host()).as_bytes())
             .unwrap();
         stream.flush().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(3), || origin.open_connections() == 1),
+            "the request never reached the upstream"
+        );
         let started = Instant::now();
         // Read nothing: once the socket buffers are full the proxy waits for a writability
         // that never comes, gives up after 500 ms, and lets go of both connections.
@@ -280,12 +284,11 @@ per_driver! {
 per_driver! {
     fn an_answer_to_a_request_whose_body_is_still_coming_reaches_the_client_before_the_close(setup) {
         // The route answers without reading the 10 MB body; the client keeps uploading while
-        // it reads the 200 KB answer through a small receive buffer. Closing at once would
+        // it reads the 200 KB answer. Closing at once would
         // reset the connection and drop the part of the answer still queued.
         let answer = "r".repeat(200_000);
         let proxy = Proxy::start(&caddyfile("write 10s", &format!("\trespond \"{answer}\" 200\n")), setup);
         let mut stream = proxy.stream();
-        socket2::SockRef::from(stream.tcp()).set_recv_buffer_size(8 * 1024).unwrap();
         let head = format!("POST /upload HTTP/1.1\r\nHost: {}\r\nContent-Length: 10000000\r\n\r\n", proxy.host());
         stream.write_all(head.as_bytes()).unwrap();
         stream.flush().unwrap();
@@ -296,16 +299,31 @@ per_driver! {
         let mut buf = vec![0u8; 16 * 1024];
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut sending = true;
+        // Read nothing at first: the proxy has answered and closed before the client reads,
+        // with more of the answer queued than the client's receive buffer holds.
+        let reading_from = Instant::now() + Duration::from_millis(300);
+        stream.tcp().set_write_timeout(Some(Duration::from_millis(20))).unwrap();
         let mut ended = None;
         while Instant::now() < deadline {
-            if sending && (stream.write_all(&piece).is_err() || stream.flush().is_err()) {
-                sending = false;
+            if sending {
+                // A send buffer that stays full (the proxy is busy answering) only skips a
+                // round: the client must get back to reading, or the two would wait on each
+                // other. rustls keeps what it could not send, so the record stream stays whole.
+                match stream.write_all(&piece).and_then(|()| stream.flush()) {
+                    Ok(()) => {}
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::WriteZero) => {}
+                    Err(_) => sending = false,
+                }
+            }
+            if Instant::now() < reading_from {
+                thread::sleep(Duration::from_millis(20));
+                continue;
             }
             stream.set_read_timeout(Duration::from_millis(20));
             match stream.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => received.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => {
                     ended = Some(e);
                     break;
