@@ -17,6 +17,7 @@ mod failures;
 mod graceful_stop;
 mod headers;
 mod idle_memory;
+mod no_spin;
 mod operations;
 mod redirect;
 mod reload;

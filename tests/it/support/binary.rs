@@ -20,13 +20,18 @@ pub struct Running {
 impl Running {
     /// Write `caddyfile` and start `ringproxy run` on it with two workers and `envs`.
     pub fn start(caddyfile: &str, envs: &[(&str, &str)]) -> Running {
+        Running::start_with_workers(caddyfile, 2, envs)
+    }
+
+    /// As [`Running::start`], with `workers` workers.
+    pub fn start_with_workers(caddyfile: &str, workers: usize, envs: &[(&str, &str)]) -> Running {
         let dir = temp_dir("binary");
         let config = dir.path().join("Caddyfile");
         std::fs::write(&config, caddyfile).unwrap();
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_ringproxy"));
         command
-            .args(["run", "--workers", "2", "--no-pin", "--config"])
+            .args(["run", "--workers", &workers.to_string(), "--no-pin", "--config"])
             .arg(&config)
             .env("RINGPROXY_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
