@@ -182,6 +182,11 @@ pub const URING_ENTRIES: u32 = 1024;
 /// does not turn the accept loop into a busy spin; connections wait in the backlog meanwhile.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Idle kept-alive client connections a worker closes each time accept finds no descriptor
+/// left (then it pauses for [`ACCEPT_ERROR_BACKOFF`]): enough for a burst of new clients,
+/// few enough that a brief shortage does not empty every keep-alive pool of our clients.
+pub const SHED_IDLE_ON_FD_EXHAUSTION: usize = 16;
+
 /// How often idle pooled upstream connections past their keepalive are closed.
 pub const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 

@@ -102,6 +102,14 @@ fn render_data_path(workers: &[std::sync::Arc<WorkerMetrics>], out: &mut String)
         sum(workers, |w| &w.refused_per_ip)
     );
 
+    header(out, names::CONNECTIONS_SHED);
+    let _ = writeln!(
+        out,
+        "{} {}",
+        names::CONNECTIONS_SHED.name,
+        sum(workers, |w| &w.shed_idle_connections)
+    );
+
     header(out, names::TLS_HANDSHAKES);
     let name = names::TLS_HANDSHAKES.name;
     let _ = writeln!(out, "{name}{{result=\"ok\"}} {}", sum(workers, |w| &w.tls_handshakes_ok));

@@ -136,6 +136,8 @@ pub struct WorkerMetrics {
     pub refused_max_connections: Counter,
     /// Connections closed at accept by `max_connections_per_ip`.
     pub refused_per_ip: Counter,
+    /// Idle keep-alive connections closed because accept ran out of descriptors.
+    pub shed_idle_connections: Counter,
 }
 
 impl Default for WorkerMetrics {
@@ -153,6 +155,7 @@ impl Default for WorkerMetrics {
             log_lines_dropped: Counter::default(),
             refused_max_connections: Counter::default(),
             refused_per_ip: Counter::default(),
+            shed_idle_connections: Counter::default(),
         }
     }
 }

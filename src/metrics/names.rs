@@ -46,6 +46,11 @@ pub const CONNECTIONS_REFUSED: Family = family(
     "counter",
     "Client connections closed at accept by a cap, by the cap (max_connections or max_connections_per_ip).",
 );
+pub const CONNECTIONS_SHED: Family = family(
+    "ringproxy_connections_shed_total",
+    "counter",
+    "Idle keep-alive client connections closed to make room when accept ran out of file descriptors.",
+);
 pub const LOG_LINES_DROPPED: Family = family(
     "ringproxy_access_log_lines_dropped_total",
     "counter",
@@ -91,13 +96,14 @@ pub const PROCESS_START_TIME: Family = family(
 );
 
 /// Every family, in exposition order.
-pub const ALL: [Family; 18] = [
+pub const ALL: [Family; 19] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     WEBSOCKETS_OPEN,
     RELAYED_BYTES,
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
+    CONNECTIONS_SHED,
     TLS_HANDSHAKES,
     LOG_LINES_DROPPED,
     UPSTREAM_HEALTHY,

@@ -28,6 +28,7 @@ use crate::http::response::{write_answer, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
 use crate::net::stall::WriteStall;
 use crate::net::stream::Stream;
+use crate::runtime::idle::IdleList;
 use crate::runtime::signal::Signal;
 
 /// Path prefix of ACME HTTP-01 challenges (RFC 8555 §8.3).
@@ -74,6 +75,7 @@ pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
             max_head: limits.max_header_bytes,
             after_response,
             draining: &ctx.worker.draining,
+            idle: &ctx.worker.idle,
         };
         let head = match read_head(&client, &mut buf, reading).await {
             Ok(Some(head)) => head,
@@ -192,6 +194,9 @@ struct HeadRead<'a> {
     after_response: bool,
     /// A graceful stop ends the wait for a request that has not started.
     draining: &'a Signal,
+    /// Where a kept-alive connection waits between requests, so it can be shed when
+    /// descriptors run out.
+    idle: &'a IdleList,
 }
 
 /// Read until a complete head is in `buf`. `Ok(None)` is a clean end: EOF, the idle timeout, or
@@ -201,7 +206,7 @@ async fn read_head<S: Stream>(
     buf: &mut Vec<u8>,
     reading: HeadRead<'_>,
 ) -> Result<Option<RequestHead>, ClientError> {
-    let HeadRead { idle_wait, header_timeout, max_head, after_response, draining } = reading;
+    let HeadRead { idle_wait, header_timeout, max_head, after_response, draining, idle } = reading;
     let mut deadline: Option<Instant> = None;
     loop {
         if !buf.is_empty() {
@@ -242,10 +247,17 @@ async fn read_head<S: Stream>(
                 read_append(client, buf, room).await
             });
             let stopping = std::pin::pin!(async {
-                if between_requests {
-                    draining.wait().await
-                } else {
-                    std::future::pending().await
+                if !between_requests {
+                    return std::future::pending().await;
+                }
+                if !after_response {
+                    return draining.wait().await;
+                }
+                // Kept alive and idle: the first connection to go if descriptors run out.
+                let (stop, shed) = (std::pin::pin!(draining.wait()), std::pin::pin!(idle.wait()));
+                monoio::select! {
+                    () = stop => {}
+                    () = shed => {}
                 }
             });
             let raced = async {

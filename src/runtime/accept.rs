@@ -56,15 +56,46 @@ pub async fn accept_loop(
     listener: Rc<TcpListener>,
     stopped: Rc<Cell<bool>>,
 ) {
+    // When descriptors ran out, so the warning is logged once per shortage, not per retry.
+    let mut short_since: Option<std::time::Instant> = None;
     loop {
         let accepted = listener.accept().await;
         if stopped.get() {
             return;
         }
         let (socket, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                if let Some(since) = short_since.take() {
+                    tracing::info!(
+                        worker = worker.id,
+                        "accepting again after {:?} out of file descriptors",
+                        since.elapsed()
+                    );
+                }
+                accepted
+            }
             Err(e) if is_transient_accept_error(&e) => {
                 tracing::debug!(worker = worker.id, "accept: {e}");
+                continue;
+            }
+            Err(e) if is_descriptor_exhaustion(&e) => {
+                // Make room for the clients waiting in the backlog at the expense of idle
+                // kept-alive ones, which lose nothing but a reconnect; they close during the
+                // pause. Never retried at once: that would spin while descriptors stay short.
+                let shed = worker.idle.shed_oldest(limits::SHED_IDLE_ON_FD_EXHAUSTION);
+                worker.metrics.shed_idle_connections.add(shed as u64);
+                if short_since.is_none() {
+                    short_since = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        worker = worker.id,
+                        shed,
+                        "accept failed, out of file descriptors: closing the oldest idle \
+                         keep-alive connections and retrying every {:?} (raise the open files \
+                         limit, or set limits {{ max_connections }} below it): {e}",
+                        limits::ACCEPT_ERROR_BACKOFF
+                    );
+                }
+                monoio::time::sleep(limits::ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
             Err(e) => {
@@ -147,6 +178,11 @@ pub async fn accept_loop(
             }
         }
     }
+}
+
+/// The process (EMFILE) or the system (ENFILE) has no descriptor left for the new socket.
+fn is_descriptor_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 fn is_transient_accept_error(e: &io::Error) -> bool {

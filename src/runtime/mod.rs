@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod admission;
+pub mod idle;
 pub mod signal;
 pub mod worker;
 

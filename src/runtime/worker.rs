@@ -20,6 +20,7 @@ use monoio::net::TcpListener;
 
 use super::accept::{accept_loop, AcceptHandle};
 use super::admission::Admission;
+use super::idle::IdleList;
 use super::signal::Signal;
 use super::Generation;
 use crate::config::{limits, Config, ListenerKind, LogOutput};
@@ -40,6 +41,9 @@ pub struct Worker {
     pub closing: Signal,
     /// The worker should exit now.
     pub exit: Signal,
+    /// Kept-alive client connections waiting for their next request, oldest first: shed when
+    /// descriptors run out.
+    pub idle: IdleList,
     /// Open client connections (each holds an `OpenConnection`).
     pub open: Rc<Cell<usize>>,
     next_conn: Cell<u64>,
@@ -79,6 +83,7 @@ impl Worker {
             id,
             current: RefCell::new(snapshot),
             draining: Signal::default(),
+            idle: IdleList::default(),
             closing: Signal::default(),
             exit: Signal::default(),
             open: Rc::new(Cell::new(0)),

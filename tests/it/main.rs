@@ -13,6 +13,7 @@ mod acme;
 mod bad_input;
 mod bodies;
 mod config;
+mod descriptors;
 mod failures;
 mod graceful_stop;
 mod headers;

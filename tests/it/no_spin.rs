@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::binary::Running;
+use crate::support::binary::{Launch, Running};
 use crate::support::net::free_port;
 
 /// How long the slow reader is watched.
@@ -85,7 +85,9 @@ fn a_slow_reader_of_a_small_segment_spliced_body_costs_almost_no_cpu(driver: &st
     let caddyfile = format!(
         "{{\n\tadmin off\n\tauto_https off\n}}\n\nhttp://127.0.0.1:{port} {{\n\treverse_proxy 127.0.0.1:{upstream_port}\n}}\n"
     );
-    let mut proxy = Running::start_with_workers(&caddyfile, 1, &[("RINGPROXY_DRIVER", driver)]);
+    let envs = [("RINGPROXY_DRIVER", driver)];
+    let mut proxy =
+        Running::launch(&caddyfile, Launch { workers: 1, envs: &envs, ..Launch::default() });
     proxy.wait_listening(port);
 
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -10,6 +10,20 @@ use std::time::{Duration, Instant};
 
 use super::temp::{temp_dir, TempDir};
 
+/// How to start a [`Running`].
+pub struct Launch<'a> {
+    pub workers: usize,
+    pub envs: &'a [(&'a str, &'a str)],
+    /// Soft and hard `RLIMIT_NOFILE` of the process (it raises soft to hard at start).
+    pub max_open_files: Option<u64>,
+}
+
+impl Default for Launch<'_> {
+    fn default() -> Self {
+        Launch { workers: 2, envs: &[], max_open_files: None }
+    }
+}
+
 /// A `ringproxy run` process; killed on drop if still running.
 pub struct Running {
     pub child: Child,
@@ -20,24 +34,35 @@ pub struct Running {
 impl Running {
     /// Write `caddyfile` and start `ringproxy run` on it with two workers and `envs`.
     pub fn start(caddyfile: &str, envs: &[(&str, &str)]) -> Running {
-        Running::start_with_workers(caddyfile, 2, envs)
+        Running::launch(caddyfile, Launch { envs, ..Launch::default() })
     }
 
-    /// As [`Running::start`], with `workers` workers.
-    pub fn start_with_workers(caddyfile: &str, workers: usize, envs: &[(&str, &str)]) -> Running {
+    /// Write `caddyfile` and start `ringproxy run` on it as `launch` says.
+    pub fn launch(caddyfile: &str, launch: Launch<'_>) -> Running {
         let dir = temp_dir("binary");
         let config = dir.path().join("Caddyfile");
         std::fs::write(&config, caddyfile).unwrap();
         let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ringproxy"));
+        let binary = env!("CARGO_BIN_EXE_ringproxy");
+        // prlimit(1) sets the limits and then execs the binary: same process, same pid.
+        let mut command = match launch.max_open_files {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let workers = launch.workers.to_string();
         command
-            .args(["run", "--workers", &workers.to_string(), "--no-pin", "--config"])
+            .args(["run", "--workers", &workers, "--no-pin", "--config"])
             .arg(&config)
             .env("RINGPROXY_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        let envs = launch.envs;
         for (name, value) in envs {
             command.env(name, value);
         }
