@@ -24,6 +24,7 @@ mod redirect;
 mod reload;
 mod routing;
 mod slow_clients;
+mod slowloris;
 mod stalls;
 mod tls;
 mod tls_datapath;
