@@ -647,8 +647,8 @@ const INVALID: &[(&str, &str)] = &[
         "Caddyfile:3 - active health checks need health_uri (health_interval and health_timeout have no effect without it)",
     ),
     (
-        "{\n\tservers {\n\t\ttimeouts {\n\t\t\twrite 30s\n\t\t}\n\t}\n}\n",
-        "Caddyfile:4 - subdirective 'write' of servers timeouts is not supported by ringproxy (supported: idle, read_header, relay_idle, tls_handshake)",
+        "{\n\tservers {\n\t\ttimeouts {\n\t\t\tkeepalive_interval 30s\n\t\t}\n\t}\n}\n",
+        "Caddyfile:4 - subdirective 'keepalive_interval' of servers timeouts is not supported by ringproxy (supported: idle, read_body, read_header, relay_idle, tls_handshake, write)",
     ),
     (
         ":80 {\n\treverse_proxy :9000 {\n\t\theader_up Host (.*) x\n\t}\n}\n",
