@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod admission;
+pub mod proxy_header;
 pub mod signal;
 pub mod worker;
 
