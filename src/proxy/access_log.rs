@@ -43,7 +43,8 @@ pub fn write(
             line.push_str("{\"level\":\"info\",\"ts\":");
             let _ = write!(line, "{now:.6}");
             line.push_str(",\"logger\":\"http.log.access\",\"msg\":\"handled request\",\"request\":{\"remote_ip\":");
-            json_string(&mut line, &ctx.peer.ip().to_string());
+            // A dual-stack listener's `::ffff:a.b.c.d` is logged as the IPv4 address it is.
+            json_string(&mut line, &ctx.peer.ip().to_canonical().to_string());
             let _ = write!(line, ",\"remote_port\":\"{}\",\"client_ip\":", ctx.peer.port());
             let client = client_ip(
                 &ctx.snapshot.config.globals.client_ip,
@@ -70,7 +71,7 @@ pub fn write(
             let _ = write!(
                 line,
                 "{now:.3}\t{} {} {} {} {}\t{status}\t{bytes}\t{:.6}s",
-                ctx.peer.ip(),
+                ctx.peer.ip().to_canonical(),
                 method,
                 host,
                 uri,

@@ -18,6 +18,7 @@ mod graceful_stop;
 mod headers;
 mod idle_memory;
 mod operations;
+mod proxy_protocol;
 mod redirect;
 mod reload;
 mod routing;

@@ -49,7 +49,26 @@ impl ClientStream {
         server_name: &str,
         config: &Arc<ClientConfig>,
     ) -> io::Result<ClientStream> {
-        let tcp = tcp_connect(addr)?;
+        Self::try_connect_tls_after(addr, &[], server_name, config)
+    }
+
+    /// A plaintext connection whose first bytes are `prefix` (a PROXY protocol header).
+    pub fn connect_plain_after(addr: SocketAddr, prefix: &[u8]) -> ClientStream {
+        let mut stream = tcp_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.write_all(prefix).unwrap_or_else(|e| panic!("send to {addr}: {e}"));
+        ClientStream::Plain(stream)
+    }
+
+    /// [`ClientStream::try_connect_tls`] after sending `prefix` in the clear (a PROXY protocol
+    /// header, which comes before the ClientHello).
+    pub fn try_connect_tls_after(
+        addr: SocketAddr,
+        prefix: &[u8],
+        server_name: &str,
+        config: &Arc<ClientConfig>,
+    ) -> io::Result<ClientStream> {
+        let mut tcp = tcp_connect(addr)?;
+        tcp.write_all(prefix)?;
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;

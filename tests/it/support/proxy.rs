@@ -317,6 +317,24 @@ impl Proxy {
         HttpConn::new(self.stream())
     }
 
+    /// A new client connection over the setup's leg that sends `prefix` first, in the clear
+    /// (a PROXY protocol header). `Err` when the TLS handshake after it fails.
+    pub fn try_stream_after(&self, prefix: &[u8]) -> std::io::Result<ClientStream> {
+        match &self.tls {
+            None => Ok(ClientStream::connect_plain_after(self.addr(), prefix)),
+            Some(tls) => {
+                ClientStream::try_connect_tls_after(self.addr(), prefix, TLS_NAME, &tls.client)
+            }
+        }
+    }
+
+    /// [`Proxy::try_stream_after`] as an HTTP connection; panics if TLS fails.
+    pub fn connect_after(&self, prefix: &[u8]) -> HttpConn {
+        let stream =
+            self.try_stream_after(prefix).unwrap_or_else(|e| panic!("TLS after prefix: {e}"));
+        HttpConn::new(stream)
+    }
+
     /// `Host` value clients send by default (on the TLS leg, the certificate's name).
     pub fn host(&self) -> String {
         match self.leg {
