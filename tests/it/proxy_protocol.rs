@@ -7,17 +7,21 @@
 //! Real clients connect from 127.0.0.1, so the carried addresses are documentation addresses
 //! (203.0.113.0/24) that could not be the socket's own.
 //!
+//! One test puts a real HAProxy (TCP mode, `send-proxy-v2`) in front of the proxy, with the
+//! client on a second loopback address (127.0.0.2) so that it differs from the balancer's.
+//!
 //! Caddy 2.6.2 (what `RINGPROXY_TEST_TARGET=caddy` runs) has no `proxy_protocol` and no
 //! `trusted_proxies`: these tests skip that target.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ringproxy::net::proxy_protocol::encode_v2;
 
 use crate::support::client::HttpConn;
+use crate::support::haproxy::Haproxy;
 use crate::support::net::IO_TIMEOUT;
 use crate::support::origin::{Origin, Recorded};
 use crate::support::per_driver;
@@ -424,5 +428,34 @@ per_driver! {
             assert_eq!(line["request"]["client_ip"], *client, "case {i}: {servers}");
             assert_eq!(line["request"]["remote_ip"], "127.0.0.1");
         }
+    }
+}
+
+per_driver! {
+    fn behind_a_real_haproxy_the_origin_and_the_log_see_the_clients_address(setup) {
+        if skipped_on_caddy() {
+            return;
+        }
+        let (origin, logs) = (Origin::start("o"), temp_dir("pp-logs"));
+        // Only the balancer (127.0.0.1) may send a header, and must; the client is 127.0.0.2.
+        let options = "\t\t\t\tallow 127.0.0.1/32\n\t\t\t\tdeny 127.0.0.2/32\n";
+        let proxy = start(setup, &origin, options, "", "", &logs);
+        let balancer = Haproxy::start_in_front_of(proxy.addr());
+        let client: IpAddr = "127.0.0.2".parse().unwrap();
+        let mut conn = proxy.connect_via(balancer.addr, client);
+        get_ok(&proxy, &mut conn, "/via-haproxy");
+        get_ok(&proxy, &mut conn, "/via-haproxy/again");
+        for path in ["/via-haproxy", "/via-haproxy/again"] {
+            let seen = received(&origin, path);
+            assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.2"), "{}", balancer.log());
+            assert_eq!(seen.header("x-forwarded-proto"), Some(setup.leg.scheme()));
+        }
+        let entry = log_entry(&logs, "/via-haproxy");
+        assert_eq!(entry["request"]["remote_ip"], "127.0.0.2", "{entry}");
+        assert_eq!(entry["request"]["client_ip"], "127.0.0.2", "{entry}");
+        // The client going around the balancer is itself (and may not send a header).
+        let mut direct = proxy.connect_via(proxy.addr(), client);
+        get_ok(&proxy, &mut direct, "/direct");
+        assert_eq!(received(&origin, "/direct").header("x-forwarded-for"), Some("127.0.0.2"));
     }
 }

@@ -328,6 +328,19 @@ impl Proxy {
         }
     }
 
+    /// A client connection over the setup's leg to `addr` (a balancer in front of the proxy)
+    /// from the local address `source`.
+    pub fn connect_via(&self, addr: SocketAddr, source: IpAddr) -> HttpConn {
+        let tcp = super::client::tcp_connect_from(source, addr)
+            .unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+        let stream = match &self.tls {
+            None => ClientStream::Plain(tcp),
+            Some(tls) => ClientStream::tls_over(tcp, TLS_NAME, &tls.client)
+                .unwrap_or_else(|e| panic!("TLS to {addr} from {source}: {e}")),
+        };
+        HttpConn::new(stream)
+    }
+
     /// [`Proxy::try_stream_after`] as an HTTP connection; panics if TLS fails.
     pub fn connect_after(&self, prefix: &[u8]) -> HttpConn {
         let stream =
