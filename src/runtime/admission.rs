@@ -112,6 +112,7 @@ impl Admitted {
         let mut shard = self.admission.shard(ip);
         let count = shard.entry(ip).or_insert(0);
         if *count >= max_per_ip {
+            // A cap of 0 refuses everyone: leave no empty entry behind for the address.
             if *count == 0 {
                 shard.remove(&ip);
             }

@@ -399,7 +399,8 @@ per_driver! {
                 origin.addr
             )
         };
-        let fields = "X-Real-IP: 198.51.100.3\r\nX-Forwarded-For: 6.6.6.6, 192.0.2.44, 127.0.0.9\r\n";
+        let fields =
+            "X-Real-IP: 198.51.100.3\r\nX-Forwarded-For: 6.6.6.6, 192.0.2.44, 127.0.0.9\r\n";
         let cases = [
             ("\t\ttrusted_proxies static 127.0.0.0/8\n", "6.6.6.6"),
             ("\t\ttrusted_proxies static 127.0.0.0/8\n\t\ttrusted_proxies_strict\n", "192.0.2.44"),
