@@ -77,6 +77,12 @@ impl IpRange {
     }
 }
 
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
 /// Whether the top `prefix` of `width` bits of `a` and `b` agree.
 fn same_prefix(a: u128, b: u128, width: u8, prefix: u8) -> bool {
     let ignored = u32::from(width - prefix.min(width));
@@ -123,6 +129,13 @@ mod tests {
             IpRange::parse("10.0.0.1", BareAddress::Refused),
             Err("'10.0.0.1' is not a CIDR range (write it as 10.0.0.1/32 for one address)".into())
         );
+    }
+
+    #[test]
+    fn ranges_display_as_cidr() {
+        assert_eq!(range("10.0.0.0/8").to_string(), "10.0.0.0/8");
+        assert_eq!(range("198.51.100.7").to_string(), "198.51.100.7/32");
+        assert_eq!(range("::ffff:10.0.0.0/104").to_string(), "10.0.0.0/8");
     }
 
     #[test]
