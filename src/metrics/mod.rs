@@ -136,7 +136,14 @@ pub struct WorkerMetrics {
     pub refused_max_connections: Counter,
     /// Connections closed at accept by `max_connections_per_ip`.
     pub refused_per_ip: Counter,
+    /// Connections closed while their PROXY header was read, by [`PROXY_HEADER_REFUSALS`].
+    pub proxy_header_refused: [Counter; PROXY_HEADER_REFUSALS.len()],
 }
+
+/// Why a connection was closed while its PROXY protocol header was read: the `reason` label
+/// of `ringproxy_proxy_protocol_refused_total`, indexing `proxy_header_refused`.
+pub const PROXY_HEADER_REFUSALS: [&str; 5] =
+    ["timeout", "missing", "not_allowed", "malformed", "closed"];
 
 impl Default for WorkerMetrics {
     fn default() -> Self {
@@ -153,6 +160,7 @@ impl Default for WorkerMetrics {
             log_lines_dropped: Counter::default(),
             refused_max_connections: Counter::default(),
             refused_per_ip: Counter::default(),
+            proxy_header_refused: std::array::from_fn(|_| Counter::default()),
         }
     }
 }

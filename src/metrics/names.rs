@@ -46,6 +46,11 @@ pub const CONNECTIONS_REFUSED: Family = family(
     "counter",
     "Client connections closed at accept by a cap, by the cap (max_connections or max_connections_per_ip).",
 );
+pub const PROXY_PROTOCOL_REFUSED: Family = family(
+    "ringproxy_proxy_protocol_refused_total",
+    "counter",
+    "Client connections closed while their PROXY protocol header was read, by reason (timeout, missing, not_allowed, malformed, closed).",
+);
 pub const LOG_LINES_DROPPED: Family = family(
     "ringproxy_access_log_lines_dropped_total",
     "counter",
@@ -91,13 +96,14 @@ pub const PROCESS_START_TIME: Family = family(
 );
 
 /// Every family, in exposition order.
-pub const ALL: [Family; 18] = [
+pub const ALL: [Family; 19] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     WEBSOCKETS_OPEN,
     RELAYED_BYTES,
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
+    PROXY_PROTOCOL_REFUSED,
     TLS_HANDSHAKES,
     LOG_LINES_DROPPED,
     UPSTREAM_HEALTHY,

@@ -18,6 +18,7 @@ use super::admission::{Admitted, Refusal};
 use super::proxy_header::read_proxy_header;
 use super::worker::Worker;
 use crate::config::{limits, ListenerKind};
+use crate::metrics::PROXY_HEADER_REFUSALS;
 use crate::net::stream::PlainStream;
 use crate::net::sys;
 use crate::proxy::guard::contained;
@@ -177,6 +178,11 @@ async fn serve_proxied(
     let arrival = match read_proxy_header(&stream, real_peer, settings).await {
         Ok(arrival) => arrival,
         Err(e) => {
+            let reason = PROXY_HEADER_REFUSALS.iter().position(|r| *r == e.reason());
+            if let Some(counter) = reason.map(|i| &accepted.worker.metrics.proxy_header_refused[i])
+            {
+                counter.inc();
+            }
             tracing::debug!(conn = accepted.conn_id, peer = %real_peer, "closing: {e}");
             return;
         }

@@ -47,6 +47,19 @@ pub enum HeaderRefusal {
     Io(#[from] io::Error),
 }
 
+impl HeaderRefusal {
+    /// The `reason` label it is counted under (one of `metrics::PROXY_HEADER_REFUSALS`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HeaderRefusal::Timeout(_) => "timeout",
+            HeaderRefusal::Missing => "missing",
+            HeaderRefusal::NotAllowed => "not_allowed",
+            HeaderRefusal::Invalid(_) => "malformed",
+            HeaderRefusal::ClosedEarly | HeaderRefusal::Io(_) => "closed",
+        }
+    }
+}
+
 /// What the connection starts with.
 enum Start {
     /// A header `len` bytes long.
@@ -153,6 +166,21 @@ mod tests {
         let (start, buf) = header_start(b"PROXY UNKNOWN\r\n");
         let arrival = decide(ProxyPolicy::Require, addr(PEER), start, buf).unwrap();
         assert_eq!(arrival.peer, addr(PEER));
+    }
+
+    #[test]
+    fn every_refusal_is_counted_under_a_known_reason() {
+        let refusals = [
+            HeaderRefusal::Timeout(Duration::from_secs(1)),
+            HeaderRefusal::Missing,
+            HeaderRefusal::NotAllowed,
+            HeaderRefusal::Invalid(ProxyHeaderError::TooLong),
+            HeaderRefusal::ClosedEarly,
+            HeaderRefusal::Io(io::ErrorKind::ConnectionReset.into()),
+        ];
+        for refusal in refusals {
+            assert!(crate::metrics::PROXY_HEADER_REFUSALS.contains(&refusal.reason()), "{refusal}");
+        }
     }
 
     #[test]

@@ -140,6 +140,17 @@ fn closes_within(tcp: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// `ringproxy_proxy_protocol_refused_total{reason}` now.
+fn refused(proxy: &Proxy, reason: &str) -> String {
+    let exposition = ringproxy::metrics::export::render(
+        proxy.server().registry(),
+        &ringproxy::metrics::process::ProcessStats::default(),
+    );
+    let sample = format!("ringproxy_proxy_protocol_refused_total{{reason=\"{reason}\"}} ");
+    let line = exposition.lines().find(|l| l.starts_with(&sample));
+    line.map(|l| l[sample.len()..].to_string()).unwrap_or_else(|| panic!("{exposition}"))
+}
+
 /// Whether a request after `prefix` reaches the origin as `path` (the connection may also be
 /// refused: then it does not).
 fn served_after(proxy: &Proxy, origin: &Origin, prefix: &[u8], path: &str) -> bool {
@@ -238,6 +249,7 @@ per_driver! {
         // 127.0.0.1 is denied: a header closes the connection, none is served as itself.
         assert!(closes_after(proxy.addr(), &v2(CLIENT, &proxy), IO_TIMEOUT));
         assert!(origin.requests().is_empty());
+        assert_eq!(refused(&proxy, "not_allowed"), "1");
         let mut plain = proxy.connect();
         get_ok(&proxy, &mut plain, "/denied-without-header");
         let seen = received(&origin, "/denied-without-header");
@@ -311,6 +323,7 @@ per_driver! {
             assert!(took >= Duration::from_millis(350), "{what}: closed after {took:?}");
             assert!(took < Duration::from_secs(3), "{what}: closed only after {took:?}");
         }
+        assert_eq!(refused(&proxy, "timeout"), "2");
         // While those waited, others were served.
         let mut conn = proxy.connect_after(&v2(CLIENT, &proxy));
         get_ok(&proxy, &mut conn, "/in-time");
@@ -343,6 +356,7 @@ per_driver! {
             assert!(closes_after(proxy.addr(), &request, IO_TIMEOUT), "{what}: still open");
         }
         assert!(origin.requests().is_empty(), "a broken header's request reached the origin");
+        assert_eq!(refused(&proxy, "malformed"), broken.len().to_string());
         let mut conn = proxy.connect_after(&v2(CLIENT, &proxy));
         get_ok(&proxy, &mut conn, "/fine");
     }
