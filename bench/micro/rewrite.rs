@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         request: &request,
         client_ip: "192.0.2.7".parse().unwrap(),
         client_port: 50000,
+        trusted_proxy: false,
         scheme: "https",
         upstream_hostport: "localhost:3001",
         strip_prefixes: &[],

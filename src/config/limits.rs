@@ -47,6 +47,12 @@ pub const LARGEST_MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// Most header fields accepted in one request or response head.
 pub const MAX_HEADERS: usize = 128;
 
+/// Time a peer has to send its whole PROXY protocol header when a listener reads one; a peer
+/// that is slower is closed. Caddy documents 5 s but passes 0 to go-proxyproto, which then
+/// applies its own 10 s default (also what Caddy's `timeout 0` gives).
+/// Caddyfile: `servers { listener_wrappers { proxy_protocol { timeout <d> } tls } }`.
+pub const DEFAULT_PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Time allowed for a TLS handshake before the connection is closed.
 /// Caddyfile: `servers { timeouts { tls_handshake <d> } }` (ringproxy extension).
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -36,10 +36,11 @@ mod syntax;
 mod units;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::net::ip_range::{self, IpRange};
 pub use parse::{parse_bytes, parse_caddyfile, parse_file, ParseOptions};
 
 /// The Caddyfile used by `ringproxy run` when no `--config` is given and no `./Caddyfile`
@@ -113,6 +114,85 @@ pub struct Globals {
     pub limits: limits::Limits,
     /// `limits { max_connections N  max_connections_per_ip N }`.
     pub caps: limits::ConnectionCaps,
+    /// `servers { listener_wrappers { proxy_protocol { … } tls } }`: every listener reads a
+    /// PROXY protocol header first. `None`: no listener does.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// `servers { trusted_proxies …  trusted_proxies_strict  client_ip_headers … }`.
+    pub client_ip: ClientIp,
+}
+
+/// How listeners read the PROXY protocol header (`proxy_protocol { … }` in Caddy's
+/// `listener_wrappers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// How long a peer may take to send its whole header before it is closed.
+    pub timeout: Duration,
+    /// Peers whose header is used ([`ProxyPolicy::Use`]).
+    pub allow: Vec<IpRange>,
+    /// Peers that may not send a header ([`ProxyPolicy::Reject`]); wins over `allow`.
+    pub deny: Vec<IpRange>,
+    /// The policy for peers in neither list.
+    pub fallback_policy: ProxyPolicy,
+}
+
+/// What a listener does with a peer's PROXY header: go-proxyproto's policies, which Caddy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyPolicy {
+    /// A header is optional; when present its source address becomes the peer.
+    Use,
+    /// A header is optional and read, but the real peer address stands.
+    Ignore,
+    /// A header closes the connection; without one the connection is served.
+    Reject,
+    /// Without a header the connection is closed; with one, its source address is the peer.
+    Require,
+    /// No header is looked for: the connection's bytes are served as they come.
+    Skip,
+}
+
+impl ProxyPolicy {
+    /// Every policy with its Caddyfile name, in Caddy's order.
+    pub const NAMES: [(&'static str, ProxyPolicy); 5] = [
+        ("ignore", ProxyPolicy::Ignore),
+        ("use", ProxyPolicy::Use),
+        ("reject", ProxyPolicy::Reject),
+        ("require", ProxyPolicy::Require),
+        ("skip", ProxyPolicy::Skip),
+    ];
+}
+
+impl ProxyProtocol {
+    /// The policy for a connection from `peer`, decided as Caddy does: `deny` first, then
+    /// `allow`, then the fallback.
+    pub fn policy_for(&self, peer: IpAddr) -> ProxyPolicy {
+        if ip_range::any_contains(&self.deny, peer) {
+            ProxyPolicy::Reject
+        } else if ip_range::any_contains(&self.allow, peer) {
+            ProxyPolicy::Use
+        } else {
+            self.fallback_policy
+        }
+    }
+}
+
+/// Which peers are trusted proxies and how the client's address is read from what they send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientIp {
+    /// `trusted_proxies static …`: X-Forwarded-* from these peers are kept (X-Forwarded-For
+    /// appended to) and the client IP is read from [`ClientIp::headers`].
+    pub trusted_proxies: Vec<IpRange>,
+    /// `trusted_proxies_strict`: the client is the first untrusted address from the right of
+    /// the headers' list, not the leftmost.
+    pub strict: bool,
+    /// `client_ip_headers`, in order; empty means `X-Forwarded-For` (Caddy's default).
+    pub headers: Vec<String>,
+}
+
+impl ClientIp {
+    /// Whether `peer` is a trusted proxy.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        ip_range::any_contains(&self.trusted_proxies, peer)
+    }
 }
 
 impl Default for Globals {
@@ -134,6 +214,8 @@ impl Default for Globals {
             acme_challenges: Vec::new(),
             limits: limits::Limits::default(),
             caps: limits::ConnectionCaps::default(),
+            proxy_protocol: None,
+            client_ip: ClientIp::default(),
         }
     }
 }

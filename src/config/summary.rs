@@ -7,9 +7,48 @@
 use std::fmt::Write;
 
 use super::{
-    AutoHttps, Config, Handler, HeaderTest, HostPattern, ListenerKind, Matcher, PathPattern, Route,
-    Template, TemplatePart, TlsPolicy, ValuePattern,
+    AutoHttps, Config, Handler, HeaderTest, HostPattern, ListenerKind, Matcher, PathPattern,
+    ProxyPolicy, Route, Template, TemplatePart, TlsPolicy, ValuePattern,
 };
+
+/// One line each for the PROXY protocol and trusted proxies, when configured.
+fn proxy_protocol_and_trusted_proxies(out: &mut String, config: &Config) {
+    let list = |ranges: &[crate::net::ip_range::IpRange]| {
+        let shown: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+        if shown.is_empty() {
+            "none".to_string()
+        } else {
+            shown.join(" ")
+        }
+    };
+    if let Some(pp) = &config.globals.proxy_protocol {
+        let policy = ProxyPolicy::NAMES
+            .iter()
+            .find(|(_, p)| *p == pp.fallback_policy)
+            .map_or("?", |(name, _)| name);
+        let _ = writeln!(
+            out,
+            "proxy_protocol: timeout {:?}, allow {}, deny {}, fallback_policy {policy}",
+            pp.timeout,
+            list(&pp.allow),
+            list(&pp.deny)
+        );
+    }
+    let client_ip = &config.globals.client_ip;
+    if !client_ip.trusted_proxies.is_empty() {
+        let headers = if client_ip.headers.is_empty() {
+            "X-Forwarded-For".to_string()
+        } else {
+            client_ip.headers.join(" ")
+        };
+        let _ = writeln!(
+            out,
+            "trusted_proxies: {}{}, client_ip_headers {headers}",
+            list(&client_ip.trusted_proxies),
+            if client_ip.strict { " (strict)" } else { "" }
+        );
+    }
+}
 
 /// Render sites, routes and upstreams, one screen.
 pub fn summary(config: &Config) -> String {
@@ -29,6 +68,7 @@ pub fn summary(config: &Config) -> String {
         if g.local_certs { ", local_certs" } else { "" },
         g.grace_period,
     );
+    proxy_protocol_and_trusted_proxies(&mut out, config);
     if config.listeners.is_empty() {
         let _ = writeln!(out, "listeners: none (no site blocks)");
     }
@@ -189,4 +229,36 @@ fn matcher(m: &Matcher) -> String {
         parts.push(format!("not({})", matcher(n)));
     }
     parts.join(" & ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::summary;
+    use crate::config::parse_caddyfile;
+
+    #[test]
+    fn the_proxy_protocol_and_trusted_proxies_are_summarized_only_when_set() {
+        let text = "{\n\tservers {\n\t\tlistener_wrappers {\n\t\t\tproxy_protocol {\n\
+                    \t\t\t\tallow 10.0.0.0/8\n\t\t\t}\n\t\t\ttls\n\t\t}\n\
+                    \t\ttrusted_proxies static 192.0.2.1\n\t\ttrusted_proxies_strict\n\t}\n}\n\
+                    :8080 {\n\trespond ok\n}\n";
+        let shown = summary(&parse_caddyfile(text, "Caddyfile", Path::new("/")).unwrap());
+        assert!(
+            shown.contains(
+                "proxy_protocol: timeout 10s, allow 10.0.0.0/8, deny none, fallback_policy ignore\n"
+            ),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "trusted_proxies: 192.0.2.1/32 (strict), client_ip_headers X-Forwarded-For\n"
+            ),
+            "{shown}"
+        );
+        let plain =
+            summary(&parse_caddyfile(":8080 {\n\trespond ok\n}\n", "C", Path::new("/")).unwrap());
+        assert!(!plain.contains("proxy_protocol") && !plain.contains("trusted_proxies"), "{plain}");
+    }
 }

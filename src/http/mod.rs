@@ -6,6 +6,7 @@
 //! the mapping of errors to answers (the connection driver does those).
 
 pub mod chunked;
+pub mod client_ip;
 pub mod head;
 pub mod path;
 pub mod request;

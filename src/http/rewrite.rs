@@ -83,16 +83,44 @@ pub fn write_request_head(ctx: &ForwardContext<'_>, ops: &[HeaderOp], out: &mut 
         out.extend_from_slice(b"Connection: Upgrade\r\n");
     }
     if !claimed_by_ops(ops, b"x-forwarded-for") {
-        let _ = write!(out, "X-Forwarded-For: {}\r\n", ctx.client_ip.to_canonical());
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if ctx.trusted_proxy {
+            write_prior_forwarded_for(head.values(buf, "x-forwarded-for"), out);
+        }
+        let _ = write!(out, "{}\r\n", ctx.client_ip.to_canonical());
     }
+    // A trusted proxy's own X-Forwarded-Proto/-Host (the last one, when not empty) stand.
+    let trusted_last = |name: &'static str| {
+        let last = head.values(buf, name).last().filter(|v| !v.is_empty());
+        last.filter(|_| ctx.trusted_proxy)
+    };
     if !claimed_by_ops(ops, b"x-forwarded-proto") {
-        write_field(out, b"X-Forwarded-Proto", ctx.scheme.as_bytes());
+        let proto = trusted_last("x-forwarded-proto").unwrap_or(ctx.scheme.as_bytes());
+        write_field(out, b"X-Forwarded-Proto", proto);
     }
-    if !head.host_port.is_empty() && !claimed_by_ops(ops, b"x-forwarded-host") {
-        write_field(out, b"X-Forwarded-Host", head.host_port.as_bytes());
+    if !claimed_by_ops(ops, b"x-forwarded-host") {
+        let host = trusted_last("x-forwarded-host").unwrap_or(head.host_port.as_bytes());
+        if !host.is_empty() {
+            write_field(out, b"X-Forwarded-Host", host);
+        }
     }
     apply_ops(ops, ctx, out);
     out.extend_from_slice(b"\r\n");
+}
+
+/// A trusted proxy's X-Forwarded-For values, joined as Caddy joins them (`, `), with the
+/// separator before our own entry; nothing when there are none or they are empty.
+fn write_prior_forwarded_for<'b>(values: impl Iterator<Item = &'b [u8]>, out: &mut Vec<u8>) {
+    let start = out.len();
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(value);
+    }
+    if out.len() > start {
+        out.extend_from_slice(b", ");
+    }
 }
 
 /// Write the head to send to the client into `out`: hop-by-hop fields removed (except the
@@ -278,6 +306,7 @@ mod tests {
             request,
             client_ip: IP.parse().unwrap(),
             client_port: 54321,
+            trusted_proxy: false,
             scheme: "https",
             upstream_hostport: "localhost:8080",
             strip_prefixes: prefixes,
@@ -302,6 +331,41 @@ mod tests {
 
     fn upstream_head(raw: &[u8], ops: &[HeaderOp]) -> String {
         upstream_head_from(raw, ops, IP)
+    }
+
+    fn upstream_head_via_trusted_proxy(raw: &[u8]) -> String {
+        let request = request(raw);
+        let ctx = ForwardContext { trusted_proxy: true, ..ctx(&request, &[]) };
+        let mut out = Vec::new();
+        write_request_head(&ctx, &[], &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_trusted_proxys_forwarded_fields_are_kept_and_x_forwarded_for_appended_to() {
+        let out = upstream_head_via_trusted_proxy(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.5, 10.0.0.9\r\n\
+              X-Forwarded-Proto: http\r\nX-Forwarded-For: 10.0.0.8\r\n\
+              X-Forwarded-Host: outside.example\r\nX-Forwarded-Proto: https\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.5, 10.0.0.9, 10.0.0.8, \
+                 {IP}\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: outside.example\r\n\r\n"
+            )
+        );
+        // Nothing (or nothing but empty values) sent: ours, as for anyone.
+        let out = upstream_head_via_trusted_proxy(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Proto:\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {IP}\r\n\
+                 X-Forwarded-Proto: https\r\nX-Forwarded-Host: a\r\n\r\n"
+            )
+        );
     }
 
     fn upstream_head_from(raw: &[u8], ops: &[HeaderOp], client_ip: &str) -> String {

@@ -20,8 +20,12 @@ use crate::config::{Placeholder, Template, TemplatePart};
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardContext<'a> {
     pub request: &'a Request,
+    /// The connection's peer (the PROXY protocol's source address when a header carried one):
+    /// what `{remote_host}` shows and X-Forwarded-For ends with.
     pub client_ip: IpAddr,
     pub client_port: u16,
+    /// The peer is one of `trusted_proxies`: the X-Forwarded-* it sent are kept.
+    pub trusted_proxy: bool,
     /// `http` or `https`: the scheme the client used to reach us.
     pub scheme: &'static str,
     /// The upstream chosen for this request, as configured (`localhost:8080`).
@@ -88,6 +92,7 @@ mod tests {
             request,
             client_ip: "192.0.2.7".parse().unwrap(),
             client_port: 54321,
+            trusted_proxy: false,
             scheme: "https",
             upstream_hostport: "localhost:8080",
             strip_prefixes: prefixes,

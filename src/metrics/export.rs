@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::names::{self, Family};
 use super::process::ProcessStats;
-use super::{Counter, Registry, WorkerMetrics, DURATION_BUCKETS, FIRST_STATUS};
+use super::{
+    Counter, Registry, WorkerMetrics, DURATION_BUCKETS, FIRST_STATUS, PROXY_HEADER_REFUSALS,
+};
 
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -109,6 +111,12 @@ fn render_data_path(workers: &[std::sync::Arc<WorkerMetrics>], out: &mut String)
         names::CONNECTIONS_SHED.name,
         sum(workers, |w| &w.shed_idle_connections)
     );
+    header(out, names::PROXY_PROTOCOL_REFUSED);
+    let name = names::PROXY_PROTOCOL_REFUSED.name;
+    for (i, reason) in PROXY_HEADER_REFUSALS.iter().enumerate() {
+        let refused = sum(workers, |w| &w.proxy_header_refused[i]);
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {refused}");
+    }
 
     header(out, names::TLS_HANDSHAKES);
     let name = names::TLS_HANDSHAKES.name;

@@ -138,7 +138,14 @@ pub struct WorkerMetrics {
     pub refused_per_ip: Counter,
     /// Idle keep-alive connections closed because accept ran out of descriptors.
     pub shed_idle_connections: Counter,
+    /// Connections closed while their PROXY header was read, by [`PROXY_HEADER_REFUSALS`].
+    pub proxy_header_refused: [Counter; PROXY_HEADER_REFUSALS.len()],
 }
+
+/// Why a connection was closed while its PROXY protocol header was read: the `reason` label
+/// of `ringproxy_proxy_protocol_refused_total`, indexing `proxy_header_refused`.
+pub const PROXY_HEADER_REFUSALS: [&str; 5] =
+    ["timeout", "missing", "not_allowed", "malformed", "closed"];
 
 impl Default for WorkerMetrics {
     fn default() -> Self {
@@ -156,6 +163,7 @@ impl Default for WorkerMetrics {
             refused_max_connections: Counter::default(),
             refused_per_ip: Counter::default(),
             shed_idle_connections: Counter::default(),
+            proxy_header_refused: std::array::from_fn(|_| Counter::default()),
         }
     }
 }

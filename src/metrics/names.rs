@@ -51,6 +51,11 @@ pub const CONNECTIONS_SHED: Family = family(
     "counter",
     "Idle keep-alive client connections closed to make room when accept ran out of file descriptors.",
 );
+pub const PROXY_PROTOCOL_REFUSED: Family = family(
+    "ringproxy_proxy_protocol_refused_total",
+    "counter",
+    "Client connections closed while their PROXY protocol header was read, by reason (timeout, missing, not_allowed, malformed, closed).",
+);
 pub const LOG_LINES_DROPPED: Family = family(
     "ringproxy_access_log_lines_dropped_total",
     "counter",
@@ -96,7 +101,7 @@ pub const PROCESS_START_TIME: Family = family(
 );
 
 /// Every family, in exposition order.
-pub const ALL: [Family; 19] = [
+pub const ALL: [Family; 20] = [
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,
     WEBSOCKETS_OPEN,
@@ -104,6 +109,7 @@ pub const ALL: [Family; 19] = [
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED,
     CONNECTIONS_SHED,
+    PROXY_PROTOCOL_REFUSED,
     TLS_HANDSHAKES,
     LOG_LINES_DROPPED,
     UPSTREAM_HEALTHY,

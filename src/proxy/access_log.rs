@@ -1,6 +1,9 @@
 //! The `log` directive: one JSON line per request, in the spirit of Caddy's access log
 //! (`http.log.access`), to stdout, stderr or a file.
 //!
+//! `remote_ip` is the connection's peer (the PROXY protocol's source address when a header
+//! carried one); `client_ip` is who the trusted proxies say the client is (`http::client_ip`).
+//!
 //! This module formats the line; the worker's log buffer (`logs::WorkerLog`) takes it and a
 //! log-writer thread writes it, so a slow disk never stalls a connection.
 
@@ -9,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::ConnCtx;
 use crate::config::{AccessLog, LogFormat, LogOutput};
+use crate::http::client_ip::client_ip;
 use crate::http::head::Version;
 use crate::http::request::Request;
 
@@ -39,8 +43,17 @@ pub fn write(
             line.push_str("{\"level\":\"info\",\"ts\":");
             let _ = write!(line, "{now:.6}");
             line.push_str(",\"logger\":\"http.log.access\",\"msg\":\"handled request\",\"request\":{\"remote_ip\":");
-            json_string(&mut line, &ctx.peer.ip().to_string());
-            let _ = write!(line, ",\"remote_port\":\"{}\",\"proto\":", ctx.peer.port());
+            // A dual-stack listener's `::ffff:a.b.c.d` is logged as the IPv4 address it is.
+            json_string(&mut line, &ctx.peer.ip().to_canonical().to_string());
+            let _ = write!(line, ",\"remote_port\":\"{}\",\"client_ip\":", ctx.peer.port());
+            let client = client_ip(
+                &ctx.snapshot.config.globals.client_ip,
+                ctx.peer.ip(),
+                &request.head().headers,
+                request.head_bytes(),
+            );
+            json_string(&mut line, &client.to_canonical().to_string());
+            line.push_str(",\"proto\":");
             json_string(&mut line, proto);
             line.push_str(",\"method\":");
             json_string(&mut line, &method);
@@ -58,7 +71,7 @@ pub fn write(
             let _ = write!(
                 line,
                 "{now:.3}\t{} {} {} {} {}\t{status}\t{bytes}\t{:.6}s",
-                ctx.peer.ip(),
+                ctx.peer.ip().to_canonical(),
                 method,
                 host,
                 uri,

@@ -59,9 +59,15 @@ impl RequestView for Request {
 }
 
 /// Serve one client connection until it closes, errs, or upgrades and the relay ends.
-pub async fn serve<S: Stream + 'static>(client: S, mut ctx: ConnCtx) {
+pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
+    serve_after(client, ctx, Vec::new()).await
+}
+
+/// [`serve`] a connection whose first bytes were already read off it (`already_read`: what
+/// followed its PROXY protocol header); they are the start of its first request.
+pub async fn serve_after<S: Stream + 'static>(client: S, mut ctx: ConnCtx, already_read: Vec<u8>) {
     let client = WriteStall::new(client, ctx.snapshot.config.globals.limits.write_timeout);
-    let mut buf: Vec<u8> = Vec::new();
+    let mut buf: Vec<u8> = already_read;
     let mut first = true;
     loop {
         let limits = &ctx.snapshot.config.globals.limits;

@@ -93,6 +93,7 @@ impl ConnCtx {
             request,
             client_ip: self.peer.ip(),
             client_port: self.peer.port(),
+            trusted_proxy: self.snapshot.config.globals.client_ip.trusts(self.peer.ip()),
             scheme: self.scheme,
             upstream_hostport: upstream,
             strip_prefixes,

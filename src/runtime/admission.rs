@@ -61,25 +61,21 @@ impl Admission {
 
     /// Count a new connection from `ip`, or say which cap it would break.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+        let mut admitted = self.admit_unplaced()?;
+        admitted.place(ip)?;
+        Ok(admitted)
+    }
+
+    /// Count a new connection under the total cap only, before its address is known (a PROXY
+    /// header still to be read): it holds its place in the total while it waits, and
+    /// [`Admitted::place`] counts it for its address afterwards.
+    pub fn admit_unplaced(self: &Arc<Self>) -> Result<Admitted, Refusal> {
         let max_total = self.max_total.load(Ordering::Relaxed);
         if self.total.fetch_add(1, Ordering::AcqRel) >= max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::MaxConnections);
         }
-        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
-        if max_per_ip == UNCAPPED {
-            return Ok(Admitted { admission: self.clone(), ip: None });
-        }
-        let ip = canonical(ip);
-        let mut shard = self.shard(ip);
-        let count = shard.entry(ip).or_insert(0);
-        if *count >= max_per_ip {
-            drop(shard);
-            self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::MaxConnectionsPerIp);
-        }
-        *count += 1;
-        Ok(Admitted { admission: self.clone(), ip: Some(ip) })
+        Ok(Admitted { admission: self.clone(), ip: None })
     }
 
     fn shard(&self, ip: IpAddr) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
@@ -102,6 +98,31 @@ impl Admission {
 /// A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`; count them as IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
+}
+
+impl Admitted {
+    /// Count the connection for `ip` under the per-IP cap (once; a second call is ignored).
+    /// On refusal the connection keeps only its place in the total, which dropping releases.
+    pub fn place(&mut self, ip: IpAddr) -> Result<(), Refusal> {
+        let max_per_ip = self.admission.max_per_ip.load(Ordering::Relaxed);
+        if max_per_ip == UNCAPPED || self.ip.is_some() {
+            return Ok(());
+        }
+        let ip = canonical(ip);
+        let mut shard = self.admission.shard(ip);
+        let count = shard.entry(ip).or_insert(0);
+        if *count >= max_per_ip {
+            // A cap of 0 refuses everyone: leave no empty entry behind for the address.
+            if *count == 0 {
+                shard.remove(&ip);
+            }
+            return Err(Refusal::MaxConnectionsPerIp);
+        }
+        *count += 1;
+        drop(shard);
+        self.ip = Some(ip);
+        Ok(())
+    }
 }
 
 impl Drop for Admitted {
@@ -152,6 +173,25 @@ mod tests {
         drop(first);
         assert!(admission.per_ip.iter().all(|s| !s.lock().unwrap().contains_key(&ip("192.0.2.7"))));
         assert!(admission.admit(ip("192.0.2.7")).is_ok());
+    }
+
+    #[test]
+    fn an_unplaced_connection_holds_its_total_place_and_is_capped_by_the_address_it_gets() {
+        let admission = Arc::new(Admission::default());
+        admission.set(ConnectionCaps { max_connections: Some(2), max_connections_per_ip: Some(1) });
+        let mut waiting = admission.admit_unplaced().unwrap();
+        let _other = admission.admit(ip("192.0.2.1")).unwrap();
+        // The one waiting for its header still counts against the total.
+        assert_eq!(admission.admit_unplaced().unwrap_err(), Refusal::MaxConnections);
+        assert_eq!(waiting.place(ip("192.0.2.1")).unwrap_err(), Refusal::MaxConnectionsPerIp);
+        assert_eq!(admission.open(), 2);
+        drop(waiting);
+        assert_eq!(admission.open(), 1);
+        let mut placed = admission.admit_unplaced().unwrap();
+        placed.place(ip("192.0.2.2")).unwrap();
+        assert_eq!(admission.admit(ip("192.0.2.2")).unwrap_err(), Refusal::MaxConnections);
+        drop(placed);
+        assert!(admission.admit(ip("192.0.2.2")).is_ok());
     }
 
     #[test]

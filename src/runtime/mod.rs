@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod admission;
 pub mod idle;
+pub mod proxy_header;
 pub mod signal;
 pub mod worker;
 

@@ -145,16 +145,33 @@ impl TlsAcceptor {
         sock: PlainStream,
         handshake_timeout: Duration,
     ) -> Result<TlsStream, TlsAcceptError> {
-        match monoio::time::timeout(handshake_timeout, self.handshake(sock)).await {
+        self.accept_after(sock, &[], handshake_timeout).await
+    }
+
+    /// [`TlsAcceptor::accept`] for a connection whose first bytes were already read off the
+    /// socket (what followed a PROXY protocol header): they are handled as if read now.
+    pub async fn accept_after(
+        &self,
+        sock: PlainStream,
+        already_read: &[u8],
+        handshake_timeout: Duration,
+    ) -> Result<TlsStream, TlsAcceptError> {
+        match monoio::time::timeout(handshake_timeout, self.handshake(sock, already_read)).await {
             Ok(result) => result,
             Err(_) => Err(TlsAcceptError::Timeout),
         }
     }
 
-    async fn handshake(&self, sock: PlainStream) -> Result<TlsStream, TlsAcceptError> {
+    async fn handshake(
+        &self,
+        sock: PlainStream,
+        already_read: &[u8],
+    ) -> Result<TlsStream, TlsAcceptError> {
         let fd = sock.fd();
         let mut head = [0u8; SNIFF_LEN];
-        let mut have = 0;
+        let mut have = already_read.len().min(SNIFF_LEN);
+        head[..have].copy_from_slice(&already_read[..have]);
+        let mut rest = &already_read[have..];
         loop {
             match sniff(&head[..have]) {
                 Sniffed::Tls => break,
@@ -181,6 +198,9 @@ impl TlsAcceptor {
         let mut sniffed = &head[..have];
         while !sniffed.is_empty() {
             acceptor.read_tls(&mut sniffed)?;
+        }
+        while !rest.is_empty() {
+            acceptor.read_tls(&mut rest)?;
         }
         let accepted = loop {
             match acceptor.accept() {

@@ -20,6 +20,7 @@ mod headers;
 mod idle_memory;
 mod no_spin;
 mod operations;
+mod proxy_protocol;
 mod redirect;
 mod reload;
 mod routing;

@@ -67,6 +67,12 @@ pub(super) struct ParsedGlobals {
 pub(super) struct GlobalLines {
     pub http_port: Option<usize>,
     pub https_port: Option<usize>,
+    pub listener_wrappers: Option<usize>,
+    pub proxy_protocol: Option<usize>,
+    /// A `proxy_protocol` with no `tls` after it: in Caddy, TLS listeners then expect the
+    /// header inside TLS, which ringproxy does not do.
+    pub proxy_protocol_inside_tls: Option<usize>,
+    pub trusted_proxies: Option<usize>,
 }
 
 impl Parser<'_> {

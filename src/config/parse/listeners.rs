@@ -73,6 +73,17 @@ impl Parser<'_> {
             l.sites.sort_by_key(site_class);
         }
         listeners.sort_by_key(|l| l.bind.port());
+        if let Some(line) = parsed.lines.proxy_protocol_inside_tls {
+            if listeners.iter().any(|l| l.kind == ListenerKind::Tls) {
+                return Err(self.err(
+                    line,
+                    "proxy_protocol without 'tls' after it in listener_wrappers means the \
+                     PROXY header comes inside TLS on HTTPS listeners, which ringproxy does not \
+                     support; list 'tls' after proxy_protocol (the header comes before the TLS \
+                     handshake)",
+                ));
+            }
+        }
         Ok(listeners)
     }
 

@@ -7,12 +7,13 @@
 //! of hanging.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use socket2::{Domain, Socket, Type};
 
 use super::net::IO_TIMEOUT;
 use super::payload::Hasher;
@@ -49,7 +50,36 @@ impl ClientStream {
         server_name: &str,
         config: &Arc<ClientConfig>,
     ) -> io::Result<ClientStream> {
-        let tcp = tcp_connect(addr)?;
+        Self::try_connect_tls_after(addr, &[], server_name, config)
+    }
+
+    /// A plaintext connection whose first bytes are `prefix` (a PROXY protocol header).
+    pub fn connect_plain_after(addr: SocketAddr, prefix: &[u8]) -> ClientStream {
+        let mut stream = tcp_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.write_all(prefix).unwrap_or_else(|e| panic!("send to {addr}: {e}"));
+        ClientStream::Plain(stream)
+    }
+
+    /// [`ClientStream::try_connect_tls`] after sending `prefix` in the clear (a PROXY protocol
+    /// header, which comes before the ClientHello).
+    pub fn try_connect_tls_after(
+        addr: SocketAddr,
+        prefix: &[u8],
+        server_name: &str,
+        config: &Arc<ClientConfig>,
+    ) -> io::Result<ClientStream> {
+        let mut tcp = tcp_connect(addr)?;
+        tcp.write_all(prefix)?;
+        ClientStream::tls_over(tcp, server_name, config)
+    }
+
+    /// A TLS client over an established TCP connection (one bound to a chosen source address,
+    /// say); the handshake completes here.
+    pub fn tls_over(
+        tcp: TcpStream,
+        server_name: &str,
+        config: &Arc<ClientConfig>,
+    ) -> io::Result<ClientStream> {
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
@@ -99,6 +129,19 @@ impl ClientStream {
             }
         }
     }
+}
+
+/// A TCP connection to `addr` from `source` (a second loopback address such as 127.0.0.2, so
+/// a client's address differs from a balancer's 127.0.0.1), with the usual test timeouts.
+pub fn tcp_connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
 }
 
 fn tcp_connect(addr: SocketAddr) -> io::Result<TcpStream> {

@@ -7,6 +7,7 @@
 pub mod acme;
 pub mod binary;
 pub mod client;
+pub mod haproxy;
 pub mod net;
 pub mod origin;
 pub mod payload;

@@ -317,6 +317,37 @@ impl Proxy {
         HttpConn::new(self.stream())
     }
 
+    /// A new client connection over the setup's leg that sends `prefix` first, in the clear
+    /// (a PROXY protocol header). `Err` when the TLS handshake after it fails.
+    pub fn try_stream_after(&self, prefix: &[u8]) -> std::io::Result<ClientStream> {
+        match &self.tls {
+            None => Ok(ClientStream::connect_plain_after(self.addr(), prefix)),
+            Some(tls) => {
+                ClientStream::try_connect_tls_after(self.addr(), prefix, TLS_NAME, &tls.client)
+            }
+        }
+    }
+
+    /// A client connection over the setup's leg to `addr` (a balancer in front of the proxy)
+    /// from the local address `source`.
+    pub fn connect_via(&self, addr: SocketAddr, source: IpAddr) -> HttpConn {
+        let tcp = super::client::tcp_connect_from(source, addr)
+            .unwrap_or_else(|e| panic!("connect to {addr} from {source}: {e}"));
+        let stream = match &self.tls {
+            None => ClientStream::Plain(tcp),
+            Some(tls) => ClientStream::tls_over(tcp, TLS_NAME, &tls.client)
+                .unwrap_or_else(|e| panic!("TLS to {addr} from {source}: {e}")),
+        };
+        HttpConn::new(stream)
+    }
+
+    /// [`Proxy::try_stream_after`] as an HTTP connection; panics if TLS fails.
+    pub fn connect_after(&self, prefix: &[u8]) -> HttpConn {
+        let stream =
+            self.try_stream_after(prefix).unwrap_or_else(|e| panic!("TLS after prefix: {e}"));
+        HttpConn::new(stream)
+    }
+
     /// `Host` value clients send by default (on the TLS leg, the certificate's name).
     pub fn host(&self) -> String {
         match self.leg {
