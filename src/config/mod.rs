@@ -31,6 +31,7 @@ mod matcher;
 pub mod parse;
 mod placeholder;
 pub mod route;
+mod sources;
 pub mod summary;
 mod syntax;
 mod units;

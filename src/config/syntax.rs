@@ -2,15 +2,27 @@
 //! and, inside them, directives with arguments and nested blocks.
 //!
 //! Owns the structural rules Caddy enforces (a `{` ends its line, a `}` stands on a line of its
-//! own, braces balance) and `import` of snippets defined earlier in the same file, with
-//! `{args[N]}` substitution and cycle detection. It knows nothing about what a directive means;
-//! `parse` does.
+//! own, braces balance) and `import`: of snippets defined earlier, and of files and globs
+//! (relative to the importing file, read through [`FileAccess`]), with `{args[N]}`
+//! substitution and cycle detection. It knows nothing about what a directive means; `parse`
+//! does.
 
 use super::limits;
 use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use super::lexer::Token;
+use super::lexer::{self, Token};
+use super::sources::Sources;
 use super::ConfigError;
+
+/// How imports reach files: the parse options' hooks (the real file system, unless a caller
+/// such as a fuzz target replaces it).
+pub(crate) struct FileAccess<'o> {
+    pub env: &'o dyn Fn(&str) -> Option<String>,
+    pub read_file: &'o dyn Fn(&Path) -> io::Result<Vec<u8>>,
+    pub list_dir: &'o dyn Fn(&Path) -> io::Result<Vec<PathBuf>>,
+}
 
 /// A parsed Caddyfile, before any meaning is given to directives.
 #[derive(Debug, Default)]
@@ -49,34 +61,54 @@ impl Directive {
     }
 }
 
-/// Builds the [`Document`] for `tokens` lexed from `file`.
+/// Builds the [`Document`] for `tokens` lexed from the main file of `sources`, whose last line
+/// is `last_line`; imported files are registered in `sources`.
 pub(crate) fn parse_document(
     tokens: Vec<Token>,
-    file: &str,
+    sources: &mut Sources,
     last_line: usize,
+    files: FileAccess<'_>,
 ) -> Result<Document, ConfigError> {
     let mut p = Structure {
         tokens,
         pos: 0,
-        file,
+        sources,
+        files,
         last_line,
         snippets: HashMap::new(),
         depth: 0,
-        frames: vec![Frame { snippet: String::new(), parent: None }],
+        frames: vec![Frame { imported: Imported::Snippet(String::new()), parent: None }],
     };
     p.document()
 }
 
 struct Frame {
-    snippet: String,
+    imported: Imported,
     parent: Option<u32>,
 }
 
-struct Structure<'f> {
+/// What an import expansion brought in.
+#[derive(PartialEq)]
+enum Imported {
+    Snippet(String),
+    File(PathBuf),
+}
+
+impl Imported {
+    fn describe(&self) -> String {
+        match self {
+            Imported::Snippet(name) => name.clone(),
+            Imported::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+struct Structure<'s> {
     tokens: Vec<Token>,
     pos: usize,
-    file: &'f str,
-    /// The file's last line, for errors at the end of the input.
+    sources: &'s mut Sources,
+    files: FileAccess<'s>,
+    /// The main file's last line, for errors at the end of the input.
     last_line: usize,
     snippets: HashMap<String, Vec<Token>>,
     /// Import expansions, indexed by `Token::frame`; frame 0 is the file itself.
@@ -87,7 +119,7 @@ struct Structure<'f> {
 
 impl Structure<'_> {
     fn err(&self, line: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.to_string(), line, message: message.into() }
+        self.sources.error(line, message)
     }
 
     fn peek(&self) -> Option<&Token> {
@@ -433,27 +465,131 @@ impl Structure<'_> {
             ));
         }
         let name = name_token.text.as_str();
-        let Some(body) = self.snippets.get(name) else {
-            let message = if name.contains(['/', '.', '*']) {
-                format!(
-                    "importing files is not supported by ringproxy: '{name}' (supported: \
-                     snippets defined earlier in this file)"
-                )
-            } else {
-                format!(
-                    "snippet '{name}' is not defined (define (name) {{ ... }} before importing it)"
-                )
-            };
-            return Err(self.err(name_token.line, message));
+        let args: Vec<&str> = line[2..].iter().map(|t| t.text.as_str()).collect();
+        let Some(body) = self.snippets.get(name).cloned() else {
+            // Not a snippet: a file or a glob, as in Caddy.
+            return self.import_files(import, name_token, &args);
         };
+        let imported = Imported::Snippet(name.to_string());
+        self.check_cycle(import, &imported)?;
+        self.check_size(import.line, body.len())?;
+        let frame_id = self.push_frame(import, imported)?;
+        let mut expanded = Vec::with_capacity(body.len());
+        for token in body {
+            let text = substitute_args(&token.text, &args)
+                .map_err(|message| self.err(token.line, message))?;
+            expanded.push(Token { text, frame: frame_id, ..token });
+        }
+        let at = self.pos;
+        self.tokens.splice(at..at, expanded);
+        Ok(())
+    }
 
-        let mut chain = vec![name.to_string()];
+    /// `import PATH|GLOB args…`: the tokens of each file, in name order, in place of the line.
+    fn import_files(
+        &mut self,
+        import: &Token,
+        name_token: &Token,
+        args: &[&str],
+    ) -> Result<(), ConfigError> {
+        let name = name_token.text.as_str();
+        let written = Path::new(name);
+        let pattern = if written.is_absolute() {
+            clean(written)
+        } else {
+            clean(&self.sources.dir_of(import.line).join(written))
+        };
+        let paths = match glob_parts(&pattern) {
+            Ok(None) => {
+                if (self.files.read_file)(&pattern)
+                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+                    && !name.contains(['/', '.', '*'])
+                {
+                    return Err(self.err(
+                        name_token.line,
+                        format!(
+                            "snippet '{name}' is not defined (define (name) {{ ... }} before \
+                             importing it)"
+                        ),
+                    ));
+                }
+                vec![pattern]
+            }
+            Ok(Some((dir, file_pattern))) => {
+                let listed = (self.files.list_dir)(&dir).map_err(|e| {
+                    self.err(
+                        name_token.line,
+                        format!("import {name}: cannot list {}: {e}", dir.display()),
+                    )
+                })?;
+                let importing = self.sources.path_of(import.line).map(Path::to_path_buf);
+                let mut matched: Vec<PathBuf> = listed
+                    .into_iter()
+                    .filter(|p| {
+                        p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| wildcard_match(file_pattern.as_bytes(), n.as_bytes()))
+                    })
+                    // A glob that matches the file it is written in does not import it again.
+                    .filter(|p| importing.as_deref() != Some(p.as_path()))
+                    .collect();
+                matched.sort();
+                if matched.is_empty() {
+                    // As Caddy: a glob may match nothing (an empty sites directory).
+                    let (file, line) = self.sources.locate(name_token.line);
+                    tracing::warn!("{file}:{line} - no files match import glob pattern {name}");
+                }
+                matched
+            }
+            Err(message) => return Err(self.err(name_token.line, message)),
+        };
+        let mut expanded = Vec::new();
+        for path in paths {
+            let imported = Imported::File(path.clone());
+            self.check_cycle(import, &imported)?;
+            let input = (self.files.read_file)(&path).map_err(|e| {
+                let message = if e.kind() == io::ErrorKind::NotFound {
+                    format!("file to import not found: {}", path.display())
+                } else {
+                    format!("cannot read the file to import {}: {e}", path.display())
+                };
+                self.err(name_token.line, message)
+            })?;
+            let shown = path.display().to_string();
+            let tokens = lexer::tokenize_with_env(&input, &shown, self.files.env)?;
+            self.check_size(import.line, expanded.len() + tokens.len())?;
+            let offset = self
+                .sources
+                .add_import(&path, lexer::line_count(&input))
+                .ok_or_else(|| self.err(import.line, "too many imports"))?;
+            let frame_id = self.push_frame(import, imported)?;
+            for token in tokens {
+                let line = token.line + offset;
+                let text = substitute_args(&token.text, args)
+                    .map_err(|message| self.err(line, message))?;
+                expanded.push(Token {
+                    text,
+                    line,
+                    end_line: token.end_line + offset,
+                    frame: frame_id,
+                    ..token
+                });
+            }
+        }
+        let at = self.pos;
+        self.tokens.splice(at..at, expanded);
+        Ok(())
+    }
+
+    /// An import of `imported` inside its own expansion is a cycle.
+    fn check_cycle(&self, import: &Token, imported: &Imported) -> Result<(), ConfigError> {
+        let mut chain = vec![imported.describe()];
         let mut frame = Some(import.frame);
         while let Some(f) = frame {
             let f = &self.frames[f as usize];
             if f.parent.is_some() {
-                chain.push(f.snippet.clone());
-                if f.snippet == name {
+                chain.push(f.imported.describe());
+                if f.imported == *imported {
                     chain.reverse();
                     return Err(
                         self.err(import.line, format!("import cycle: {}", chain.join(" -> ")))
@@ -462,10 +598,13 @@ impl Structure<'_> {
             }
             frame = f.parent;
         }
+        Ok(())
+    }
 
-        if self.tokens.len() + body.len() > limits::MAX_EXPANDED_TOKENS {
+    fn check_size(&self, line: usize, adding: usize) -> Result<(), ConfigError> {
+        if self.tokens.len() + adding > limits::MAX_EXPANDED_TOKENS {
             return Err(self.err(
-                import.line,
+                line,
                 format!(
                     "the configuration is too large after expanding imports (more than \
                      {} tokens)",
@@ -473,20 +612,90 @@ impl Structure<'_> {
                 ),
             ));
         }
-        let frame_id = u32::try_from(self.frames.len())
-            .map_err(|_| self.err(import.line, "too many imports"))?;
-        self.frames.push(Frame { snippet: name.to_string(), parent: Some(import.frame) });
-        let args: Vec<&str> = line[2..].iter().map(|t| t.text.as_str()).collect();
-        let mut expanded = Vec::with_capacity(body.len());
-        for token in body {
-            let text = substitute_args(&token.text, &args)
-                .map_err(|message| self.err(token.line, message))?;
-            expanded.push(Token { text, frame: frame_id, ..token.clone() });
-        }
-        let at = self.pos;
-        self.tokens.splice(at..at, expanded);
         Ok(())
     }
+
+    fn push_frame(&mut self, import: &Token, imported: Imported) -> Result<u32, ConfigError> {
+        let frame_id = u32::try_from(self.frames.len())
+            .map_err(|_| self.err(import.line, "too many imports"))?;
+        self.frames.push(Frame { imported, parent: Some(import.frame) });
+        Ok(frame_id)
+    }
+}
+
+/// `path` with `.` and `dir/..` removed, lexically, as Go's `filepath.Clean` (which Caddy's
+/// import uses): errors show `conf/proxy.caddy`, not `conf/sites/../proxy.caddy`, and one file
+/// reached by two spellings is still one file to the cycle check.
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                // `/..` is `/`.
+                Some(Component::RootDir) | Some(Component::Prefix(_)) => {}
+                _ => out.push(part),
+            },
+            _ => out.push(part),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
+}
+
+/// For a glob (wildcards in the file name), its directory and the file-name pattern; none for
+/// a plain path. Wildcards in a directory name are an error.
+fn glob_parts(pattern: &Path) -> Result<Option<(PathBuf, String)>, String> {
+    let is_wild = |s: &str| s.contains(['*', '?', '[']);
+    let file = pattern.file_name().and_then(|f| f.to_str()).unwrap_or("");
+    let dir = pattern.parent().unwrap_or(Path::new("."));
+    if dir.to_str().is_some_and(is_wild) {
+        return Err(format!(
+            "import {}: wildcards are supported in the file name only, not in directories",
+            pattern.display()
+        ));
+    }
+    if !is_wild(file) {
+        return Ok(None);
+    }
+    if file.contains('[') {
+        return Err(format!(
+            "import {}: character classes ([...]) are not supported by ringproxy (supported: \
+             * and ?)",
+            pattern.display()
+        ));
+    }
+    Ok(Some((dir.to_path_buf(), file.to_string())))
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of bytes and `?` any one byte (Go's
+/// `filepath.Match` without classes; a leading dot is not special, as in Go).
+fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    // Iterative, with one backtrack point: the last `*` seen.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((sp, sn)) = star {
+            p = sp + 1;
+            n = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 impl Token {
@@ -544,8 +753,126 @@ mod tests {
     use crate::config::lexer::{line_count, tokenize};
 
     fn doc(input: &str) -> Result<Document, String> {
+        doc_with_files(input, &[])
+    }
+
+    /// Parse `input` (the file `/cfg/Caddyfile`) where `files` are the only files that exist.
+    fn doc_with_files(input: &str, files: &[(&str, &str)]) -> Result<Document, String> {
         let tokens = tokenize(input.as_bytes(), "Caddyfile").map_err(|e| e.to_string())?;
-        parse_document(tokens, "Caddyfile", line_count(input.as_bytes())).map_err(|e| e.to_string())
+        let lines = line_count(input.as_bytes());
+        let mut sources = Sources::new("Caddyfile", Path::new("/cfg"), lines);
+        let files: Vec<(PathBuf, Vec<u8>)> =
+            files.iter().map(|(p, text)| (PathBuf::from(p), text.as_bytes().to_vec())).collect();
+        let read_file = |path: &Path| {
+            files
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, text)| text.clone())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        };
+        let list_dir = |dir: &Path| {
+            Ok(files
+                .iter()
+                .filter(|(p, _)| p.parent() == Some(dir))
+                .map(|(p, _)| p.clone())
+                .collect())
+        };
+        let access = FileAccess { env: &|_| None, read_file: &read_file, list_dir: &list_dir };
+        parse_document(tokens, &mut sources, lines, access).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_file_import_brings_its_sites_and_directives_with_args() {
+        let d = doc_with_files(
+            "import sites/*.caddy\nc.com {\n\timport common.caddy 9000\n}\n",
+            &[
+                ("/cfg/sites/b.caddy", "b.com {\n\trespond b\n}\n"),
+                ("/cfg/sites/a.caddy", "a.com {\n\trespond a\n}\n"),
+                ("/cfg/sites/notes.txt", "not imported"),
+                ("/cfg/common.caddy", "reverse_proxy localhost:{args[0]}\n"),
+            ],
+        )
+        .unwrap();
+        let keys: Vec<_> = d.sites.iter().map(|s| s.keys[0].text.as_str()).collect();
+        // Glob matches in name order.
+        assert_eq!(keys, ["a.com", "b.com", "c.com"]);
+        let proxy = &d.sites[2].body.items[0];
+        assert_eq!(
+            (proxy.name.text.as_str(), proxy.args[0].text.as_str()),
+            ("reverse_proxy", "localhost:9000")
+        );
+    }
+
+    #[test]
+    fn errors_in_an_imported_file_name_that_file_and_its_line() {
+        let e = doc_with_files(
+            "import sub/site.caddy\n",
+            &[("/cfg/sub/site.caddy", "a.com {\n\trespond a\n\t}\n}\n")],
+        )
+        .unwrap_err();
+        assert_eq!(e, "/cfg/sub/site.caddy:4 - Unexpected '}' because no matching opening brace");
+        // Relative imports resolve against the importing file's directory.
+        let d = doc_with_files(
+            "import sub/outer.caddy\n",
+            &[
+                ("/cfg/sub/outer.caddy", "import inner.caddy\n"),
+                ("/cfg/sub/inner.caddy", "a.com {\n}\n"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(d.sites.len(), 1);
+    }
+
+    #[test]
+    fn import_cycles_and_missing_files_are_errors() {
+        let e = doc_with_files(
+            "import a.caddy\n",
+            &[("/cfg/a.caddy", "import b.caddy\n"), ("/cfg/b.caddy", "import a.caddy\n")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "/cfg/b.caddy:1 - import cycle: /cfg/a.caddy -> /cfg/b.caddy -> /cfg/a.caddy"
+        );
+        let e = doc_with_files("import missing.caddy\n", &[]).unwrap_err();
+        assert_eq!(e, "Caddyfile:1 - file to import not found: /cfg/missing.caddy");
+        // A glob that matches nothing is allowed, as in Caddy.
+        assert!(doc_with_files("import empty/*\na.com {\n}\n", &[]).unwrap().sites.len() == 1);
+        let e = doc_with_files("import */x.caddy\n", &[]).unwrap_err();
+        assert!(e.contains("wildcards are supported in the file name only"), "{e}");
+    }
+
+    #[test]
+    fn import_paths_are_cleaned_lexically() {
+        for (path, want) in [
+            ("/cfg/sites/../proxy.caddy", "/cfg/proxy.caddy"),
+            ("/cfg/./a/./b", "/cfg/a/b"),
+            ("/../a", "/a"),
+            ("../a/../../b", "../../b"),
+            ("a/..", "."),
+        ] {
+            assert_eq!(clean(Path::new(path)), PathBuf::from(want), "{path}");
+        }
+    }
+
+    #[test]
+    fn wildcards_match_as_go_filepath_match_does_without_classes() {
+        for (pattern, name, want) in [
+            ("*.caddy", "a.caddy", true),
+            ("*.caddy", ".hidden.caddy", true),
+            ("*.caddy", "a.caddyfile", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*", "", true),
+            ("a*b*c", "aXbYbZc", true),
+            ("a*b*c", "aXbYbZ", false),
+        ] {
+            assert_eq!(
+                wildcard_match(pattern.as_bytes(), name.as_bytes()),
+                want,
+                "{pattern} {name}"
+            );
+        }
     }
 
     fn names(block: &Block) -> Vec<String> {
@@ -599,7 +926,7 @@ mod tests {
             ("a.com,b.com {\n}\n", "Caddyfile:1 - Site addresses cannot contain a comma ',': 'a.com,b.com' - put a space after the comma to separate site addresses"),
             ("(s) {\n}\n(s) {\n}\n", "Caddyfile:3 - redeclaration of previously declared snippet s"),
             ("a.com {\n import nope\n}\n", "Caddyfile:2 - snippet 'nope' is not defined (define (name) { ... } before importing it)"),
-            ("a.com {\n import sites/*.caddy\n}\n", "Caddyfile:2 - importing files is not supported by ringproxy: 'sites/*.caddy' (supported: snippets defined earlier in this file)"),
+            ("a.com {\n import sites/x.caddy\n}\n", "Caddyfile:2 - file to import not found: /cfg/sites/x.caddy"),
             ("(a) {\n import b\n}\n(b) {\n import a\n}\nx.com {\n import a\n}\n", "Caddyfile:5 - import cycle: a -> b -> a"),
             ("(a) {\n import a\n}\nx.com {\n import a\n}\n", "Caddyfile:2 - import cycle: a -> a"),
             ("x.com {\n}\n{\n}\n", "Caddyfile:3 - a block without site addresses is the global options block and must be the first block in the file"),

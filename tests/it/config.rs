@@ -23,6 +23,13 @@ const SEED_AUTH: &str = include_str!("config_cases/seed_auth.Caddyfile");
 
 // ---- helpers -------------------------------------------------------------------------------
 
+/// [`options`] with no file system: generated inputs that happen to say `import NAME` must not
+/// read whatever this machine has at that path.
+fn sealed_options() -> ParseOptions {
+    let refuse = || io::Error::new(io::ErrorKind::NotFound, "no files in this test");
+    options().with_files(move |_| Err(refuse()), move |_| Err(refuse()))
+}
+
 /// A fixed environment and a resolver that knows one name, so tests never touch DNS.
 fn options() -> ParseOptions {
     ParseOptions::default()
@@ -822,15 +829,46 @@ proptest! {
                 input.push(' ');
             }
         }
-        if let Err(e) = parse_bytes(input.as_bytes(), "Caddyfile", Path::new("/etc/caddy"), &options()) {
+        if let Err(e) = parse_bytes(input.as_bytes(), "Caddyfile", Path::new("/etc/caddy"), &sealed_options()) {
             assert_error_line_in_file(input.as_bytes(), e.line)?;
         }
     }
 
     #[test]
     fn the_parser_never_panics_on_arbitrary_bytes(input in proptest::collection::vec(any::<u8>(), 0..256)) {
-        if let Err(e) = parse_bytes(&input, "Caddyfile", Path::new("/etc/caddy"), &options()) {
+        if let Err(e) = parse_bytes(&input, "Caddyfile", Path::new("/etc/caddy"), &sealed_options()) {
             assert_error_line_in_file(&input, e.line)?;
         }
     }
+}
+
+#[test]
+fn imported_files_and_globs_resolve_against_the_importing_file_and_errors_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("sites")).unwrap();
+    std::fs::write(root.join("Caddyfile"), "{\n\tadmin off\n}\n\nimport sites/*.caddy\n").unwrap();
+    std::fs::write(
+        root.join("sites/stt.caddy"),
+        "stt.example.dev {\n\thandle /api/auth/* {\n\t\timport ../proxy.caddy 3001\n\t}\n\thandle {\n\t\timport ../proxy.caddy 8080\n\t}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("sites/README"), "not a Caddyfile").unwrap();
+    std::fs::write(root.join("proxy.caddy"), "reverse_proxy localhost:{args[0]}\n").unwrap();
+    let c = parse_file(&root.join("Caddyfile"), &options()).unwrap();
+    assert_eq!(proxied(&c, 443, "stt.example.dev", "/api/auth/login"), ["localhost:3001"]);
+    assert_eq!(proxied(&c, 443, "stt.example.dev", "/api/chat"), ["localhost:8080"]);
+    let s = summary(&c);
+    let site_file = root.join("sites/stt.caddy").display().to_string();
+    assert!(s.contains(&format!("site stt.example.dev ({site_file}:1")), "{s}");
+
+    // An error inside an imported file names that file and its own line.
+    std::fs::write(
+        root.join("proxy.caddy"),
+        "reverse_proxy localhost:{args[0]} {\n\tlb_policy nope\n}\n",
+    )
+    .unwrap();
+    let err = parse_file(&root.join("Caddyfile"), &options()).unwrap_err();
+    let proxy_file = root.join("proxy.caddy").display().to_string();
+    assert!(err.to_string().starts_with(&format!("{proxy_file}:2 - ")), "{err}");
 }

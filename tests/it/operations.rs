@@ -471,3 +471,34 @@ fn shutdown_delay_keeps_serving_before_the_graceful_stop() {
     );
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn sighup_re_reads_imported_files_and_an_error_in_one_names_that_file() {
+    let (admin, port) = (unassigned_port(), unassigned_port());
+    // An absolute glob, so the site file exists before the process starts.
+    let sites = tempfile::tempdir().unwrap();
+    let site = sites.path().join("main.caddy");
+    std::fs::write(&site, format!(":{port} {{\n\trespond \"one\" 200\n}}\n")).unwrap();
+    let main =
+        format!("{{\n\tadmin 127.0.0.1:{admin}\n}}\n\nimport {}/*.caddy\n", sites.path().display());
+    let mut proxy = Running::start(&main, &[]);
+    proxy.wait_listening(port);
+    assert_eq!(get(port, "x", "/").1, "one");
+
+    // Only the imported file changes; SIGHUP picks it up.
+    std::fs::write(&site, format!(":{port} {{\n\trespond \"two\" 200\n}}\n")).unwrap();
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(port, "x", "/").1 != "two" {
+        assert!(Instant::now() < deadline, "SIGHUP did not re-read the import:\n{}", proxy.log());
+        thread::sleep(Duration::from_millis(20));
+    }
+    // A broken imported file: its own name and line in the log, the running config stays.
+    std::fs::write(&site, format!(":{port} {{\n\trespond \"x\" 99\n}}\n")).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log(
+        &format!("{}:2 - invalid status code '99'", site.display()),
+        Duration::from_secs(5),
+    );
+    assert_eq!(get(port, "x", "/").1, "two");
+}

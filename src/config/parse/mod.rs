@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use super::address;
 use super::lexer::{self, Token};
+use super::sources::Sources;
 use super::syntax::{self, Directive};
 use super::units::parse_duration;
 use super::{Config, ConfigError, UpstreamSet};
@@ -51,7 +52,15 @@ use super::{Config, ConfigError, UpstreamSet};
 pub struct ParseOptions {
     env: Box<EnvLookup>,
     resolver: Box<Resolver>,
+    read_file: Box<ReadFile>,
+    list_dir: Box<ListDir>,
 }
+
+/// Reads a whole file (`import`).
+pub type ReadFile = dyn Fn(&Path) -> io::Result<Vec<u8>>;
+
+/// Lists the entries of a directory, as paths (`import` of a glob).
+pub type ListDir = dyn Fn(&Path) -> io::Result<Vec<std::path::PathBuf>>;
 
 /// Looks up an environment variable by name.
 pub type EnvLookup = dyn Fn(&str) -> Option<String>;
@@ -76,9 +85,30 @@ impl ParseOptions {
     }
 }
 
+impl ParseOptions {
+    /// Replaces how `import` reads files and lists directories (the real file system by
+    /// default); a fuzz target, for one, refuses both.
+    pub fn with_files(
+        mut self,
+        read_file: impl Fn(&Path) -> io::Result<Vec<u8>> + 'static,
+        list_dir: impl Fn(&Path) -> io::Result<Vec<std::path::PathBuf>> + 'static,
+    ) -> Self {
+        self.read_file = Box::new(read_file);
+        self.list_dir = Box::new(list_dir);
+        self
+    }
+}
+
 impl Default for ParseOptions {
     fn default() -> Self {
-        ParseOptions { env: Box::new(|_| None), resolver: Box::new(address::system_resolve) }
+        ParseOptions {
+            env: Box::new(|_| None),
+            resolver: Box::new(address::system_resolve),
+            read_file: Box::new(|path| std::fs::read(path)),
+            list_dir: Box::new(|dir| {
+                std::fs::read_dir(dir)?.map(|entry| entry.map(|e| e.path())).collect()
+            }),
+        }
     }
 }
 
@@ -101,8 +131,14 @@ pub fn parse_bytes(
 ) -> Result<Config, ConfigError> {
     let tokens = lexer::tokenize_with_env(input, file_name, &*options.env)?;
     let last_line = lexer::line_count(input);
-    let document = syntax::parse_document(tokens, file_name, last_line)?;
-    let mut parser = Parser { file: file_name, base_dir, options, upstream_sets: Vec::new() };
+    let mut sources = Sources::new(file_name, base_dir, last_line);
+    let files = syntax::FileAccess {
+        env: &*options.env,
+        read_file: &*options.read_file,
+        list_dir: &*options.list_dir,
+    };
+    let document = syntax::parse_document(tokens, &mut sources, last_line, files)?;
+    let mut parser = Parser { sources: &sources, base_dir, options, upstream_sets: Vec::new() };
     let globals = parser.globals(document.globals.as_ref())?;
     let mut sites = Vec::with_capacity(document.sites.len());
     for block in &document.sites {
@@ -145,7 +181,8 @@ fn supported<T>(table: &Table<T>) -> String {
 /// State shared by every decision of one parse: where errors point, where relative paths
 /// resolve, the outside-world hooks, and the upstream sets collected so far.
 struct Parser<'a> {
-    file: &'a str,
+    /// The files tokens came from: every error names the file and line it is in.
+    sources: &'a Sources,
     base_dir: &'a Path,
     options: &'a ParseOptions,
     upstream_sets: Vec<UpstreamSet>,
@@ -153,7 +190,13 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, line: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.to_string(), line, message: message.into() }
+        self.sources.error(line, message)
+    }
+
+    /// Where a directive on `line` was written, for summaries and logs.
+    fn origin(&self, line: usize) -> crate::config::Origin {
+        let (file, line) = self.sources.locate(line);
+        crate::config::Origin { file: file.to_string(), line }
     }
 
     /// Caddy's `ArgErr`.

@@ -14,8 +14,8 @@ use super::{is_token_byte, Parser, Table};
 use crate::config::lexer::Token;
 use crate::config::placeholder::{self, Context};
 use crate::config::{
-    address, limits, ConfigError, Handler, HeaderOp, HealthCheck, LbPolicy, Origin, Transport,
-    Upstream, UpstreamSet,
+    address, limits, ConfigError, Handler, HeaderOp, HealthCheck, LbPolicy, Transport, Upstream,
+    UpstreamSet,
 };
 
 /// Reads one `reverse_proxy { … }` subdirective.
@@ -80,10 +80,7 @@ pub(super) fn reverse_proxy(
     args: &[Token],
 ) -> Result<Handler, ConfigError> {
     let mut draft = ProxyDraft {
-        set: UpstreamSet {
-            origin: Origin { file: p.file.to_string(), line: d.line() },
-            ..UpstreamSet::default()
-        },
+        set: UpstreamSet { origin: p.origin(d.line()), ..UpstreamSet::default() },
         health_uri: None,
         health_interval: None,
         health_timeout: None,
@@ -318,6 +315,7 @@ mod tests {
 
     use super::super::test_support::{parse, parse_err};
     use super::*;
+    use crate::config::Origin;
     use crate::config::{Template, TemplatePart};
 
     /// The only upstream set of `:80 { reverse_proxy <rest> }`.

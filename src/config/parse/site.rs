@@ -119,12 +119,7 @@ impl Parser<'_> {
         let mut extras = SiteExtras::default();
         let mut scopes: Scopes = Vec::new();
         let routes = self.routes(&block.body.items, &mut scopes, Some(&mut extras), true)?;
-        Ok(ParsedSite {
-            addresses,
-            extras,
-            routes,
-            origin: Origin { file: self.file.to_string(), line: origin_line },
-        })
+        Ok(ParsedSite { addresses, extras, routes, origin: self.origin(origin_line) })
     }
 
     /// Parses the directives of a site block or of a `handle`/`route` block into routes.
