@@ -565,7 +565,7 @@ const INVALID: &[(&str, &str)] = &[
     ),
     (
         ":80 {\n\treverse_proxy :9000 {\n\t\tlb_try_duration 5s\n\t}\n}\n",
-        "Caddyfile:3 - subdirective 'lb_try_duration' of reverse_proxy is not supported by ringproxy (supported: fail_duration, flush_interval, header_down, header_up, health_interval, health_timeout, health_uri, lb_policy, max_fails, stream_timeout, to, transport)",
+        "Caddyfile:3 - subdirective 'lb_try_duration' of reverse_proxy is not supported by ringproxy (supported: fail_duration, flush_interval, header_down, header_up, health_interval, health_timeout, health_uri, lb_policy, max_fails, stream_close_delay, stream_timeout, to, transport)",
     ),
     (
         ":80 {\n\treverse_proxy :9000 {\n\t\tlb_policy cookie\n\t}\n}\n",

@@ -32,6 +32,7 @@ const PROXY_OPTIONS: &Table<ProxyOption> = &[
     ("health_uri", health_uri),
     ("lb_policy", lb_policy),
     ("max_fails", max_fails),
+    ("stream_close_delay", stream_close_delay),
     ("stream_timeout", stream_timeout),
     ("to", to),
     ("transport", transport),
@@ -228,6 +229,18 @@ fn stream_timeout(
     Ok(())
 }
 
+/// Accepted for Caddy configs and checked, with no effect: Caddy closes every WebSocket when a
+/// config is unloaded and this delays that; ringproxy's reload closes none, and a stop gives
+/// streams `grace_period`.
+fn stream_close_delay(
+    p: &Parser<'_>,
+    d: &Directive,
+    _: &mut ProxyDraft,
+) -> Result<(), ConfigError> {
+    p.duration(p.one_arg(d)?)?;
+    Ok(())
+}
+
 fn max_fails(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<(), ConfigError> {
     let n = p.one_arg(d)?;
     draft.set.max_fails = n.text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -415,6 +428,13 @@ mod tests {
              health_interval, health_timeout, health_uri, lb_policy, max_fails, stream_timeout, \
              to, transport)"
         );
+    }
+
+    #[test]
+    fn stream_close_delay_is_accepted_and_checked() {
+        parse(":80 {\n\treverse_proxy :9001 {\n\t\tstream_close_delay 5m\n\t}\n}\n");
+        let e = parse_err(":80 {\n\treverse_proxy :9001 {\n\t\tstream_close_delay soon\n\t}\n}\n");
+        assert!(e.starts_with("Caddyfile:3 - "), "{e}");
     }
 
     #[test]
