@@ -425,7 +425,8 @@ mod tests {
             err("\t\tlb_try_duration 5s\n"),
             "Caddyfile:3 - subdirective 'lb_try_duration' of reverse_proxy is not supported by \
              ringproxy (supported: fail_duration, flush_interval, header_down, header_up, \
-             health_interval, health_timeout, health_uri, lb_policy, max_fails, stream_timeout, \
+             health_interval, health_timeout, health_uri, lb_policy, max_fails, \
+             stream_close_delay, stream_timeout, \
              to, transport)"
         );
     }
