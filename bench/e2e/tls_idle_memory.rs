@@ -132,6 +132,7 @@ fn config(cert: PathBuf, key: PathBuf) -> Config {
             sites: vec![Site {
                 hosts: vec![HostPattern::Exact("mem.test".into())],
                 tls: TlsPolicy::Files { cert, key },
+                tls_options: Default::default(),
                 routes: vec![],
                 access_log: None,
                 origin: Origin { file: "example".into(), line: 1 },

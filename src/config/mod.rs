@@ -313,6 +313,9 @@ pub struct Site {
     /// Host patterns this site answers for; empty means every host.
     pub hosts: Vec<HostPattern>,
     pub tls: TlsPolicy,
+    /// `tls { protocols … client_auth … }`: how its handshakes go (default: TLS 1.2 and 1.3,
+    /// no client certificates).
+    pub tls_options: TlsOptions,
     /// The site's routes in evaluation order (Caddy's directive order already applied).
     pub routes: Vec<Route>,
     pub access_log: Option<AccessLog>,
@@ -340,6 +343,40 @@ pub enum HostPattern {
     Exact(String),
     /// `*.example.com`: exactly one label in place of `*`; stores the suffix `.example.com`.
     Wildcard(String),
+}
+
+/// A TLS site's handshake options, from its `tls { … }` block.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct TlsOptions {
+    /// `protocols MIN [MAX]`; none is TLS 1.2 and 1.3 (all rustls offers).
+    pub protocols: Option<(TlsVersion, TlsVersion)>,
+    /// `client_auth { … }`: mutual TLS.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A TLS protocol version a site may negotiate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// Client certificates a site asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientAuth {
+    pub mode: ClientAuthMode,
+    /// PEM files of the CAs a client certificate must chain to (resolved paths).
+    pub trusted_ca_files: Vec<PathBuf>,
+}
+
+/// Caddy's `client_auth { mode … }` values that ringproxy supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientAuthMode {
+    /// A certificate is required and must chain to a trusted CA (Caddy's default when CAs
+    /// are given).
+    RequireAndVerify,
+    /// A certificate is optional; one that is given must chain to a trusted CA.
+    VerifyIfGiven,
 }
 
 /// How a site gets its certificate.

@@ -158,6 +158,7 @@ mod tests {
         Site {
             hosts,
             tls: TlsPolicy::None,
+            tls_options: Default::default(),
             routes,
             access_log: None,
             origin: Origin { file: "Caddyfile".into(), line: 1 },

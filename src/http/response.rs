@@ -15,6 +15,10 @@ pub enum Answer {
     MethodNotAllowed,
     /// 408: the request body stalled for the read_body timeout (RFC 9110 §15.5.9).
     RequestTimeout,
+    /// 421: the request is for a site that verifies client certificates, on a connection
+    /// whose handshake did not verify them under that site's policy (RFC 9110 §15.5.20: the
+    /// client may retry on a new connection).
+    MisdirectedRequest,
     /// 431: request head over the limit (RFC 6585 §5).
     HeaderFieldsTooLarge,
     /// 501: a transfer coding we do not implement (RFC 9112 §6.1).
@@ -37,6 +41,7 @@ impl Answer {
             Answer::BadRequest | Answer::PlaintextOnTlsPort => 400,
             Answer::MethodNotAllowed => 405,
             Answer::RequestTimeout => 408,
+            Answer::MisdirectedRequest => 421,
             Answer::HeaderFieldsTooLarge => 431,
             Answer::NotImplemented => 501,
             Answer::BadGateway => 502,
@@ -71,6 +76,7 @@ pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
         }
         Answer::BadRequest
         | Answer::RequestTimeout
+        | Answer::MisdirectedRequest
         | Answer::HeaderFieldsTooLarge
         | Answer::NotImplemented
         | Answer::BadGateway
@@ -246,6 +252,7 @@ mod tests {
             Answer::BadRequest,
             Answer::MethodNotAllowed,
             Answer::RequestTimeout,
+            Answer::MisdirectedRequest,
             Answer::HeaderFieldsTooLarge,
             Answer::NotImplemented,
             Answer::BadGateway,

@@ -338,6 +338,19 @@ async fn handle_request<S: Stream>(
     if let Some(answer) = acme_http_challenge(ctx, request, kind) {
         return answer_direct(client, ctx, request.head(), 200, None, answer.as_bytes()).await;
     }
+    if let Some(required) = site.and_then(|s| s.tls_options.client_auth.as_ref()) {
+        // The Host header can name any site on the listener, whatever the handshake was for:
+        // a site that verifies client certificates is only served on a connection whose
+        // handshake verified them under its policy (Caddy's strict_sni_host, which it turns
+        // on with client_auth). A reload that changed the policy catches kept-alive
+        // connections here too.
+        if ctx.client_auth.as_deref() != Some(required) {
+            let mut out = Vec::new();
+            write_answer(Answer::MisdirectedRequest, true, &mut out);
+            let sent = write_all(client, &out).await.is_ok();
+            return Handled { status: if sent { 421 } else { 0 }, ..Handled::CLOSED };
+        }
+    }
     let (handler, strip) = match site.map(|site| resolve(site, &*request)) {
         Some(resolution) => (resolution.handler, resolution.strip_prefixes),
         None => (None, Vec::new()),

@@ -55,6 +55,9 @@ pub struct ConnCtx {
     pub scheme: &'static str,
     /// For logs.
     pub id: u64,
+    /// The client-certificate policy this connection's TLS handshake verified under (none for
+    /// plaintext and for sites without `client_auth`).
+    pub client_auth: Option<std::sync::Arc<crate::config::ClientAuth>>,
     /// Counts this connection as open on its worker (for the shutdown drain and the
     /// `connections_open` gauge) for as long as any task serving it holds the context.
     pub open: Rc<OpenConnection>,

@@ -186,6 +186,7 @@ impl Accepted {
             peer,
             scheme: if kind == ListenerKind::Tls { "https" } else { "http" },
             id: self.conn_id,
+            client_auth: None,
             worker: self.worker,
         }
     }
@@ -240,7 +241,7 @@ async fn serve_proxied(
 }
 
 /// TLS handshake (`already_read`: its first bytes, if some were read already), then serve.
-async fn serve_tls(stream: PlainStream, already_read: Vec<u8>, ctx: ConnCtx) {
+async fn serve_tls(stream: PlainStream, already_read: Vec<u8>, mut ctx: ConnCtx) {
     let snapshot = ctx.snapshot.clone();
     let Some(acceptor) = snapshot.acceptor.as_ref() else {
         // The server builds a TLS context whenever a TLS listener exists.
@@ -256,12 +257,13 @@ async fn serve_tls(stream: PlainStream, already_read: Vec<u8>, ctx: ConnCtx) {
     // the connection's whole life.
     let handshake = Box::pin(acceptor.accept_after(stream, &already_read, handshake_timeout));
     match handshake.await {
-        Ok(tls_stream) => {
+        Ok(handshaken) => {
             metrics.tls_handshakes_ok.inc();
             drop(already_read);
             ctx.open.count(ConnectionKind::Tls);
             drop(snapshot);
-            conn::serve(tls_stream, ctx).await
+            ctx.client_auth = handshaken.client_auth;
+            conn::serve(handshaken.stream, ctx).await
         }
         // A validation handshake of the CA's, not a client's.
         Err(TlsAcceptError::AcmeChallengeServed) => {}

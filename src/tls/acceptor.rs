@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use rustls::server::{Acceptor, ServerConfig};
 
+use crate::config::ClientAuth;
+
 use super::config;
 use super::resolver::{FixedResolver, ACME_TLS_ALPN};
 use super::stream::{push_records, SocketIo, TlsStream};
@@ -55,6 +57,8 @@ pub enum TlsAcceptError {
 pub struct TlsAcceptor {
     ctx: Arc<TlsContext>,
     config: Arc<ServerConfig>,
+    /// This worker's copies of the context's per-site variants (same indices).
+    variants: Vec<Arc<ServerConfig>>,
 }
 
 /// What the first bytes of a connection look like.
@@ -122,7 +126,11 @@ fn sniff(head: &[u8]) -> Sniffed {
 
 impl TlsAcceptor {
     pub fn new(ctx: &Arc<TlsContext>) -> TlsAcceptor {
-        TlsAcceptor { ctx: ctx.clone(), config: config::for_worker(&ctx.template) }
+        TlsAcceptor {
+            ctx: ctx.clone(),
+            config: config::for_worker(&ctx.template),
+            variants: ctx.variants.iter().map(config::for_worker).collect(),
+        }
     }
 
     /// Whether this acceptor serves `ctx`'s certificates (a reload that kept the TLS context
@@ -145,17 +153,18 @@ impl TlsAcceptor {
         sock: PlainStream,
         handshake_timeout: Duration,
     ) -> Result<TlsStream, TlsAcceptError> {
-        self.accept_after(sock, &[], handshake_timeout).await
+        Ok(self.accept_after(sock, &[], handshake_timeout).await?.stream)
     }
 
     /// [`TlsAcceptor::accept`] for a connection whose first bytes were already read off the
-    /// socket (what followed a PROXY protocol header): they are handled as if read now.
+    /// socket (what followed a PROXY protocol header): they are handled as if read now. Also
+    /// says under which client-certificate policy the handshake ran.
     pub async fn accept_after(
         &self,
         sock: PlainStream,
         already_read: &[u8],
         handshake_timeout: Duration,
-    ) -> Result<TlsStream, TlsAcceptError> {
+    ) -> Result<Handshaken, TlsAcceptError> {
         match monoio::time::timeout(handshake_timeout, self.handshake(sock, already_read)).await {
             Ok(result) => result,
             Err(_) => Err(TlsAcceptError::Timeout),
@@ -166,7 +175,7 @@ impl TlsAcceptor {
         &self,
         sock: PlainStream,
         already_read: &[u8],
-    ) -> Result<TlsStream, TlsAcceptError> {
+    ) -> Result<Handshaken, TlsAcceptError> {
         let fd = sock.fd();
         let mut head = [0u8; SNIFF_LEN];
         let mut have = already_read.len().min(SNIFF_LEN);
@@ -219,10 +228,14 @@ impl TlsAcceptor {
             }
         };
 
-        let config = if accepted.client_hello().server_name().is_none() {
-            self.config_without_sni(&sock)
-        } else {
-            self.config.clone()
+        let name = match accepted.client_hello().server_name() {
+            Some(name) => name.to_ascii_lowercase(),
+            None => local_ip_name(&sock).unwrap_or_default(),
+        };
+        let variant = self.ctx.variant_for(&name);
+        let config = match accepted.client_hello().server_name() {
+            None => self.config_without_sni(&sock),
+            Some(_) => self.config_for(&name),
         };
         let mut conn = match accepted.into_connection(config) {
             Ok(conn) => conn,
@@ -258,23 +271,53 @@ impl TlsAcceptor {
             let _ = push_records(&mut conn, fd);
             return Err(TlsAcceptError::AcmeChallengeServed);
         }
-        Ok(TlsStream::new(sock, conn))
+        let client_auth = variant.and_then(|v| self.ctx.variant_client_auth[v].clone());
+        Ok(Handshaken { stream: TlsStream::new(sock, conn), client_auth })
     }
 
-    /// A ClientHello without SNI: serve the certificate for the address the client connected
-    /// to, if there is one (IP sites); otherwise the normal resolver aborts the handshake.
-    fn config_without_sni(&self, sock: &PlainStream) -> Arc<ServerConfig> {
-        let local_ip = sock.socket().local_addr().ok().map(|a| canonical_ip(a.ip()));
-        let cert = local_ip.and_then(|ip| self.ctx.store.cert_for(&ip.to_string()));
-        match cert {
-            Some(cert) => {
-                let mut config = ServerConfig::clone(&self.config);
-                config.cert_resolver = Arc::new(FixedResolver(cert));
-                Arc::new(config)
-            }
+    /// The configuration for a ClientHello naming `name`: the variant of the site with
+    /// `tls { … }` options that serves it, else the template.
+    fn config_for(&self, name: &str) -> Arc<ServerConfig> {
+        match self.ctx.variant_for(name) {
+            Some(index) => self.variants[index].clone(),
             None => self.config.clone(),
         }
     }
+
+    /// A ClientHello without SNI: serve the certificate for the address the client connected
+    /// to, if there is one (IP sites), under that site's options; otherwise the normal
+    /// resolver aborts the handshake.
+    fn config_without_sni(&self, sock: &PlainStream) -> Arc<ServerConfig> {
+        let local_ip = local_ip_name(sock);
+        let base = match &local_ip {
+            Some(ip) => self.config_for(ip),
+            None => self.config.clone(),
+        };
+        let cert = local_ip.and_then(|ip| self.ctx.store.cert_for(&ip));
+        match cert {
+            Some(cert) => {
+                let mut config = ServerConfig::clone(&base);
+                config.cert_resolver = Arc::new(FixedResolver(cert));
+                Arc::new(config)
+            }
+            None => base,
+        }
+    }
+}
+
+/// The address the client connected to, as a site would name it: what stands in for the
+/// server name of a ClientHello without SNI.
+fn local_ip_name(sock: &PlainStream) -> Option<String> {
+    sock.socket().local_addr().ok().map(|a| canonical_ip(a.ip()).to_string())
+}
+
+/// A finished handshake.
+pub struct Handshaken {
+    pub stream: TlsStream,
+    /// The client-certificate policy the handshake verified under, if its site has one: a
+    /// request for a site with `client_auth` is only served on a connection whose handshake
+    /// ran under that same policy.
+    pub client_auth: Option<Arc<ClientAuth>>,
 }
 
 /// A dual-stack listener reports IPv4 clients as `::ffff:a.b.c.d`; sites name them as IPv4.

@@ -39,13 +39,13 @@ use rustls::ServerConfig;
 
 pub use crate::storage::{storage_dir, StorageError};
 
-pub use acceptor::{TlsAcceptError, TlsAcceptor};
+pub use acceptor::{Handshaken, TlsAcceptError, TlsAcceptor};
 pub use certs::CertError;
 pub use local_ca::LocalCaError;
 pub use store::CertStore;
 pub use stream::TlsStream;
 
-use crate::config::{Config, HostPattern, ListenerKind, TlsPolicy};
+use crate::config::{Config, HostPattern, ListenerKind, TlsOptions, TlsPolicy};
 use certs::{CertInfo, LoadedCert};
 use local_ca::LocalCa;
 
@@ -57,6 +57,13 @@ pub enum TlsError {
     LocalCa(#[from] LocalCaError),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("site at {site}: tls options: {source}")]
+    SiteOptions { site: crate::config::Origin, source: config::VariantError },
+    #[error(
+        "sites at {first} and {second} both serve TLS without a host name but with different \
+         tls options; give them host names"
+    )]
+    ConflictingFallback { first: crate::config::Origin, second: crate::config::Origin },
 }
 
 /// Everything workers need for TLS, built once by [`prepare`] and shared read-only (the store
@@ -64,6 +71,16 @@ pub enum TlsError {
 pub struct TlsContext {
     store: Arc<CertStore>,
     template: ServerConfig,
+    /// Configurations for sites with `tls { … }` options, and which server names use them.
+    variants: Vec<ServerConfig>,
+    /// Each variant's client-certificate policy (same indices).
+    variant_client_auth: Vec<Option<Arc<crate::config::ClientAuth>>>,
+    variant_by_name: HashMap<String, usize>,
+    /// The variant of a TLS site without host names: for names no site claims, and for
+    /// handshakes without SNI.
+    fallback_variant: Option<usize>,
+    /// Names (and `*.` wildcards) of TLS sites without options: the template serves them.
+    default_names: std::collections::HashSet<String>,
     provider: Arc<CryptoProvider>,
     handshake_timeout: Duration,
     local: Option<LocalIssuer>,
@@ -154,10 +171,63 @@ pub fn prepare(config: &Config, storage_dir: &Path) -> Result<Arc<TlsContext>, T
         Some(LocalIssuer { ca, leaves: Mutex::new(leaves) })
     };
 
-    let template = config::template(provider.clone(), store.clone(), session::shared_ticketer()?)?;
+    let ticketer = session::shared_ticketer()?;
+    let template = config::template(provider.clone(), store.clone(), ticketer.clone())?;
+    let mut options_seen: Vec<(TlsOptions, crate::config::Origin)> = Vec::new();
+    let mut variants = Vec::new();
+    let mut variant_client_auth = Vec::new();
+    let mut variant_by_name = HashMap::new();
+    let mut fallback_variant: Option<(usize, crate::config::Origin)> = None;
+    let tls_sites = config
+        .listeners
+        .iter()
+        .filter(|l| l.kind == ListenerKind::Tls)
+        .flat_map(|l| l.sites.iter());
+    let mut default_names = std::collections::HashSet::new();
+    for site in tls_sites {
+        if site.tls_options == TlsOptions::default() {
+            default_names.extend(host_names(&site.hosts));
+            continue;
+        }
+        let index = match options_seen.iter().position(|(o, _)| *o == site.tls_options) {
+            Some(index) => index,
+            None => {
+                let variant = config::variant(
+                    provider.clone(),
+                    store.clone(),
+                    ticketer.clone(),
+                    &site.tls_options,
+                )
+                .map_err(|source| TlsError::SiteOptions { site: site.origin.clone(), source })?;
+                variants.push(variant);
+                variant_client_auth.push(site.tls_options.client_auth.clone().map(Arc::new));
+                options_seen.push((site.tls_options.clone(), site.origin.clone()));
+                variants.len() - 1
+            }
+        };
+        if site.hosts.is_empty() {
+            match &fallback_variant {
+                Some((other, first)) if *other != index => {
+                    return Err(TlsError::ConflictingFallback {
+                        first: first.clone(),
+                        second: site.origin.clone(),
+                    })
+                }
+                _ => fallback_variant = Some((index, site.origin.clone())),
+            }
+        }
+        for name in host_names(&site.hosts) {
+            variant_by_name.insert(name, index);
+        }
+    }
     Ok(Arc::new(TlsContext {
         store,
         template,
+        variants,
+        variant_client_auth,
+        variant_by_name,
+        fallback_variant: fallback_variant.map(|(index, _)| index),
+        default_names,
         provider,
         handshake_timeout: config.globals.limits.tls_handshake_timeout,
         local,
@@ -181,6 +251,29 @@ fn renewal_time(info: &CertInfo) -> SystemTime {
 }
 
 impl TlsContext {
+    /// Which of `variants` (by index) serves `name` (a lower-case SNI): the site that names
+    /// it exactly, else one label's wildcard, else the host-less site's.
+    fn variant_for(&self, name: &str) -> Option<usize> {
+        if self.variants.is_empty() {
+            return None;
+        }
+        if let Some(index) = self.variant_by_name.get(name) {
+            return Some(*index);
+        }
+        // A name that a site without options claims is served by the template.
+        if self.default_names.contains(name) {
+            return None;
+        }
+        let wildcard = name.split_once('.').map(|(_, rest)| format!("*.{rest}"))?;
+        if let Some(index) = self.variant_by_name.get(&wildcard) {
+            return Some(*index);
+        }
+        if self.default_names.contains(&wildcard) {
+            return None;
+        }
+        self.fallback_variant
+    }
+
     /// The certificate store, for the control plane (ACME) to swap certificates into.
     pub fn store(&self) -> &Arc<CertStore> {
         &self.store

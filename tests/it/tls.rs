@@ -294,6 +294,7 @@ fn site(host: &str, tls: TlsPolicy) -> Site {
     Site {
         hosts,
         tls,
+        tls_options: Default::default(),
         routes: vec![],
         access_log: None,
         origin: Origin { file: "Caddyfile".into(), line: 1 },

@@ -10,7 +10,10 @@ use super::syntax::Directive;
 use super::{Parser, Table};
 use crate::config::lexer::Token;
 use crate::config::placeholder::{self, Context};
-use crate::config::{AccessLog, ConfigError, Handler, LogFormat, LogOutput, LogRoll, TlsPolicy};
+use crate::config::{
+    AccessLog, ClientAuth, ClientAuthMode, ConfigError, Handler, LogFormat, LogOutput, LogRoll,
+    TlsOptions, TlsPolicy, TlsVersion,
+};
 
 /// Reads one `respond { … }` option; the body may come from the arguments already.
 type RespondOption =
@@ -140,16 +143,9 @@ pub(super) fn tls(
     d: &Directive,
     extras: &mut SiteExtras,
 ) -> Result<(), ConfigError> {
-    if let Some(block) = &d.block {
-        return Err(p.err(
-            block.line,
-            "tls options blocks are not supported by ringproxy (supported: tls internal, tls \
-             <email>, tls <cert_file> <key_file>)",
-        ));
-    }
     let policy = match &d.args[..] {
-        [one] if one.text == "internal" => TlsPolicy::Internal,
-        [one] if one.text.contains('@') => TlsPolicy::Acme { email: Some(one.text.clone()) },
+        [one] if one.text == "internal" => Some(TlsPolicy::Internal),
+        [one] if one.text.contains('@') => Some(TlsPolicy::Acme { email: Some(one.text.clone()) }),
         [one] => {
             return Err(p.err(
                 one.line,
@@ -160,11 +156,191 @@ pub(super) fn tls(
                 ),
             ))
         }
-        [cert, key] => TlsPolicy::Files { cert: p.path(cert), key: p.path(key) },
+        [cert, key] => Some(TlsPolicy::Files { cert: p.path(cert), key: p.path(key) }),
+        // `tls { … }`: options only, the certificate stays automatic.
+        [] if d.block.is_some() => None,
         [] => return Err(p.arg_err(&d.name)),
         [_, key, ..] => return Err(p.arg_err(key)),
     };
-    extras.tls = Some((policy, d.line()));
+    if let Some(policy) = policy {
+        extras.tls = Some((policy, d.line()));
+    }
+    if let Some(block) = &d.block {
+        let mut options = TlsOptions::default();
+        for sub in &block.items {
+            let option = p.pick_sub(TLS_OPTIONS, "tls", sub)?;
+            option(p, sub, &mut options)?;
+        }
+        extras.tls_options = Some((options, d.line()));
+    }
+    Ok(())
+}
+
+/// Reads one `tls { … }` option.
+type TlsOption = fn(&Parser<'_>, &Directive, &mut TlsOptions) -> Result<(), ConfigError>;
+
+/// Every `tls { … }` option ringproxy supports.
+const TLS_OPTIONS: &Table<TlsOption> =
+    &[("client_auth", tls_client_auth), ("protocols", tls_protocols)];
+
+/// Caddy's protocol names; rustls speaks only these two.
+const TLS_VERSIONS: &Table<TlsVersion> =
+    &[("tls1.2", TlsVersion::Tls12), ("tls1.3", TlsVersion::Tls13)];
+
+/// `protocols MIN [MAX]`.
+fn tls_protocols(
+    p: &Parser<'_>,
+    d: &Directive,
+    options: &mut TlsOptions,
+) -> Result<(), ConfigError> {
+    p.no_block(d)?;
+    let version = |t: &Token| {
+        super::lookup(TLS_VERSIONS, &t.text).copied().ok_or_else(|| {
+            let hint = if matches!(t.text.as_str(), "tls1.0" | "tls1.1") {
+                " (rustls offers no version before TLS 1.2)"
+            } else {
+                ""
+            };
+            p.err(
+                t.line,
+                format!(
+                    "tls protocol '{}' is not supported by ringproxy{hint} (supported: {})",
+                    t.text,
+                    super::supported(TLS_VERSIONS)
+                ),
+            )
+        })
+    };
+    let (min, max) = match &d.args[..] {
+        [min] => (version(min)?, TlsVersion::Tls13),
+        [min, max] => (version(min)?, version(max)?),
+        [] => return Err(p.arg_err(&d.name)),
+        [_, max, ..] => return Err(p.arg_err(max)),
+    };
+    if min > max {
+        return Err(p.err(d.line(), "tls protocols: the minimum is above the maximum"));
+    }
+    options.protocols = Some((min, max));
+    Ok(())
+}
+
+/// Reads one `client_auth { … }` option.
+type ClientAuthOption =
+    fn(&Parser<'_>, &Directive, &mut ClientAuthDraft) -> Result<(), ConfigError>;
+
+#[derive(Default)]
+struct ClientAuthDraft {
+    mode: Option<ClientAuthMode>,
+    trusted_ca_files: Vec<std::path::PathBuf>,
+}
+
+/// `client_auth { … }` options: Caddy 2.8+'s `trust_pool file`, and 2.6's
+/// `trusted_ca_cert_file`.
+const CLIENT_AUTH_OPTIONS: &Table<ClientAuthOption> = &[
+    ("mode", client_auth_mode),
+    ("trust_pool", client_auth_trust_pool),
+    ("trusted_ca_cert_file", client_auth_ca_file),
+];
+
+const CLIENT_AUTH_MODES: &Table<ClientAuthMode> = &[
+    ("require_and_verify", ClientAuthMode::RequireAndVerify),
+    ("verify_if_given", ClientAuthMode::VerifyIfGiven),
+];
+
+fn tls_client_auth(
+    p: &Parser<'_>,
+    d: &Directive,
+    options: &mut TlsOptions,
+) -> Result<(), ConfigError> {
+    if let Some(arg) = d.args.first() {
+        return Err(p.err(arg.line, format!("client_auth takes a block, not '{}'", arg.text)));
+    }
+    let mut draft = ClientAuthDraft::default();
+    for sub in d.block.iter().flat_map(|b| &b.items) {
+        let option = p.pick_sub(CLIENT_AUTH_OPTIONS, "client_auth", sub)?;
+        option(p, sub, &mut draft)?;
+    }
+    if draft.trusted_ca_files.is_empty() {
+        // Without a trust pool Caddy's modes `request`/`require` accept any certificate, which
+        // authenticates nobody; ringproxy supports only the verifying modes.
+        return Err(p.err(
+            d.line(),
+            "client_auth needs trusted CAs: trust_pool file <ca.pem> (or trusted_ca_cert_file)",
+        ));
+    }
+    options.client_auth = Some(ClientAuth {
+        mode: draft.mode.unwrap_or(ClientAuthMode::RequireAndVerify),
+        trusted_ca_files: draft.trusted_ca_files,
+    });
+    Ok(())
+}
+
+fn client_auth_mode(
+    p: &Parser<'_>,
+    d: &Directive,
+    draft: &mut ClientAuthDraft,
+) -> Result<(), ConfigError> {
+    let arg = p.args(d, 1)?;
+    let mode = super::lookup(CLIENT_AUTH_MODES, &arg[0].text).ok_or_else(|| {
+        p.err(
+            arg[0].line,
+            format!(
+                "client_auth mode '{}' is not supported by ringproxy (supported: {})",
+                arg[0].text,
+                super::supported(CLIENT_AUTH_MODES)
+            ),
+        )
+    })?;
+    draft.mode = Some(*mode);
+    Ok(())
+}
+
+/// `trust_pool file <pem>…` (the `file` source only; its block form `{ pem_file … }` too).
+fn client_auth_trust_pool(
+    p: &Parser<'_>,
+    d: &Directive,
+    draft: &mut ClientAuthDraft,
+) -> Result<(), ConfigError> {
+    match d.args.first() {
+        Some(source) if source.text == "file" => {}
+        Some(source) => {
+            return Err(p.err(
+                source.line,
+                format!(
+                    "trust_pool source '{}' is not supported by ringproxy (supported: file)",
+                    source.text
+                ),
+            ))
+        }
+        None => return Err(p.arg_err(&d.name)),
+    }
+    draft.trusted_ca_files.extend(d.args[1..].iter().map(|t| p.path(t)));
+    for sub in d.block.iter().flat_map(|b| &b.items) {
+        if sub.name.text != "pem_file" {
+            return Err(p.err(
+                sub.line(),
+                format!(
+                    "subdirective '{}' of trust_pool file is not supported by ringproxy \
+                     (supported: pem_file)",
+                    sub.name.text
+                ),
+            ));
+        }
+        if sub.args.is_empty() {
+            return Err(p.arg_err(&sub.name));
+        }
+        draft.trusted_ca_files.extend(sub.args.iter().map(|t| p.path(t)));
+    }
+    Ok(())
+}
+
+fn client_auth_ca_file(
+    p: &Parser<'_>,
+    d: &Directive,
+    draft: &mut ClientAuthDraft,
+) -> Result<(), ConfigError> {
+    let arg = p.args(d, 1)?;
+    draft.trusted_ca_files.push(p.path(&arg[0]));
     Ok(())
 }
 
@@ -290,7 +466,7 @@ mod tests {
 
     use super::super::test_support::{describe, only_site, parse, parse_err, routes_of};
     use super::*;
-    use crate::config::{Placeholder, Template, TemplatePart};
+    use crate::config::{ListenerKind, Placeholder, Template, TemplatePart};
 
     fn literal(text: &str) -> Template {
         Template { parts: vec![TemplatePart::Literal(text.into())] }
@@ -438,11 +614,64 @@ mod tests {
     }
 
     #[test]
+    fn tls_options_set_protocols_and_client_auth_and_keep_the_certificate_source() {
+        let site = |tls: &str| {
+            let config = parse(&format!("a.com {{\n{tls}}}\n"));
+            let site =
+                &config.listeners.iter().find(|l| l.kind == ListenerKind::Tls).unwrap().sites[0];
+            (site.tls.clone(), site.tls_options.clone())
+        };
+        let (policy, options) = site("\ttls {\n\t\tprotocols tls1.3\n\t}\n");
+        assert_eq!(policy, TlsPolicy::Acme { email: None });
+        assert_eq!(options.protocols, Some((TlsVersion::Tls13, TlsVersion::Tls13)));
+        let (policy, options) = site(
+            "\ttls internal {\n\t\tprotocols tls1.2 tls1.3\n\t\tclient_auth {\n\t\t\ttrust_pool file ca.pem more.pem\n\t\t\ttrusted_ca_cert_file old.pem\n\t\t}\n\t}\n",
+        );
+        assert_eq!(policy, TlsPolicy::Internal);
+        assert_eq!(options.protocols, Some((TlsVersion::Tls12, TlsVersion::Tls13)));
+        assert_eq!(
+            options.client_auth,
+            Some(ClientAuth {
+                mode: ClientAuthMode::RequireAndVerify,
+                trusted_ca_files: ["ca.pem", "more.pem", "old.pem"]
+                    .iter()
+                    .map(|f| PathBuf::from("/etc/caddy").join(f))
+                    .collect(),
+            })
+        );
+        let (_, options) = site(
+            "\ttls {\n\t\tclient_auth {\n\t\t\tmode verify_if_given\n\t\t\ttrust_pool file {\n\t\t\t\tpem_file /ca.pem\n\t\t\t}\n\t\t}\n\t}\n",
+        );
+        assert_eq!(options.client_auth.unwrap().mode, ClientAuthMode::VerifyIfGiven);
+    }
+
+    #[test]
     fn tls_errors() {
         assert_eq!(
-            parse_err("a.com {\n\ttls {\n\t\tprotocols tls1.3\n\t}\n}\n"),
-            "Caddyfile:2 - tls options blocks are not supported by ringproxy (supported: tls \
-             internal, tls <email>, tls <cert_file> <key_file>)"
+            parse_err("a.com {\n\ttls {\n\t\tciphers TLS_AES_128_GCM_SHA256\n\t}\n}\n"),
+            "Caddyfile:3 - subdirective 'ciphers' of tls is not supported by ringproxy \
+             (supported: client_auth, protocols)"
+        );
+        assert_eq!(
+            parse_err("a.com {\n\ttls {\n\t\tprotocols tls1.1\n\t}\n}\n"),
+            "Caddyfile:3 - tls protocol 'tls1.1' is not supported by ringproxy (rustls offers \
+             no version before TLS 1.2) (supported: tls1.2, tls1.3)"
+        );
+        assert_eq!(
+            parse_err("a.com {\n\ttls {\n\t\tprotocols tls1.3 tls1.2\n\t}\n}\n"),
+            "Caddyfile:3 - tls protocols: the minimum is above the maximum"
+        );
+        assert_eq!(
+            parse_err("a.com {\n\ttls {\n\t\tclient_auth {\n\t\t\tmode require\n\t\t}\n\t}\n}\n"),
+            "Caddyfile:4 - client_auth mode 'require' is not supported by ringproxy (supported: \
+             require_and_verify, verify_if_given)"
+        );
+        assert_eq!(
+            parse_err(
+                "a.com {\n\ttls {\n\t\tclient_auth {\n\t\t\tmode verify_if_given\n\t\t}\n\t}\n}\n"
+            ),
+            "Caddyfile:3 - client_auth needs trusted CAs: trust_pool file <ca.pem> (or \
+             trusted_ca_cert_file)"
         );
         assert_eq!(
             parse_err("a.com {\n\ttls self\n}\n"),

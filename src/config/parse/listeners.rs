@@ -14,6 +14,7 @@ use super::site::ParsedSite;
 use super::Parser;
 use crate::config::address::{self, Scheme, SiteAddress};
 use crate::config::lexer::Token;
+use crate::config::TlsOptions;
 use crate::config::{
     limits, AutoHttps, ConfigError, Globals, Handler, HostPattern, ListenerConfig, ListenerKind,
     Origin, Route, Site, TlsPolicy,
@@ -117,6 +118,7 @@ impl Parser<'_> {
                     building.sites.push(Site {
                         hosts: addr.host.iter().cloned().collect(),
                         tls: tls.clone(),
+                        tls_options: site.extras.tls_options.clone().unwrap_or_default().0,
                         routes: site.routes.clone(),
                         access_log: site.extras.access_log.clone(),
                         origin: site.origin.clone(),
@@ -191,6 +193,9 @@ impl Parser<'_> {
             );
         }
         let explicit = site.extras.tls.as_ref();
+        // The line of the site's `tls` directive, with or without arguments.
+        let tls_line =
+            explicit.map(|(_, line)| *line).or(site.extras.tls_options.as_ref().map(|o| o.1));
         let wants_tls = match addr.scheme {
             Some(Scheme::Https) => true,
             Some(Scheme::Http) => false,
@@ -198,14 +203,14 @@ impl Parser<'_> {
                 // Caddy serves TLS on a hostless `:https_port` too (and then fails every
                 // handshake for lack of a certificate); `tls_policy` says so up front.
                 port != g.http_port
-                    && (addr.host.is_some() || explicit.is_some() || port == g.https_port)
+                    && (addr.host.is_some() || tls_line.is_some() || port == g.https_port)
                     && (g.auto_https != AutoHttps::Off || explicit.is_some())
             }
         };
         if !wants_tls {
-            if let Some((_, line)) = explicit {
+            if let Some(line) = tls_line {
                 return Err(self.err(
-                    *line,
+                    line,
                     format!(
                         "site address '{}' is plaintext HTTP (port {port}) but the site has a \
                          tls directive",
@@ -319,6 +324,7 @@ fn redirect_site(hosts: Vec<HostPattern>, port: Option<u16>, origin: Origin) -> 
     Site {
         hosts,
         tls: TlsPolicy::None,
+        tls_options: TlsOptions::default(),
         routes: vec![Route {
             matcher: None,
             handler: Handler::HttpsRedirect { port },

@@ -73,8 +73,11 @@ pub(super) enum Order {
 /// Site-level settings that are not routes.
 #[derive(Default)]
 pub(super) struct SiteExtras {
-    /// `tls` and the line it is on.
+    /// `tls` and the line it is on (none for `tls { … }` without arguments, which keeps the
+    /// automatic certificate).
     pub tls: Option<(TlsPolicy, usize)>,
+    /// `tls { … }` options and the line of the `tls`.
+    pub tls_options: Option<(crate::config::TlsOptions, usize)>,
     pub access_log: Option<AccessLog>,
     /// Settings already given in this site, which may not be given again.
     given: Vec<String>,
