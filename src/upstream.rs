@@ -209,23 +209,27 @@ impl UpstreamPool {
 
     /// A pooled idle connection that still looks alive, or `None`.
     ///
-    /// A connection idle for less than [`limits::PROBE_AFTER_IDLE`] is handed out without the liveness
-    /// probe when `replayable` (the request can be resent if the connection turns out closed):
-    /// upstreams close idle connections after seconds, not microseconds, and the probe is one
-    /// syscall per request on a busy keep-alive path.
-    pub fn take_idle(&self, index: usize, replayable: bool) -> Option<UpstreamConn> {
+    /// Every connection is probed (`MSG_PEEK`) before it is handed out, however briefly it sat
+    /// idle: an upstream that wrote anything while the connection was idle (a body after a
+    /// `204`, `304` or an answer to `HEAD`, more bytes than its `Content-Length`) would have
+    /// those bytes read as the next request's response, and one that closed it would cost a
+    /// retry (or, for a request that must not be replayed, a `502`). Watching idle connections
+    /// instead would keep a readiness wait armed per pooled connection; the probe is one
+    /// syscall per reuse (its cost is experiment 12 in docs/benchmarks.md).
+    pub fn take_idle(&self, index: usize) -> Option<UpstreamConn> {
         let keepalive = self.set.transport.keepalive?;
         let mut idle = self.states[index].idle.borrow_mut();
         while let Some(conn) = idle.pop() {
-            let idle_for = conn.idle_since.elapsed();
-            if idle_for >= keepalive {
+            if conn.idle_since.elapsed() >= keepalive {
                 continue;
             }
-            if (replayable && idle_for < limits::PROBE_AFTER_IDLE)
-                || sys::idle_connection_usable(conn.stream.fd())
-            {
+            if sys::idle_connection_usable(conn.stream.fd()) {
                 return Some(UpstreamConn { stream: conn.stream, upstream: index, reused: true });
             }
+            tracing::debug!(
+                upstream = %self.set.upstreams[index].display,
+                "pooled connection closed or sent bytes while idle; not reused"
+            );
         }
         None
     }
@@ -447,7 +451,7 @@ mod tests {
         assert_eq!(new.attempt_order(CLIENT), vec![0, 2]);
         old.retire();
         assert!(old.is_retired());
-        assert!(old.take_idle(0, true).is_none());
+        assert!(old.take_idle(0).is_none());
     }
 
     #[test]

@@ -185,10 +185,6 @@ pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// How often idle pooled upstream connections past their keepalive are closed.
 pub const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Pooled connections idle at least this long are probed (`MSG_PEEK`) before reuse; younger
-/// ones are handed out unprobed to requests that can be resent (see `UpstreamPool::take_idle`).
-pub const PROBE_AFTER_IDLE: Duration = Duration::from_millis(500);
-
 /// Dial timeout of an active health check (the check's own `health_timeout` bounds the whole
 /// check; this keeps a black-holed upstream from holding a check's socket longer than that).
 pub const HEALTH_CHECK_DIAL_TIMEOUT: Duration = Duration::from_secs(3);

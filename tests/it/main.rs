@@ -25,5 +25,6 @@ mod slow_clients;
 mod stalls;
 mod tls;
 mod tls_datapath;
+mod upstream_hardening;
 mod uring_setup;
 mod websocket;
