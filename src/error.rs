@@ -69,6 +69,10 @@ pub enum UpstreamError {
     ClosedEarly { upstream: String },
     #[error("{upstream} answered 101 to a request that did not ask to upgrade")]
     UnexpectedUpgrade { upstream: String },
+    #[error("{upstream} sent no bytes of its response body within read_timeout")]
+    ReadStalled { upstream: String },
+    #[error("{upstream} accepted no bytes of the request within write_timeout")]
+    WriteStalled { upstream: String },
     #[error("{upstream}: {source}")]
     Io { upstream: String, source: io::Error },
 }
@@ -108,7 +112,9 @@ pub fn response_for(error: &ProxyError) -> Option<Answer> {
             | UpstreamError::ClosedEarly { .. }
             | UpstreamError::UnexpectedUpgrade { .. }
             | UpstreamError::Io { .. } => Some(Answer::BadGateway),
-            UpstreamError::HeaderTimeout { .. } => Some(Answer::GatewayTimeout),
+            UpstreamError::HeaderTimeout { .. }
+            | UpstreamError::ReadStalled { .. }
+            | UpstreamError::WriteStalled { .. } => Some(Answer::GatewayTimeout),
         },
     }
 }

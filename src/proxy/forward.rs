@@ -28,6 +28,7 @@ use crate::http::head::{Method, RequestBody, RequestHead};
 use crate::http::request::Request;
 use crate::http::rewrite::write_request_head;
 use crate::http::template::ForwardContext;
+use crate::net::stall::{stalled, Stalled, WriteStall};
 use crate::net::stream::{PlainStream, Stream};
 use crate::upstream::{dial, UpstreamConn, UpstreamPool};
 
@@ -280,18 +281,24 @@ impl<S: Stream> Exchange<'_, S> {
                 &self.pool.set.header_up,
                 head,
             );
-            let Err(source) = write_all(&conn.stream, head).await else {
+            let writing = WriteStall::new(&conn.stream, self.pool.set.transport.write_timeout);
+            let Err(source) = write_all(&writing, head).await else {
                 return Ok(conn);
             };
+            let write_stalled = stalled(&source) == Some(Stalled::Write);
             let attempted = Attempted {
                 upstream: index,
                 pooled: conn.reused,
                 head_sent: false,
                 response_seen: false,
-                connection_lost: true,
+                connection_lost: !write_stalled,
                 body_read: is_bodyless(self.request.head()),
             };
-            let error = UpstreamError::Io { upstream: upstream.display.clone(), source };
+            let upstream = upstream.display.clone();
+            let error = match write_stalled {
+                true => UpstreamError::WriteStalled { upstream },
+                false => UpstreamError::Io { upstream, source },
+            };
             return Err(self.failed(before_response(error), attempted));
         }
         Err(Failed::unreached(last_error.unwrap_or(UpstreamError::NoneAvailable)))
@@ -351,8 +358,11 @@ impl<S: Stream> Exchange<'_, S> {
     }
 
     async fn run(&mut self, attempt: &mut Attempt<'_>) -> Result<Ended, ForwardError> {
-        let read_stall = self.ctx.snapshot.config.globals.limits.read_body_timeout;
-        let sent = super::upload::send_body(self.client, self.request, attempt, read_stall).await?;
+        let stalls = super::upload::Stalls {
+            client_read: self.ctx.snapshot.config.globals.limits.read_body_timeout,
+            upstream_write: self.pool.set.transport.write_timeout,
+        };
+        let sent = super::upload::send_body(self.client, self.request, attempt, stalls).await?;
         attempt.body_sent = sent == super::upload::BodySent::Complete;
         super::response::receive(self, attempt, sent).await
     }

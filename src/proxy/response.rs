@@ -20,6 +20,7 @@ use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
 use crate::http::rewrite::write_response_head;
+use crate::net::stall::{stalled, ReadStall, Stalled};
 use crate::net::stream::Stream;
 
 /// What to do with a response head that came in.
@@ -151,11 +152,18 @@ async fn deliver<S: Stream>(
     attempt.received.drain(..take);
     write_all(client, &out).await.map_err(|e| after_response(ClientError::from_io(e)))?;
     drop(out);
-    let pumped = pump_body(attempt.upstream, client, &mut attempt.received, &mut framing).await;
+    // Each wait for more of the body is bounded: an upstream that stops sending mid-body would
+    // otherwise hold the client, and both connections, for good.
+    let upstream = ReadStall::new(attempt.upstream, ex.pool.set.transport.read_timeout);
+    let pumped = pump_body(&upstream, client, &mut attempt.received, &mut framing).await;
     let bytes = match pumped {
         Ok(n) => n + take as u64,
         Err(PumpError::Destination(e)) => return Err(after_response(ClientError::from_io(e))),
         Err(PumpError::SourceClosed) => return Err(after_response(attempt.closed_early())),
+        Err(PumpError::Source(e)) if stalled(&e) == Some(Stalled::Read) => {
+            let upstream = attempt.name.to_owned();
+            return Err(after_response(UpstreamError::ReadStalled { upstream }));
+        }
         Err(PumpError::Source(e)) => return Err(after_response(attempt.io_error(e))),
         Err(PumpError::Framing(source)) => {
             let upstream = attempt.name.to_owned();

@@ -3,9 +3,10 @@
 //! strict upgrades, invalid upstream status lines, stray bytes on pooled connections, passive
 //! health counting only the upstream's own faults, and the upstream read and write timeouts.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::support::client::describe;
+use crate::support::client::{describe, ReadError};
 use crate::support::net::dead_port;
 use crate::support::origin::Origin;
 use crate::support::scripted::{write, Act, Scripted};
@@ -170,5 +171,109 @@ per_driver! {
             let (before, after) = (&upstream.seen_to(target)[0], &upstream.seen_to(&next_target)[0]);
             assert_ne!(before.conn, after.conn, "after {target}: the connection with stray bytes was reused");
         }
+    }
+}
+
+/// Failures counted against upstreams by passive health, every worker and set together. Each
+/// worker keeps its own counts (and only a set with `fail_duration` keeps any).
+fn passive_failures(proxy: &Proxy) -> u64 {
+    let workers = proxy.server().registry().upstreams();
+    workers.iter().flatten().map(|entry| entry.stats.fails.load(Ordering::Relaxed)).sum()
+}
+
+per_driver! {
+    fn an_upstream_response_that_stalls_mid_body_is_cut_off_and_a_steady_one_never_is(setup) {
+        let upstream = Scripted::start(|seen| {
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+            match seen.target.as_str() {
+                // Ten bytes, one every 100 ms: a second in all, three times read_timeout.
+                "/steady" => std::iter::once(write(head))
+                    .chain((0..10).flat_map(|_| [Act::Sleep(Duration::from_millis(100)), write("s")]))
+                    .collect(),
+                t if t.ends_with("/stall") => {
+                    vec![write(format!("{head}hello")), Act::Sleep(Duration::from_secs(5)), write("world")]
+                }
+                _ => vec![write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+            }
+        });
+        let timeouts = "transport http {\n\t\t\tread_timeout 400ms\n\t\t}";
+        let proxy = Proxy::start(
+            &format!(
+                "$SITE {{\n\thandle /counted/* {{\n\t\treverse_proxy {0} {{\n\t\t\tfail_duration 30s\n\
+                 \t\t\tmax_fails 1\n\t\t{timeouts}\n\t\t}}\n\t}}\n\
+                 \treverse_proxy {0} {{\n\t\t{timeouts}\n\t}}\n}}\n",
+                upstream.addr
+            ),
+            setup,
+        );
+        let host = proxy.host();
+        let mut conn = proxy.connect();
+        let steady = conn.get(&host, "/steady");
+        assert_eq!(steady.text(), "ssssssssss", "a steady body was cut");
+
+        let started = std::time::Instant::now();
+        conn.send(format!("GET /stall HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        match conn.try_response("GET") {
+            Err(ReadError::Closed { .. }) => {}
+            other => panic!("a stalled body did not end the client connection: {other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(350) && took < Duration::from_secs(3), "cut after {took:?}");
+        // The stalled connection went nowhere near the pool: the next request has a new one.
+        assert_eq!(proxy.connect().get(&host, "/after").status, 200);
+        let (stalled, after) = (&upstream.seen_to("/stall")[0], &upstream.seen_to("/after")[0]);
+        assert_ne!(stalled.conn, after.conn);
+
+        // A stall is the upstream's fault: with max_fails 1 it is marked down.
+        let mut conn = proxy.connect();
+        conn.send(format!("GET /counted/stall HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert!(conn.try_response("GET").is_err());
+        if !proxy.is_caddy() {
+            assert_eq!(passive_failures(&proxy), 1, "the stall was not counted against the upstream");
+        }
+    }
+}
+
+per_driver! {
+    plain_only("the stall is on the upstream leg; the test writes the body from a second thread, which a TLS client cannot do")
+    fn an_upstream_that_stops_reading_the_request_body_gets_504_at_the_write_timeout(setup) {
+        // Accepts and then never reads: the request body fills the socket buffers and stops.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let holder = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(6));
+            drop(socket);
+        });
+        let proxy = Proxy::start(
+            &format!("$SITE {{\n\treverse_proxy {addr} {{\n\t\ttransport http {{\n\t\t\twrite_timeout 400ms\n\t\t}}\n\t}}\n}}\n"),
+            setup,
+        );
+        if proxy.skip_on_caddy("Caddy's write_timeout is not a stall timeout on the request body") {
+            return;
+        }
+        let len = 64 << 20;
+        let mut conn = proxy.connect();
+        conn.send(format!("POST /upload HTTP/1.1\r\nHost: {}\r\nContent-Length: {len}\r\n\r\n", proxy.host()).as_bytes());
+        let mut writer = conn.stream.tcp().try_clone().unwrap();
+        let started = std::time::Instant::now();
+        let pusher = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 256 * 1024];
+            let mut sent = 0;
+            while sent < len {
+                if std::io::Write::write_all(&mut writer, &chunk).is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+        });
+        let resp = conn.response("POST");
+        let took = started.elapsed();
+        assert_eq!(resp.status, 504);
+        assert_eq!(resp.header("connection"), Some("close"), "the rest of the body is unread");
+        assert!(took < Duration::from_secs(4), "504 after {took:?}");
+        drop(conn);
+        let _ = pusher.join();
+        let _ = holder.join();
     }
 }
