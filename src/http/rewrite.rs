@@ -69,11 +69,20 @@ pub fn write_request_head(ctx: &ForwardContext<'_>, ops: &[HeaderOp], out: &mut 
         }
     }
     let nominations = Nominations::new(&head.headers, buf);
+    // Of a WebSocket upgrade's Upgrade fields, one `Upgrade: websocket` goes on, in the first
+    // one's place: never another protocol it also offered (`h2c` would let the client speak
+    // HTTP/2 to the upstream past every rule of this proxy).
+    let mut upgrade_pending = head.websocket_upgrade;
     for field in &head.headers {
         let name = field.name.get(buf);
-        let keep_upgrade = head.websocket_upgrade && name.eq_ignore_ascii_case(b"upgrade");
+        if upgrade_pending && name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade_pending = false;
+            out.extend_from_slice(b"Upgrade: websocket\r\n");
+            continue;
+        }
         let dropped = is_one_of(name, &REGENERATED)
-            || (!keep_upgrade && (is_one_of(name, &HOP_BY_HOP) || nominations.lists(name)))
+            || is_one_of(name, &HOP_BY_HOP)
+            || nominations.lists(name)
             || claimed_by_ops(ops, name);
         if !dropped {
             write_field(out, name, field.value.get(buf));

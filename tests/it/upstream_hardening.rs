@@ -277,3 +277,95 @@ per_driver! {
         let _ = holder.join();
     }
 }
+
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+per_driver! {
+    fn only_a_bodiless_get_upgrades_only_to_websocket_and_only_on_a_genuine_101(setup) {
+        let upstream = Scripted::start(|seen| {
+            let accept = seen.header("sec-websocket-key").map(|k| tungstenite::handshake::derive_accept_key(k.as_bytes()));
+            let switch = |upgrade: &str, accept: &str| {
+                vec![write(format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                ))]
+            };
+            match seen.target.as_str() {
+                "/ws" => switch("websocket", &accept.unwrap_or_default()),
+                "/ws-wrong-accept" => switch("websocket", "AAAAPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                "/ws-h2c" => switch("h2c", &accept.unwrap_or_default()),
+                "/ws-refused" => vec![write("HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")],
+                _ => vec![write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+            }
+        });
+        let proxy = setup.proxy_to(upstream.addr);
+        let host = proxy.host();
+        let upgrade = |method: &str, target: &str, offer: &str, extra: &str| {
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: {offer}\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n{extra}\r\n"
+            )
+        };
+
+        // A 101 that is not the WebSocket switch the client asked for is a 502.
+        for target in ["/ws-wrong-accept", "/ws-h2c"] {
+            let mut conn = proxy.connect();
+            conn.send(upgrade("GET", target, "websocket", "").as_bytes());
+            let status = conn.response("GET").status;
+            if proxy.is_caddy() && status != 502 {
+                eprintln!("NOTE against Caddy: {target} was answered {status}");
+                continue;
+            }
+            assert_eq!(status, 502, "{target}");
+        }
+
+        // A refused upgrade is an ordinary answer for the client; the upstream connection that
+        // refused it is not used again.
+        let mut conn = proxy.connect();
+        conn.send(upgrade("GET", "/ws-refused", "websocket", "").as_bytes());
+        assert_eq!(conn.response("GET").status, 403);
+        assert_eq!(conn.get(&host, "/after-refusal").text(), "ok");
+        let (refused, after) = (&upstream.seen_to("/ws-refused")[0], &upstream.seen_to("/after-refusal")[0]);
+        assert_ne!(refused.conn, after.conn, "the connection that refused an upgrade was pooled");
+
+        // Only a GET without a body asks to upgrade; anything else goes as a plain request.
+        let mut conn = proxy.connect();
+        conn.send(upgrade("POST", "/post-upgrade", "websocket", "Content-Length: 2\r\n\r\nhi").trim_end_matches("\r\n").as_bytes());
+        assert_eq!(conn.response("POST").text(), "ok");
+        let seen = &upstream.seen_to("/post-upgrade")[0];
+        if proxy.is_caddy() && seen.header("upgrade").is_some() {
+            eprintln!("NOTE against Caddy: a POST upgrade reached the upstream as {:?}", seen.head);
+        } else {
+            assert_eq!(seen.header("upgrade"), None, "{}", seen.head);
+            assert!(!seen.head.to_ascii_lowercase().contains("connection: upgrade"), "{}", seen.head);
+        }
+
+        // h2c is never offered to the upstream, alone or beside websocket.
+        conn.send(
+            format!("GET /h2c HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(conn.response("GET").text(), "ok");
+        let seen = &upstream.seen_to("/h2c")[0];
+        if proxy.is_caddy() && seen.header("upgrade").is_some() {
+            eprintln!("NOTE against Caddy: an h2c upgrade reached the upstream as {:?}", seen.head);
+        } else {
+            assert_eq!(seen.header("upgrade"), None, "{}", seen.head);
+            assert_eq!(seen.header("http2-settings"), None, "{}", seen.head);
+        }
+        let mut conn = proxy.connect();
+        conn.send(upgrade("GET", "/ws", "h2c, websocket", "").as_bytes());
+        let status = conn.response("GET").status;
+        if proxy.is_caddy() && status != 101 {
+            eprintln!("NOTE against Caddy: `Upgrade: h2c, websocket` was answered {status}");
+        } else {
+            assert_eq!(status, 101);
+        }
+        let seen = &upstream.seen_to("/ws")[0];
+        let offered: Vec<&str> = seen.head.split("\r\n").filter(|l| l.to_ascii_lowercase().starts_with("upgrade:")).collect();
+        if proxy.is_caddy() && offered != ["Upgrade: websocket"] {
+            eprintln!("NOTE against Caddy: `Upgrade: h2c, websocket` reached the upstream as {offered:?}");
+        } else {
+            assert_eq!(offered, ["Upgrade: websocket"], "{}", seen.head);
+        }
+    }
+}
