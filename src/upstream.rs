@@ -271,6 +271,16 @@ fn hash_ip(ip: IpAddr) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
+/// A dial that failed for want of a local resource (descriptors, memory, ephemeral ports):
+/// this process's fault, which says nothing about the upstream, so passive health does not
+/// count it.
+pub fn is_local_fault(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
+}
+
 /// Dial one upstream, trying each of its resolved addresses within `timeout` overall.
 pub async fn dial(upstream: &Upstream, timeout: Duration) -> io::Result<PlainStream> {
     let deadline = Instant::now() + timeout;
@@ -452,6 +462,18 @@ mod tests {
         old.retire();
         assert!(old.is_retired());
         assert!(old.take_idle(0).is_none());
+    }
+
+    #[test]
+    fn running_out_of_local_resources_is_not_the_upstreams_fault() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM, libc::EADDRNOTAVAIL]
+        {
+            assert!(is_local_fault(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for errno in [libc::ECONNREFUSED, libc::ECONNRESET, libc::ETIMEDOUT, libc::EHOSTUNREACH] {
+            assert!(!is_local_fault(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        assert!(!is_local_fault(&io::Error::new(io::ErrorKind::TimedOut, "dial timeout")));
     }
 
     #[test]

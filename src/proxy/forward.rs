@@ -30,7 +30,7 @@ use crate::http::rewrite::write_request_head;
 use crate::http::template::ForwardContext;
 use crate::net::stall::{stalled, Stalled, WriteStall};
 use crate::net::stream::{PlainStream, Stream};
-use crate::upstream::{dial, UpstreamConn, UpstreamPool};
+use crate::upstream::{dial, is_local_fault, UpstreamConn, UpstreamPool};
 
 /// One request on its way to an upstream: who asked, what they asked, the route's rewrite and
 /// the upstreams that may answer.
@@ -266,6 +266,13 @@ impl<S: Stream> Exchange<'_, S> {
                 Some(conn) => conn,
                 None => match dial(upstream, self.pool.set.transport.dial_timeout).await {
                     Ok(stream) => UpstreamConn { stream, upstream: index, reused: false },
+                    Err(source) if is_local_fault(&source) => {
+                        // Out of descriptors or ports here: not the upstream's failure, and
+                        // another upstream would fare no better.
+                        let upstream = upstream.display.clone();
+                        tracing::error!(conn = self.ctx.id, %upstream, "cannot dial: {source}");
+                        return Err(Failed::unreached(UpstreamError::Connect { upstream, source }));
+                    }
                     Err(source) => {
                         self.pool.record_failure(index);
                         let upstream = upstream.display.clone();
@@ -368,7 +375,8 @@ impl<S: Stream> Exchange<'_, S> {
     }
 
     /// Count a failed attempt against its upstream (passive health), unless it only found a
-    /// connection the upstream had closed while idle.
+    /// connection the upstream had closed while idle. Only the upstream's faults count: a
+    /// client that stalls or leaves mid-body fails with a client error, which never does.
     fn failed(&self, error: ForwardError, attempted: Attempted) -> Failed {
         if matches!(error.error, ProxyError::Upstream(_)) && !attempted.looks_stale() {
             self.pool.record_failure(attempted.upstream);

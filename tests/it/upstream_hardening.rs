@@ -6,8 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::support::client::{describe, ReadError};
-use crate::support::net::dead_port;
+use std::net::SocketAddr;
+
+use crate::support::binary::{get, Running};
+use crate::support::client::{describe, ClientStream, HttpConn, ReadError};
+use crate::support::net::{dead_port, unassigned_port};
 use crate::support::origin::Origin;
 use crate::support::scripted::{write, Act, Scripted};
 use crate::support::{per_driver, Proxy};
@@ -368,4 +371,130 @@ per_driver! {
             assert_eq!(offered, ["Upgrade: websocket"], "{}", seen.head);
         }
     }
+}
+
+per_driver! {
+    fn a_client_that_leaves_or_stalls_mid_upload_is_not_held_against_the_upstream(setup) {
+        let origin = Origin::start("o");
+        let proxy = Proxy::start(
+            &format!(
+                "{{\n\tservers {{\n\t\ttimeouts {{\n\t\t\tread_body 300ms\n\t\t}}\n\t}}\n}}\n\n\
+                 $SITE {{\n\treverse_proxy {} {{\n\t\tfail_duration 30s\n\t\tmax_fails 1\n\t}}\n}}\n",
+                origin.addr
+            ),
+            setup,
+        );
+        if proxy.skip_on_caddy("Caddy's read_body is a deadline; its passive health is not observable here") {
+            return;
+        }
+        let host = proxy.host();
+        let head = format!("POST /sha256 HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100000\r\n\r\n");
+        // Leaves after a tenth of its body.
+        let mut leaving = proxy.connect();
+        leaving.send(head.as_bytes());
+        leaving.send(&[b'a'; 10_000]);
+        drop(leaving);
+        // Stops sending after a tenth of its body: 408 after read_body.
+        let mut stalling = proxy.connect();
+        stalling.send(head.as_bytes());
+        stalling.send(&[b'a'; 10_000]);
+        assert_eq!(stalling.response("POST").status, 408);
+        // Leaves in the middle of a large response.
+        let mut reader = proxy.connect();
+        reader.send(format!("GET /bytes/50000000 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+        drop(reader);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(passive_failures(&proxy), 0, "a client's fault was counted against the upstream");
+        for i in 0..4 {
+            assert_eq!(proxy.connect().get(&host, &format!("/after/{i}")).status, 200);
+        }
+    }
+}
+
+/// Set the soft RLIMIT_NOFILE of process `pid`.
+fn set_open_files_limit(pid: u32, soft: u64) {
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit failed");
+}
+
+/// The soft RLIMIT_NOFILE of process `pid`.
+fn open_files_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// A soft RLIMIT_NOFILE that leaves process `pid` room for exactly `room` more descriptors:
+/// new ones take the lowest free numbers, and the limit bounds the number, not the count.
+fn limit_leaving_room(pid: u32, room: usize) -> u64 {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap();
+    let open: std::collections::HashSet<u64> =
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    let mut free = 0;
+    (0u64..)
+        .find(|n| {
+            free += usize::from(!open.contains(n));
+            free == room
+        })
+        .unwrap()
+        + 1
+}
+
+/// A dial that fails because the proxy ran out of descriptors (EMFILE) is the proxy's problem,
+/// not the upstream's: with `max_fails 1` the upstream must stay in service.
+#[test]
+fn running_out_of_descriptors_does_not_mark_the_upstream_down() {
+    let origin = Origin::start("o");
+    let (admin, port) = (unassigned_port(), unassigned_port());
+    let caddyfile = format!(
+        "{{\n\tadmin 127.0.0.1:{admin}\n\tgrace_period 1s\n}}\n\n:{port} {{\n\treverse_proxy {} {{\n\
+         \t\tfail_duration 30s\n\t\tmax_fails 1\n\t\ttransport http {{\n\t\t\tkeepalive off\n\t\t}}\n\t}}\n}}\n",
+        origin.addr
+    );
+    let mut proxy = Running::start(&caddyfile, &[]);
+    proxy.wait_listening(port);
+    assert_eq!(get(port, "a", "/warm").0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    // Room for a few more descriptors: each client connection below holds one, and the next
+    // dial after the last one fits fails.
+    let original = open_files_limit(proxy.pid());
+    set_open_files_limit(proxy.pid(), limit_leaving_room(proxy.pid(), 3));
+    let mut held = Vec::new();
+    let mut refused = false;
+    for i in 0..8 {
+        let mut conn =
+            HttpConn::new(ClientStream::connect_plain(SocketAddr::from(([127, 0, 0, 1], port))));
+        conn.deadline_after = Duration::from_secs(3);
+        conn.send(format!("GET /fill/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        match conn.try_response("GET") {
+            Ok(resp) if resp.status == 200 => held.push(conn),
+            Ok(resp) => {
+                assert_eq!(resp.status, 502, "{}", resp.text());
+                refused = true;
+                break;
+            }
+            // The accept itself found no descriptor: the connection waits in the backlog.
+            Err(e) => {
+                eprintln!("request {i}: {}", describe(&e));
+                break;
+            }
+        }
+    }
+    set_open_files_limit(proxy.pid(), original);
+    assert!(refused, "no dial ran out of descriptors:\n{}", proxy.log());
+    assert!(proxy.log().contains("cannot dial"), "{}", proxy.log());
+    drop(held);
+    for i in 0..6 {
+        assert_eq!(get(port, "a", &format!("/after/{i}")).0, 200, "the upstream was marked down");
+    }
+    let (status, upstreams) = get(admin, &format!("127.0.0.1:{admin}"), "/reverse_proxy/upstreams");
+    assert_eq!(status, 200);
+    assert!(
+        upstreams.contains("\"fails\":0") && upstreams.contains("\"healthy\":true"),
+        "{upstreams}"
+    );
 }
