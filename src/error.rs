@@ -11,6 +11,7 @@ use std::io;
 use crate::http::chunked::ChunkError;
 use crate::http::head::{HeadError, UpstreamHeadError};
 use crate::http::response::Answer;
+use crate::http::upgrade::UpgradeError;
 use crate::net::stall::{stalled, Stalled};
 
 /// Something went wrong while serving one request or relay.
@@ -69,6 +70,12 @@ pub enum UpstreamError {
     ClosedEarly { upstream: String },
     #[error("{upstream} answered 101 to a request that did not ask to upgrade")]
     UnexpectedUpgrade { upstream: String },
+    #[error("{upstream} answered a WebSocket upgrade with a 101 that is not one: {reason}")]
+    BadUpgrade { upstream: String, reason: UpgradeError },
+    #[error("{upstream} sent no bytes of its response body within read_timeout")]
+    ReadStalled { upstream: String },
+    #[error("{upstream} accepted no bytes of the request within write_timeout")]
+    WriteStalled { upstream: String },
     #[error("{upstream}: {source}")]
     Io { upstream: String, source: io::Error },
 }
@@ -107,8 +114,11 @@ pub fn response_for(error: &ProxyError) -> Option<Answer> {
             | UpstreamError::Chunked { .. }
             | UpstreamError::ClosedEarly { .. }
             | UpstreamError::UnexpectedUpgrade { .. }
+            | UpstreamError::BadUpgrade { .. }
             | UpstreamError::Io { .. } => Some(Answer::BadGateway),
-            UpstreamError::HeaderTimeout { .. } => Some(Answer::GatewayTimeout),
+            UpstreamError::HeaderTimeout { .. }
+            | UpstreamError::ReadStalled { .. }
+            | UpstreamError::WriteStalled { .. } => Some(Answer::GatewayTimeout),
         },
     }
 }

@@ -209,23 +209,27 @@ impl UpstreamPool {
 
     /// A pooled idle connection that still looks alive, or `None`.
     ///
-    /// A connection idle for less than [`limits::PROBE_AFTER_IDLE`] is handed out without the liveness
-    /// probe when `replayable` (the request can be resent if the connection turns out closed):
-    /// upstreams close idle connections after seconds, not microseconds, and the probe is one
-    /// syscall per request on a busy keep-alive path.
-    pub fn take_idle(&self, index: usize, replayable: bool) -> Option<UpstreamConn> {
+    /// Every connection is probed (`MSG_PEEK`) before it is handed out, however briefly it sat
+    /// idle: an upstream that wrote anything while the connection was idle (a body after a
+    /// `204`, `304` or an answer to `HEAD`, more bytes than its `Content-Length`) would have
+    /// those bytes read as the next request's response, and one that closed it would cost a
+    /// retry (or, for a request that must not be replayed, a `502`). Watching idle connections
+    /// instead would keep a readiness wait armed per pooled connection; the probe is one
+    /// syscall per reuse (its cost is experiment 12 in docs/benchmarks.md).
+    pub fn take_idle(&self, index: usize) -> Option<UpstreamConn> {
         let keepalive = self.set.transport.keepalive?;
         let mut idle = self.states[index].idle.borrow_mut();
         while let Some(conn) = idle.pop() {
-            let idle_for = conn.idle_since.elapsed();
-            if idle_for >= keepalive {
+            if conn.idle_since.elapsed() >= keepalive {
                 continue;
             }
-            if (replayable && idle_for < limits::PROBE_AFTER_IDLE)
-                || sys::idle_connection_usable(conn.stream.fd())
-            {
+            if sys::idle_connection_usable(conn.stream.fd()) {
                 return Some(UpstreamConn { stream: conn.stream, upstream: index, reused: true });
             }
+            tracing::debug!(
+                upstream = %self.set.upstreams[index].display,
+                "pooled connection closed or sent bytes while idle; not reused"
+            );
         }
         None
     }
@@ -265,6 +269,16 @@ fn hash_ip(ip: IpAddr) -> u64 {
     bytes
         .iter()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// A dial that failed for want of a local resource (descriptors, memory, ephemeral ports):
+/// this process's fault, which says nothing about the upstream, so passive health does not
+/// count it.
+pub fn is_local_fault(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// Dial one upstream, trying each of its resolved addresses within `timeout` overall.
@@ -447,7 +461,19 @@ mod tests {
         assert_eq!(new.attempt_order(CLIENT), vec![0, 2]);
         old.retire();
         assert!(old.is_retired());
-        assert!(old.take_idle(0, true).is_none());
+        assert!(old.take_idle(0).is_none());
+    }
+
+    #[test]
+    fn running_out_of_local_resources_is_not_the_upstreams_fault() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM, libc::EADDRNOTAVAIL]
+        {
+            assert!(is_local_fault(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for errno in [libc::ECONNREFUSED, libc::ECONNRESET, libc::ETIMEDOUT, libc::EHOSTUNREACH] {
+            assert!(!is_local_fault(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        assert!(!is_local_fault(&io::Error::new(io::ErrorKind::TimedOut, "dial timeout")));
     }
 
     #[test]

@@ -61,6 +61,24 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// answering 502. Caddy's default is 3 s. Caddyfile: `transport http { dial_timeout <d> }`.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// An upstream response body that makes no progress for this long is cut off: the client
+/// connection closes (the response has started), the upstream connection is not reused, and it
+/// counts as the upstream's failure for passive health. A stall timeout, reset by every byte,
+/// so a long steady stream is never cut; the wait for the response head is
+/// `response_header_timeout`'s. Caddy has none by default; five minutes outlasts any pause of
+/// a TTS or event stream that is still alive (they pause for seconds, and event streams send
+/// keep-alive comments every 15–60 s) while an upstream that vanished without a reset (a host
+/// gone, a dropped route) no longer holds the client and two sockets forever.
+/// Caddyfile: `transport http { read_timeout <d> }`; `0` turns it off.
+pub const DEFAULT_UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// An upstream that accepts no bytes of the request (head or body) for this long is given up:
+/// `504` when no response has started. A stall timeout like `read_timeout`; the same 60 s as
+/// the client side's `write` (Caddy has none by default). An upstream that reads its request
+/// at all reads it in far less. Caddyfile: `transport http { write_timeout <d> }`; `0` turns
+/// it off.
+pub const DEFAULT_UPSTREAM_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long an idle pooled upstream connection is kept. Caddyfile: `transport http { keepalive <d> }`.
 pub const DEFAULT_UPSTREAM_KEEPALIVE: Duration = Duration::from_secs(120);
 
@@ -195,10 +213,6 @@ pub const SHED_IDLE_ON_FD_EXHAUSTION: usize = 16;
 
 /// How often idle pooled upstream connections past their keepalive are closed.
 pub const POOL_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Pooled connections idle at least this long are probed (`MSG_PEEK`) before reuse; younger
-/// ones are handed out unprobed to requests that can be resent (see `UpstreamPool::take_idle`).
-pub const PROBE_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// Dial timeout of an active health check (the check's own `health_timeout` bounds the whole
 /// check; this keeps a black-holed upstream from holding a check's socket longer than that).

@@ -605,6 +605,11 @@ pub struct Transport {
     pub keepalive: Option<Duration>,
     /// Idle pooled connections kept per upstream, per worker.
     pub keepalive_idle_conns: usize,
+    /// A response body that makes no progress for this long is cut off; `None`: off.
+    pub read_timeout: Option<Duration>,
+    /// A request (head or body) the upstream accepts no bytes of for this long is abandoned
+    /// with `504`; `None`: off.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for Transport {
@@ -614,6 +619,8 @@ impl Default for Transport {
             response_header_timeout: None,
             keepalive: Some(limits::DEFAULT_UPSTREAM_KEEPALIVE),
             keepalive_idle_conns: limits::DEFAULT_KEEPALIVE_IDLE_CONNS,
+            read_timeout: Some(limits::DEFAULT_UPSTREAM_READ_TIMEOUT),
+            write_timeout: Some(limits::DEFAULT_UPSTREAM_WRITE_TIMEOUT),
         }
     }
 }

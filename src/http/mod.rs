@@ -13,6 +13,7 @@ pub mod request;
 pub mod response;
 pub mod rewrite;
 pub mod template;
+pub mod upgrade;
 
 /// A byte range into the buffer a head was parsed from. Heads are at most
 /// `max_header_bytes`, so `u32` offsets are plenty and keep `HeaderField` small.

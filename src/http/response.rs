@@ -89,6 +89,18 @@ pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
     }
 }
 
+/// [`write_answer`] for a request with `method_head` set when it was a HEAD: the same head,
+/// without the body (RFC 9110 §9.3.2), so a kept-alive connection stays in step.
+pub fn write_answer_to(answer: Answer, method_head: bool, close: bool, out: &mut Vec<u8>) {
+    let start = out.len();
+    write_answer(answer, close, out);
+    if method_head && answer != Answer::PlaintextOnTlsPort {
+        if let Some(end) = out[start..].windows(4).position(|w| w == b"\r\n\r\n") {
+            out.truncate(start + end + 4);
+        }
+    }
+}
+
 /// `Content-Type`, framing, `Connection` and a body reading `<status> <reason>\n`.
 fn write_text_body(status: u16, close: bool, out: &mut Vec<u8>) {
     let reason = reason_phrase(status);
@@ -279,6 +291,19 @@ mod tests {
                 assert!(!close || fixed || !head.keep_alive, "{a:?}");
             }
         }
+    }
+
+    #[test]
+    fn an_answer_to_a_head_request_keeps_its_length_and_drops_its_body() {
+        let (mut full, mut head_only) = (Vec::new(), Vec::new());
+        write_answer(Answer::BadGateway, false, &mut full);
+        write_answer_to(Answer::BadGateway, true, false, &mut head_only);
+        let head_end = full.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(head_only, &full[..head_end]);
+        assert!(String::from_utf8_lossy(&head_only).contains("Content-Length: 16\r\n"));
+        let mut get = Vec::new();
+        write_answer_to(Answer::BadGateway, false, false, &mut get);
+        assert_eq!(get, full);
     }
 
     #[test]

@@ -47,7 +47,10 @@ const REGENERATED: [&str; 6] = [
 /// answer with chunked coding a 1.0 client cannot read.
 ///
 /// Host is the routed authority (`head.host_port`: the absolute-form authority when there was
-/// one), omitted only for an HTTP/1.0 request without Host.
+/// one), omitted only for an HTTP/1.0 request without Host. An HTTP/1.1 request with an empty
+/// Host (RFC 9112 §3.2 allows it when the target has no authority) gets the upstream's address,
+/// as from Caddy: an HTTP/1.1 request must carry a Host line, and upstreams such as nginx
+/// answer an empty one with 400.
 pub fn write_request_head(ctx: &ForwardContext<'_>, ops: &[HeaderOp], out: &mut Vec<u8>) {
     let (head, buf) = (ctx.request.head(), ctx.request.head_bytes());
     out.extend_from_slice(ctx.request.method_token());
@@ -58,15 +61,28 @@ pub fn write_request_head(ctx: &ForwardContext<'_>, ops: &[HeaderOp], out: &mut 
         Version::Http11 => b" HTTP/1.1\r\n",
     });
 
-    if !head.host_port.is_empty() && !claimed_by_ops(ops, b"host") {
-        write_field(out, b"Host", head.host_port.as_bytes());
+    if !claimed_by_ops(ops, b"host") {
+        if !head.host_port.is_empty() {
+            write_field(out, b"Host", head.host_port.as_bytes());
+        } else if head.version == Version::Http11 {
+            write_field(out, b"Host", ctx.upstream_hostport.as_bytes());
+        }
     }
     let nominations = Nominations::new(&head.headers, buf);
+    // Of a WebSocket upgrade's Upgrade fields, one `Upgrade: websocket` goes on, in the first
+    // one's place: never another protocol it also offered (`h2c` would let the client speak
+    // HTTP/2 to the upstream past every rule of this proxy).
+    let mut upgrade_pending = head.websocket_upgrade;
     for field in &head.headers {
         let name = field.name.get(buf);
-        let keep_upgrade = head.websocket_upgrade && name.eq_ignore_ascii_case(b"upgrade");
+        if upgrade_pending && name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade_pending = false;
+            out.extend_from_slice(b"Upgrade: websocket\r\n");
+            continue;
+        }
         let dropped = is_one_of(name, &REGENERATED)
-            || (!keep_upgrade && (is_one_of(name, &HOP_BY_HOP) || nominations.lists(name)))
+            || is_one_of(name, &HOP_BY_HOP)
+            || nominations.lists(name)
             || claimed_by_ops(ops, name);
         if !dropped {
             write_field(out, name, field.value.get(buf));
@@ -377,6 +393,19 @@ mod tests {
         let again = parse_request(&out, 65536).unwrap().unwrap();
         assert_eq!(again.head_len, out.len());
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_empty_host_is_replaced_by_the_upstreams_address_on_http11_only() {
+        assert_eq!(
+            upstream_head(b"GET / HTTP/1.1\r\nHost:\r\n\r\n", &[]),
+            "GET / HTTP/1.1\r\nHost: localhost:8080\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             X-Forwarded-Proto: https\r\n\r\n"
+        );
+        assert_eq!(
+            upstream_head(b"GET / HTTP/1.0\r\n\r\n", &[]),
+            "GET / HTTP/1.0\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\n\r\n"
+        );
     }
 
     #[test]

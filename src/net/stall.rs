@@ -7,10 +7,11 @@
 //! rate is therefore never cut, while a peer that stops is.
 //!
 //! [`WriteStall`] bounds every writability wait of the stream it wraps (the client connection:
-//! responses, interim heads, answers, relays); [`within`] bounds one readiness wait (a request
-//! body's reads). A wait that runs out fails with an [`io::Error`] of kind `TimedOut` carrying
-//! [`Stalled`], which [`stalled`] recognises, so the error mapping can tell a stall from a
-//! reset.
+//! responses, interim heads, answers, relays; an upstream's while its request is written);
+//! [`ReadStall`] every readability wait (an upstream's response body); [`within`] bounds one
+//! readiness wait (a request body's reads). A wait that runs out fails with an [`io::Error`]
+//! of kind `TimedOut` carrying [`Stalled`], which [`stalled`] recognises, so the error mapping
+//! can tell a stall from a reset.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -97,6 +98,49 @@ impl<S: Stream> Stream for WriteStall<S> {
 
     async fn writable(&self) -> io::Result<()> {
         within(self.limit.get(), Stalled::Write, self.inner.writable()).await
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.inner.shutdown_write()
+    }
+
+    fn plaintext_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.plaintext_fd()
+    }
+}
+
+/// A stream whose waits for readability give up after a read stall timeout: an upstream's
+/// response body that stops arriving (`transport http { read_timeout }`). Writes are untouched.
+pub struct ReadStall<S> {
+    inner: S,
+    limit: Option<Duration>,
+}
+
+impl<S: Stream> ReadStall<S> {
+    pub fn new(inner: S, limit: Option<Duration>) -> Self {
+        ReadStall { inner, limit }
+    }
+}
+
+impl<S: Stream> Stream for ReadStall<S> {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.try_read(buf)
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.try_write(buf)
+    }
+
+    fn try_flush(&self) -> io::Result<bool> {
+        self.inner.try_flush()
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        within(self.limit, Stalled::Read, self.inner.readable()).await
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        self.inner.writable().await
     }
 
     fn shutdown_write(&self) -> io::Result<()> {

@@ -24,7 +24,7 @@ use crate::config::{Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
 use crate::http::request::Request;
-use crate::http::response::{write_answer, write_simple, write_typed, Answer};
+use crate::http::response::{write_answer, write_answer_to, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
 use crate::net::stall::WriteStall;
 use crate::net::stream::Stream;
@@ -368,17 +368,25 @@ async fn handle_request<S: Stream>(
                 },
                 Err(e) => {
                     error::log(&e.error, ctx.id);
-                    let mut status = 0;
-                    if !e.response_started {
-                        if let Some(answer) = error::response_for(&e.error) {
-                            let mut out = Vec::new();
-                            write_answer(answer, true, &mut out);
-                            if write_all(client, &out).await.is_ok() {
-                                status = answer.status();
-                            }
-                        }
+                    if e.response_started {
+                        return Handled::CLOSED;
                     }
-                    Handled { status, ..Handled::CLOSED }
+                    let Some(answer) = error::response_for(&e.error) else {
+                        return Handled::CLOSED;
+                    };
+                    // After an upstream's failure the client did nothing wrong: when its
+                    // request was read whole, the connection goes on (as in Caddy and nginx).
+                    let head = request.head();
+                    let keep_alive = e.request_read
+                        && head.keep_alive
+                        && matches!(e.error, ProxyError::Upstream(_))
+                        && !ctx.worker.draining.is_set();
+                    let mut out = Vec::new();
+                    write_answer_to(answer, head.method == Method::Head, !keep_alive, &mut out);
+                    if write_all(client, &out).await.is_err() {
+                        return Handled::CLOSED;
+                    }
+                    Handled { keep_alive, status: answer.status(), bytes: 0, upgraded: None }
                 }
             }
         }

@@ -24,12 +24,13 @@ use std::time::Duration;
 use super::io::write_all;
 use super::ConnCtx;
 use crate::error::{ProxyError, UpstreamError};
-use crate::http::head::{RequestBody, RequestHead};
+use crate::http::head::{Method, RequestBody, RequestHead};
 use crate::http::request::Request;
 use crate::http::rewrite::write_request_head;
 use crate::http::template::ForwardContext;
+use crate::net::stall::{stalled, Stalled, WriteStall};
 use crate::net::stream::{PlainStream, Stream};
-use crate::upstream::{dial, UpstreamConn, UpstreamPool};
+use crate::upstream::{dial, is_local_fault, UpstreamConn, UpstreamPool};
 
 /// One request on its way to an upstream: who asked, what they asked, the route's rewrite and
 /// the upstreams that may answer.
@@ -72,14 +73,17 @@ pub struct Upgraded {
 pub struct ForwardError {
     pub error: ProxyError,
     pub response_started: bool,
+    /// The request's body was read to its end (or it had none): the client connection is at a
+    /// request boundary, so an answer to this error need not end it.
+    pub request_read: bool,
 }
 
 pub(super) fn before_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError { error: error.into(), response_started: false }
+    ForwardError { error: error.into(), response_started: false, request_read: false }
 }
 
 pub(super) fn after_response(error: impl Into<ProxyError>) -> ForwardError {
-    ForwardError { error: error.into(), response_started: true }
+    ForwardError { error: error.into(), response_started: true, request_read: false }
 }
 
 /// One upstream connection during an exchange: what the upload and the response share.
@@ -91,6 +95,8 @@ pub(super) struct Attempt<'c> {
     pub(super) received: Vec<u8>,
     /// A response head (interim or final) came in.
     pub(super) head_seen: bool,
+    /// The whole request body (or none) went to the upstream.
+    pub(super) body_sent: bool,
 }
 
 impl Attempt<'_> {
@@ -127,6 +133,8 @@ struct Attempted {
     /// The attempt ended because the connection did (EOF or an I/O error), which is how an idle
     /// close racing the request looks; not a timeout or an invalid response.
     connection_lost: bool,
+    /// The request body was read from the client to its end (or there was none).
+    body_read: bool,
 }
 
 impl Attempted {
@@ -148,17 +156,45 @@ impl Failed {
     fn unreached(error: UpstreamError) -> Failed {
         Failed { error: before_response(error), attempted: None }
     }
+
+    /// The error for the client connection; `bodyless` requests are read once their head is.
+    fn into_error(self, bodyless: bool) -> ForwardError {
+        let request_read = self.attempted.map_or(bodyless, |attempted| attempted.body_read);
+        ForwardError { request_read, ..self.error }
+    }
 }
 
-/// A request that can be sent again without keeping its body: it has none.
-fn is_replayable(head: &RequestHead) -> bool {
+/// A request without a body: read whole once its head is, and sendable again without keeping
+/// a body.
+fn is_bodyless(head: &RequestHead) -> bool {
     matches!(head.body, RequestBody::None | RequestBody::Length(0))
+}
+
+/// A request that may be sent a second time after its head may have reached the upstream,
+/// which may have acted on it: it has no body, and sending it twice means what sending it once
+/// does. That is a safe method (RFC 9110 §9.2.1), or any method with an `Idempotency-Key` (or
+/// `X-Idempotency-Key`), the rule of Go's transport and so Caddy's. PUT and DELETE are
+/// idempotent too (§9.2.2) but are left out as there: a replayed DELETE answers 404 where the
+/// first one would have answered 204.
+fn is_replayable(request: &Request) -> bool {
+    let head = request.head();
+    if !is_bodyless(head) {
+        return false;
+    }
+    match head.method {
+        Method::Get | Method::Head | Method::Options | Method::Trace => true,
+        _ => {
+            let mut keys =
+                request.values("idempotency-key").chain(request.values("x-idempotency-key"));
+            keys.next().is_some()
+        }
+    }
 }
 
 /// Whether a failed attempt may be sent again on a fresh connection: the pooled connection most
 /// likely went stale before any response byte (so nothing reached the client), and sending the
-/// request twice loses nothing: the upstream never had the whole head, or the request has no
-/// body (`replayable`).
+/// request twice does no harm: the upstream never had the whole head, or the request is
+/// `replayable` (see [`is_replayable`]).
 fn may_replay(attempted: &Attempted, replayable: bool) -> bool {
     attempted.looks_stale() && (!attempted.head_sent || replayable)
 }
@@ -175,15 +211,14 @@ impl<S: Stream> Exchange<'_, S> {
     /// Forward the request and its body, then its response back to the client.
     pub async fn forward(mut self) -> Result<Outcome, ForwardError> {
         let mut order = self.pool.attempt_order(self.ctx.peer.ip()).into_iter();
-        let replayable = is_replayable(self.request.head());
+        let replayable = is_replayable(self.request);
+        let bodyless = is_bodyless(self.request.head());
         let mut head = Vec::with_capacity(self.request.head().head_len + 256);
-        let first = match self
-            .connect_and_send(&mut order, Connect::PooledOrDialled, replayable, &mut head)
-            .await
-        {
-            Ok(conn) => self.exchange_on(conn).await,
-            Err(failed) => Err(failed),
-        };
+        let first =
+            match self.connect_and_send(&mut order, Connect::PooledOrDialled, &mut head).await {
+                Ok(conn) => self.exchange_on(conn).await,
+                Err(failed) => Err(failed),
+            };
         let stale = match first {
             Ok(outcome) => return Ok(outcome),
             Err(Failed { attempted: Some(attempted), .. })
@@ -191,7 +226,7 @@ impl<S: Stream> Exchange<'_, S> {
             {
                 attempted.upstream
             }
-            Err(failed) => return Err(failed.error),
+            Err(failed) => return Err(failed.into_error(bodyless)),
         };
         tracing::debug!(
             conn = self.ctx.id,
@@ -199,9 +234,9 @@ impl<S: Stream> Exchange<'_, S> {
             "pooled connection was closed by the upstream; retrying on a fresh one"
         );
         let mut again = iter::once(stale).chain(order);
-        match self.connect_and_send(&mut again, Connect::Dialled, replayable, &mut head).await {
-            Ok(conn) => self.exchange_on(conn).await.map_err(|failed| failed.error),
-            Err(failed) => Err(failed.error),
+        match self.connect_and_send(&mut again, Connect::Dialled, &mut head).await {
+            Ok(conn) => self.exchange_on(conn).await.map_err(|f| f.into_error(bodyless)),
+            Err(failed) => Err(failed.into_error(bodyless)),
         }
     }
 
@@ -213,26 +248,31 @@ impl<S: Stream> Exchange<'_, S> {
     /// Take a pooled connection or dial one, to the first upstream in `order` that can be
     /// reached, and write the request head (rendered for that upstream into `head`). A dial
     /// failure moves on to the next upstream: nothing has been sent. A failed write is a failed
-    /// attempt, for the caller to judge. `replayable` lets the pool skip its liveness probe
-    /// (see `UpstreamPool::take_idle`).
+    /// attempt, for the caller to judge.
     async fn connect_and_send(
         &self,
         order: &mut impl Iterator<Item = usize>,
         connect: Connect,
-        replayable: bool,
         head: &mut Vec<u8>,
     ) -> Result<UpstreamConn, Failed> {
         let mut last_error = None;
         for index in order {
             let upstream = self.pool.upstream(index);
             let pooled = match connect {
-                Connect::PooledOrDialled => self.pool.take_idle(index, replayable),
+                Connect::PooledOrDialled => self.pool.take_idle(index),
                 Connect::Dialled => None,
             };
             let conn = match pooled {
                 Some(conn) => conn,
                 None => match dial(upstream, self.pool.set.transport.dial_timeout).await {
                     Ok(stream) => UpstreamConn { stream, upstream: index, reused: false },
+                    Err(source) if is_local_fault(&source) => {
+                        // Out of descriptors or ports here: not the upstream's failure, and
+                        // another upstream would fare no better.
+                        let upstream = upstream.display.clone();
+                        tracing::error!(conn = self.ctx.id, %upstream, "cannot dial: {source}");
+                        return Err(Failed::unreached(UpstreamError::Connect { upstream, source }));
+                    }
                     Err(source) => {
                         self.pool.record_failure(index);
                         let upstream = upstream.display.clone();
@@ -248,17 +288,24 @@ impl<S: Stream> Exchange<'_, S> {
                 &self.pool.set.header_up,
                 head,
             );
-            let Err(source) = write_all(&conn.stream, head).await else {
+            let writing = WriteStall::new(&conn.stream, self.pool.set.transport.write_timeout);
+            let Err(source) = write_all(&writing, head).await else {
                 return Ok(conn);
             };
+            let write_stalled = stalled(&source) == Some(Stalled::Write);
             let attempted = Attempted {
                 upstream: index,
                 pooled: conn.reused,
                 head_sent: false,
                 response_seen: false,
-                connection_lost: true,
+                connection_lost: !write_stalled,
+                body_read: is_bodyless(self.request.head()),
             };
-            let error = UpstreamError::Io { upstream: upstream.display.clone(), source };
+            let upstream = upstream.display.clone();
+            let error = match write_stalled {
+                true => UpstreamError::WriteStalled { upstream },
+                false => UpstreamError::Io { upstream, source },
+            };
             return Err(self.failed(before_response(error), attempted));
         }
         Err(Failed::unreached(last_error.unwrap_or(UpstreamError::NoneAvailable)))
@@ -269,12 +316,17 @@ impl<S: Stream> Exchange<'_, S> {
     async fn exchange_on(&mut self, conn: UpstreamConn) -> Result<Outcome, Failed> {
         let (index, pool) = (conn.upstream, self.pool);
         let name = &pool.upstream(index).display;
-        let mut attempt =
-            Attempt { upstream: &conn.stream, name, received: Vec::new(), head_seen: false };
+        let mut attempt = Attempt {
+            upstream: &conn.stream,
+            name,
+            received: Vec::new(),
+            head_seen: false,
+            body_sent: false,
+        };
         self.pool.begin_request(index);
         let ended = self.run(&mut attempt).await;
         self.pool.end_request(index);
-        let response_seen = attempt.response_seen();
+        let (response_seen, body_read) = (attempt.response_seen(), attempt.body_sent);
         match ended {
             Ok(Ended::Complete { outcome, reusable }) => {
                 if reusable {
@@ -305,6 +357,7 @@ impl<S: Stream> Exchange<'_, S> {
                     head_sent: true,
                     response_seen,
                     connection_lost,
+                    body_read,
                 };
                 Err(self.failed(error, attempted))
             }
@@ -312,13 +365,18 @@ impl<S: Stream> Exchange<'_, S> {
     }
 
     async fn run(&mut self, attempt: &mut Attempt<'_>) -> Result<Ended, ForwardError> {
-        let read_stall = self.ctx.snapshot.config.globals.limits.read_body_timeout;
-        let sent = super::upload::send_body(self.client, self.request, attempt, read_stall).await?;
+        let stalls = super::upload::Stalls {
+            client_read: self.ctx.snapshot.config.globals.limits.read_body_timeout,
+            upstream_write: self.pool.set.transport.write_timeout,
+        };
+        let sent = super::upload::send_body(self.client, self.request, attempt, stalls).await?;
+        attempt.body_sent = sent == super::upload::BodySent::Complete;
         super::response::receive(self, attempt, sent).await
     }
 
     /// Count a failed attempt against its upstream (passive health), unless it only found a
-    /// connection the upstream had closed while idle.
+    /// connection the upstream had closed while idle. Only the upstream's faults count: a
+    /// client that stalls or leaves mid-body fails with a client error, which never does.
     fn failed(&self, error: ForwardError, attempted: Attempted) -> Failed {
         if matches!(error.error, ProxyError::Upstream(_)) && !attempted.looks_stale() {
             self.pool.record_failure(attempted.upstream);
@@ -338,19 +396,34 @@ mod tests {
         head_sent: true,
         response_seen: false,
         connection_lost: true,
+        body_read: true,
     };
 
     #[test]
-    fn only_requests_without_a_body_are_replayable() {
+    fn only_bodiless_safe_or_keyed_requests_are_replayable() {
         let cases: &[(&[u8], bool)] = &[
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", true),
+            (b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n", false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", false),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n", false),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", false),
+            (b"PATCH / HTTP/1.1\r\nHost: a\r\n\r\n", false),
+            (b"DELETE / HTTP/1.1\r\nHost: a\r\n\r\n", false),
+            (b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", false),
+            (b"DELETE / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: \"k1\"\r\n\r\n", true),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nx-idempotency-key: k2\r\n\r\n", true),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: k\r\nContent-Length: 2\r\n\r\n",
+                false,
+            ),
         ];
         for (raw, want) in cases {
             let head = parse_request(raw, 4096).unwrap().unwrap();
-            assert_eq!(is_replayable(&head), *want, "{}", String::from_utf8_lossy(raw));
+            let request = Request::new(head, raw.to_vec());
+            assert_eq!(is_replayable(&request), *want, "{}", String::from_utf8_lossy(raw));
         }
     }
 

@@ -20,6 +20,8 @@ use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
 use crate::http::rewrite::write_response_head;
+use crate::http::upgrade::check_switch;
+use crate::net::stall::{stalled, ReadStall, Stalled};
 use crate::net::stream::Stream;
 
 /// What to do with a response head that came in.
@@ -73,7 +75,12 @@ fn plan_delivery(request: &RequestHead, sent: BodySent, response: &ResponseHead)
     Delivery {
         // An abandoned upload leaves the rest of its body unread on the client connection.
         close_client: !request.keep_alive || !request_complete || close_delimited,
-        upstream_reusable: response.keep_alive && request_complete && !close_delimited,
+        // An upstream that refused an upgrade may still expect to switch, or have read the
+        // request differently: its connection is not worth the doubt.
+        upstream_reusable: response.keep_alive
+            && request_complete
+            && !close_delimited
+            && !request.websocket_upgrade,
         framing,
     }
 }
@@ -100,7 +107,19 @@ pub(super) async fn receive<S: Stream>(
                 return Err(before_response(UpstreamError::UnexpectedUpgrade { upstream }));
             }
             Step::DropInterim => {}
-            Step::PassInterim | Step::Upgrade => {
+            Step::Upgrade => {
+                let keys = ex.request.values("sec-websocket-key");
+                if let Err(reason) = check_switch(keys, &response, &attempt.received) {
+                    let upstream = attempt.name.to_owned();
+                    return Err(before_response(UpstreamError::BadUpgrade { upstream, reason }));
+                }
+                out.clear();
+                write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
+                write_all(ex.client, &out)
+                    .await
+                    .map_err(|e| after_response(ClientError::from_io(e)))?;
+            }
+            Step::PassInterim => {
                 out.clear();
                 write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
                 write_all(ex.client, &out)
@@ -151,11 +170,18 @@ async fn deliver<S: Stream>(
     attempt.received.drain(..take);
     write_all(client, &out).await.map_err(|e| after_response(ClientError::from_io(e)))?;
     drop(out);
-    let pumped = pump_body(attempt.upstream, client, &mut attempt.received, &mut framing).await;
+    // Each wait for more of the body is bounded: an upstream that stops sending mid-body would
+    // otherwise hold the client, and both connections, for good.
+    let upstream = ReadStall::new(attempt.upstream, ex.pool.set.transport.read_timeout);
+    let pumped = pump_body(&upstream, client, &mut attempt.received, &mut framing).await;
     let bytes = match pumped {
         Ok(n) => n + take as u64,
         Err(PumpError::Destination(e)) => return Err(after_response(ClientError::from_io(e))),
         Err(PumpError::SourceClosed) => return Err(after_response(attempt.closed_early())),
+        Err(PumpError::Source(e)) if stalled(&e) == Some(Stalled::Read) => {
+            let upstream = attempt.name.to_owned();
+            return Err(after_response(UpstreamError::ReadStalled { upstream }));
+        }
         Err(PumpError::Source(e)) => return Err(after_response(attempt.io_error(e))),
         Err(PumpError::Framing(source)) => {
             let upstream = attempt.name.to_owned();
@@ -301,6 +327,15 @@ mod tests {
         let resp = response("HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n", &request);
         let delivery = plan_delivery(&request, BodySent::ResponseArrived, &resp);
         assert!(delivery.close_client);
+        assert!(!delivery.upstream_reusable);
+    }
+
+    #[test]
+    fn a_refused_upgrade_keeps_the_client_and_drops_the_upstream_connection() {
+        let request = parse(WEBSOCKET);
+        let resp = response("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", &request);
+        let delivery = plan_delivery(&request, BodySent::Complete, &resp);
+        assert!(!delivery.close_client);
         assert!(!delivery.upstream_reusable);
     }
 

@@ -20,7 +20,7 @@ use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestBody};
 use crate::http::request::Request;
-use crate::net::stall::{within, Stalled};
+use crate::net::stall::{stalled, within, Stalled};
 use crate::net::stream::Stream;
 
 /// How the upload ended.
@@ -31,6 +31,15 @@ pub(super) enum BodySent {
     /// A final response head started arriving before the body was sent; the rest of the body
     /// is abandoned and both connections close after the response.
     ResponseArrived,
+}
+
+/// The stall timeouts of an upload (`None`: off).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stalls {
+    /// The client's body: `servers { timeouts { read_body } }`.
+    pub(super) client_read: Option<Duration>,
+    /// The upstream accepting it: `transport http { write_timeout }`.
+    pub(super) upstream_write: Option<Duration>,
 }
 
 /// How a request body is delimited, as the upload tracks it.
@@ -50,7 +59,7 @@ pub(super) async fn send_body<S: Stream>(
     client: &S,
     request: &mut Request,
     attempt: &mut Attempt<'_>,
-    read_stall: Option<Duration>,
+    stalls: Stalls,
 ) -> Result<BodySent, ForwardError> {
     let mut framing = request_framing(request.head().body);
     if framing.is_done_at_start() {
@@ -62,7 +71,8 @@ pub(super) async fn send_body<S: Stream>(
             let (n, done) = framing
                 .take(request.unread())
                 .map_err(|e| before_response(ClientError::Chunked(e)))?;
-            let sent = write_watching(client, &request.unread()[..n], attempt, method).await?;
+            let chunk = &request.unread()[..n];
+            let sent = write_watching(client, chunk, attempt, stalls, method).await?;
             request.consume(n);
             if let Some(arrived) = sent {
                 return Ok(arrived);
@@ -74,7 +84,7 @@ pub(super) async fn send_body<S: Stream>(
                 continue;
             }
         }
-        let client_readable = within(read_stall, Stalled::Read, client.readable());
+        let client_readable = within(stalls.client_read, Stalled::Read, client.readable());
         match ready_or_response(client_readable, attempt).await {
             Woke::Ready(Err(e)) => return Err(before_response(ClientError::from_io(e))),
             Woke::Ready(Ok(())) => match read_append(client, request, usize::MAX).await {
@@ -99,15 +109,22 @@ async fn write_watching<S: Stream>(
     client: &S,
     mut chunk: &[u8],
     attempt: &mut Attempt<'_>,
+    stalls: Stalls,
     method: Method,
 ) -> Result<Option<BodySent>, ForwardError> {
+    let write_stall = stalls.upstream_write;
     let upstream = attempt.upstream;
     while !chunk.is_empty() {
         match upstream.try_write(chunk) {
             Ok(n) => chunk = &chunk[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match ready_or_response(upstream.writable(), attempt).await {
+                let writable = within(write_stall, Stalled::Write, upstream.writable());
+                match ready_or_response(writable, attempt).await {
                     Woke::Ready(Ok(())) => {}
+                    Woke::Ready(Err(e)) if stalled(&e) == Some(Stalled::Write) => {
+                        let upstream = attempt.name.to_owned();
+                        return Err(before_response(UpstreamError::WriteStalled { upstream }));
+                    }
                     Woke::Ready(Err(_)) => return Ok(Some(BodySent::ResponseArrived)),
                     Woke::Upstream(Err(e)) => return Err(before_response(e)),
                     Woke::Upstream(Ok(())) => {

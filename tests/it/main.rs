@@ -29,5 +29,6 @@ mod slowloris;
 mod stalls;
 mod tls;
 mod tls_datapath;
+mod upstream_hardening;
 mod uring_setup;
 mod websocket;

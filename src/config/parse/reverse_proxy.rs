@@ -61,7 +61,9 @@ const HTTP_TRANSPORT_OPTIONS: &Table<TransportOption> = &[
     ("dial_timeout", dial_timeout),
     ("keepalive", keepalive),
     ("keepalive_idle_conns", keepalive_idle_conns),
+    ("read_timeout", read_timeout),
     ("response_header_timeout", response_header_timeout),
+    ("write_timeout", write_timeout),
 ];
 
 /// A `reverse_proxy` being read: the set, and the health-check options that only make sense
@@ -298,6 +300,20 @@ fn response_header_timeout(
     t: &mut Transport,
 ) -> Result<(), ConfigError> {
     t.response_header_timeout = Some(p.duration(value)?);
+    Ok(())
+}
+
+/// `read_timeout <duration>`: a stall timeout on the response body (see
+/// `limits::DEFAULT_UPSTREAM_READ_TIMEOUT`); `0` turns it off.
+fn read_timeout(p: &Parser<'_>, value: &Token, t: &mut Transport) -> Result<(), ConfigError> {
+    t.read_timeout = Some(p.duration(value)?).filter(|d| !d.is_zero());
+    Ok(())
+}
+
+/// `write_timeout <duration>`: a stall timeout on sending the request (see
+/// `limits::DEFAULT_UPSTREAM_WRITE_TIMEOUT`); `0` turns it off.
+fn write_timeout(p: &Parser<'_>, value: &Token, t: &mut Transport) -> Result<(), ConfigError> {
+    t.write_timeout = Some(p.duration(value)?).filter(|d| !d.is_zero());
     Ok(())
 }
 
@@ -543,7 +559,8 @@ mod tests {
     fn transport_http_options() {
         let s = block(
             "\t\ttransport http {\n\t\t\tdial_timeout 1s\n\t\t\tresponse_header_timeout 30s\n\t\t\t\
-             keepalive off\n\t\t\tkeepalive_idle_conns 8\n\t\t}\n",
+             keepalive off\n\t\t\tkeepalive_idle_conns 8\n\t\t\tread_timeout 2m\n\t\t\t\
+             write_timeout 10s\n\t\t}\n",
         );
         assert_eq!(
             s.transport,
@@ -552,8 +569,13 @@ mod tests {
                 response_header_timeout: Some(Duration::from_secs(30)),
                 keepalive: None,
                 keepalive_idle_conns: 8,
+                read_timeout: Some(Duration::from_secs(120)),
+                write_timeout: Some(Duration::from_secs(10)),
             }
         );
+        let off =
+            block("\t\ttransport http {\n\t\t\tread_timeout 0\n\t\t\twrite_timeout 0s\n\t\t}\n");
+        assert_eq!((off.transport.read_timeout, off.transport.write_timeout), (None, None));
         let pooled = block("\t\ttransport http {\n\t\t\tkeepalive 1m\n\t\t}\n");
         assert_eq!(pooled.transport.keepalive, Some(Duration::from_secs(60)));
         assert_eq!(block("\t\ttransport http\n").transport, Transport::default());
@@ -573,7 +595,7 @@ mod tests {
             err("\t\ttransport http {\n\t\t\tmax_conns_per_host 4\n\t\t}\n"),
             "Caddyfile:4 - subdirective 'max_conns_per_host' of transport http is not supported \
              by ringproxy (supported: dial_timeout, keepalive, keepalive_idle_conns, \
-             response_header_timeout)"
+             read_timeout, response_header_timeout, write_timeout)"
         );
         assert_eq!(
             err("\t\ttransport http {\n\t\t\tkeepalive_idle_conns many\n\t\t}\n"),

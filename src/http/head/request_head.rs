@@ -39,8 +39,9 @@ pub struct RequestHead {
     /// Whether the client allows the connection to stay open after this exchange
     /// (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `Connection: keep-alive`).
     pub keep_alive: bool,
-    /// `Connection: upgrade` with `Upgrade: websocket` (case-insensitive) on HTTP/1.1
-    /// (RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored).
+    /// `Connection: upgrade` with `Upgrade: websocket` (case-insensitive) on an HTTP/1.1 `GET`
+    /// without a body (RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored; RFC 6455
+    /// §4.1). Any other Upgrade request is forwarded as a plain request, its Upgrade dropped.
     pub websocket_upgrade: bool,
     /// `Expect: 100-continue` on HTTP/1.1 (RFC 9110 §10.1.1: ignored for HTTP/1.0).
     pub expect_continue: bool,
@@ -184,7 +185,13 @@ pub fn parse_request(buf: &[u8], max_head_bytes: usize) -> Result<Option<Request
         headers: fields,
         body,
         keep_alive,
-        websocket_upgrade: http11 && conn.upgrade && upgrade_websocket,
+        // RFC 6455 §4.1: the opening handshake is a GET, and a request with a body could not
+        // switch protocols where its body ends anyway.
+        websocket_upgrade: http11
+            && conn.upgrade
+            && upgrade_websocket
+            && method == Method::Get
+            && matches!(body, RequestBody::None | RequestBody::Length(0)),
         expect_continue: http11 && expect_continue,
     }))
 }
@@ -638,6 +645,17 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n", true, false),
             (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgraded\r\nUpgrade: websocket\r\n\r\n", true, false),
             (b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", false, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", true, false),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\n",
+                true,
+                false,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c, websocket\r\n\r\n",
+                true,
+                true,
+            ),
         ];
         for (raw, keep_alive, ws) in cases {
             let head = ok(raw);

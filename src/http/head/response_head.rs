@@ -50,6 +50,9 @@ pub enum UpstreamHeadError {
     BadContentLength,
     #[error("unsupported Transfer-Encoding in response")]
     BadTransferEncoding,
+    /// RFC 9110 §15: status codes are 100 to 599; httparse takes any three digits.
+    #[error("status code outside 100-599")]
+    BadStatus,
 }
 
 /// Parse a response head; `request_method` decides HEAD's bodiless responses.
@@ -81,6 +84,9 @@ pub fn parse_response(
     let (Some(minor), Some(status)) = (resp.version, resp.code) else {
         return Err(UpstreamHeadError::Malformed);
     };
+    if !(100..=599).contains(&status) {
+        return Err(UpstreamHeadError::BadStatus);
+    }
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     let reason = resp.reason.map(|r| Span::within(buf, r.as_bytes())).unwrap_or_default();
 
@@ -228,6 +234,10 @@ mod tests {
                 BadTransferEncoding,
             ),
             (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", BadTransferEncoding),
+            (b"HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n", BadStatus),
+            (b"HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n", BadStatus),
+            (b"HTTP/1.1 600 High\r\nContent-Length: 0\r\n\r\n", BadStatus),
+            (b"HTTP/1.1 999 High\r\n\r\n", BadStatus),
         ];
         for (raw, want) in cases {
             let got = resp(raw, Method::Get).map(|h| h.map(|h| h.status));

@@ -13,6 +13,7 @@ pub mod origin;
 pub mod payload;
 pub mod pebble;
 pub mod proxy;
+pub mod scripted;
 pub mod streams;
 pub mod temp;
 pub mod tls_client;
