@@ -29,6 +29,7 @@ mod slowloris;
 mod stalls;
 mod tls;
 mod tls_datapath;
+mod tls_options;
 mod upstream_hardening;
 mod uring_setup;
 mod websocket;
