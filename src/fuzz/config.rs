@@ -27,6 +27,9 @@ use crate::config::{parse_bytes, summary::summary, ConfigError, ParseOptions};
 
 const FILE: &str = "Caddyfile";
 
+/// Environment values that would change the structure if they were lexed as Caddyfile text.
+const HOSTILE_VALUES: [&str; 3] = ["{", "}", "{\n} \"x\" `{`\n# y"];
+
 /// Where relative paths in the input resolve: only ever joined, never opened.
 const BASE_DIR: &str = "/nonexistent/ringproxy-fuzz";
 
@@ -34,17 +37,25 @@ const BASE_DIR: &str = "/nonexistent/ringproxy-fuzz";
 pub fn caddyfile(data: &[u8]) {
     let lines = line_count(data);
     let plain = tokenize_with_env(data, FILE, &|_| Some("word".to_string()));
-    let hostile = tokenize_with_env(data, FILE, &|_| Some("{\n} \"x\" `{`\n".to_string()));
-    match (&plain, &hostile) {
-        (Ok(plain), Ok(hostile)) => {
-            assert_tokens_inside(plain, lines);
-            assert_eq!(structure(plain), structure(hostile), "an environment value changed tokens");
+    match &plain {
+        Ok(tokens) => assert_tokens_inside(tokens, lines),
+        Err(err) => assert_error_inside(err, lines),
+    }
+    for value in HOSTILE_VALUES {
+        let hostile = tokenize_with_env(data, FILE, &|_| Some(value.to_string()));
+        match (&plain, &hostile) {
+            (Ok(plain), Ok(hostile)) => {
+                assert_eq!(
+                    structure(plain),
+                    structure(hostile),
+                    "the value {value:?} changed tokens"
+                );
+            }
+            (Err(plain), Err(hostile)) => {
+                assert_eq!(plain, hostile, "the value {value:?} changed the lexer's error");
+            }
+            _ => panic!("the value {value:?} changed the lexer's verdict: {plain:?} / {hostile:?}"),
         }
-        (Err(plain), Err(hostile)) => {
-            assert_error_inside(plain, lines);
-            assert_eq!(plain, hostile, "an environment value changed the lexer's error");
-        }
-        _ => panic!("an environment value changed the lexer's verdict: {plain:?} / {hostile:?}"),
     }
     let parsed = parse(data);
     match &parsed {
