@@ -82,7 +82,14 @@ pub fn parse_response(
         return Err(UpstreamHeadError::Malformed);
     };
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-    let reason = resp.reason.map(|r| Span::within(buf, r.as_bytes())).unwrap_or_default();
+    // httparse hands out a static "" instead of a reason phrase with obs-text bytes: not a
+    // sub-slice of `buf`, so no span can point at it. Such a reason is forwarded as empty
+    // (`write_response_head` fills in the standard phrase).
+    let reason = resp
+        .reason
+        .filter(|r| !r.is_empty())
+        .map(|r| Span::within(buf, r.as_bytes()))
+        .unwrap_or_default();
 
     let mut fields = Vec::with_capacity(resp.headers.len());
     let mut length = LengthState::default();
@@ -207,6 +214,16 @@ mod tests {
         assert!(!final_head.is_interim());
         assert_eq!(final_head.status, 201);
         assert_eq!(final_head.body, ResponseBody::Length(2));
+    }
+
+    #[test]
+    fn a_reason_phrase_with_obs_text_parses_as_an_empty_reason_inside_the_buffer() {
+        let raw = b"HTTP/1.1 304 Not M\xd1\xd1dified\r\nConnection: keep-alive\r\n\r\n";
+        let head = resp(raw, Method::Get).unwrap().unwrap();
+        assert_eq!(head.status, 304);
+        assert!(head.reason.is_empty());
+        assert!(head.reason.end as usize <= raw.len(), "{:?}", head.reason);
+        assert_eq!(head.reason.get(raw), b"");
     }
 
     #[test]
