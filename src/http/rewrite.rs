@@ -47,7 +47,7 @@ const REGENERATED: [&str; 6] = [
 /// answer with chunked coding a 1.0 client cannot read.
 ///
 /// Host is the routed authority (`head.host_port`: the absolute-form authority when there was
-/// one), omitted only for an HTTP/1.0 request without Host.
+/// one), empty when the client's was, omitted only for an HTTP/1.0 request without Host.
 pub fn write_request_head(ctx: &ForwardContext<'_>, ops: &[HeaderOp], out: &mut Vec<u8>) {
     let (head, buf) = (ctx.request.head(), ctx.request.head_bytes());
     out.extend_from_slice(ctx.request.method_token());
@@ -58,7 +58,10 @@ pub fn write_request_head(ctx: &ForwardContext<'_>, ops: &[HeaderOp], out: &mut 
         Version::Http11 => b" HTTP/1.1\r\n",
     });
 
-    if !head.host_port.is_empty() && !claimed_by_ops(ops, b"host") {
+    // An HTTP/1.1 request must carry Host even when it is empty (RFC 9112 §3.2, an upstream
+    // answers 400 without one); only a 1.0 request without Host goes without.
+    let has_host = !head.host_port.is_empty() || head.version == Version::Http11;
+    if has_host && !claimed_by_ops(ops, b"host") {
         write_field(out, b"Host", head.host_port.as_bytes());
     }
     let nominations = Nominations::new(&head.headers, buf);
@@ -351,6 +354,13 @@ mod tests {
 
         let raw = b"GET http://b HTTP/1.1\r\nHost: a\r\n\r\n";
         assert!(upstream_head(raw, &[]).starts_with("GET / HTTP/1.1\r\nHost: b\r\n"));
+    }
+
+    #[test]
+    fn an_empty_host_on_http11_is_forwarded_as_an_empty_host() {
+        let out = upstream_head(b"GET /a HTTP/1.1\r\nHost:\r\nAccept: */*\r\n\r\n", &[]);
+        assert!(out.starts_with("GET /a HTTP/1.1\r\nHost: \r\nAccept: */*\r\n"), "{out}");
+        assert!(!out.contains("X-Forwarded-Host"), "{out}");
     }
 
     #[test]
