@@ -13,7 +13,7 @@
 //!
 //! Owns: the invariants, the reference models they compare against (written from the RFCs, not
 //! from the code under test) and how an input is cut into the pieces reads would deliver
-//! ([`pieces`]). Does not own the parsers, nor the fuzz targets, corpora and scripts (`fuzz/`,
+//! (`pieces`). Does not own the parsers, nor the fuzz targets, corpora and scripts (`fuzz/`,
 //! described in docs/testing.md).
 //!
 //! Inputs stay exactly the bytes the parser sees: where an invariant needs a split of the
