@@ -1,27 +1,30 @@
-//! Replays the committed fuzzing corpora (`fuzz/corpus/<target>/`) through the same harness
-//! functions the cargo-fuzz targets call, on stable Rust: every input the fuzzer found
-//! interesting, and every input that once found a bug, stays a regression test of
-//! `cargo test` without nightly or cargo-fuzz. docs/testing.md describes the fuzzing itself.
+//! Replays the committed fuzzing inputs through the same harness functions the cargo-fuzz
+//! targets call, on stable Rust: the minimized corpus (`fuzz/corpus/<target>/`, every input the
+//! fuzzer found interesting) and the regressions (`fuzz/regressions/<target>/`, each input that
+//! once found a bug, kept by name because `cargo fuzz cmin` may drop it from the corpus). So
+//! they stay regression tests of `cargo test` without nightly or cargo-fuzz. docs/testing.md
+//! describes the fuzzing itself.
 
 #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
 
 use std::path::{Path, PathBuf};
 
-/// Every file of one target's corpus, in a stable order.
-fn corpus(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .collect();
+/// Every file of one target's corpus and regressions, in a stable order.
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files = Vec::new();
+    for dir in [fuzz.join("corpus").join(target), fuzz.join("regressions").join(target)] {
+        // Only some targets have regressions.
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        files.extend(entries.map(|entry| entry.unwrap().path()).filter(|path| path.is_file()));
+    }
     files.sort();
     files
 }
 
-/// Runs `harness` on every corpus file of `target`, naming the file that fails.
+/// Runs `harness` on every input of `target`, naming the file that fails.
 fn replay(target: &str, harness: fn(&[u8])) {
-    let files = corpus(target);
+    let files = inputs(target);
     assert!(!files.is_empty(), "the {target} corpus is empty");
     for file in files {
         let data = std::fs::read(&file).unwrap();
