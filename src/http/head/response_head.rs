@@ -81,6 +81,11 @@ pub fn parse_response(
     let (Some(minor), Some(status)) = (resp.version, resp.code) else {
         return Err(UpstreamHeadError::Malformed);
     };
+    // httparse takes any three digits; below 100 is no status at all (RFC 9110 §15, and Go's
+    // client, hence Caddy, refuses it too). Forwarded, `000` would become an unparsable `0`.
+    if status < 100 {
+        return Err(UpstreamHeadError::Malformed);
+    }
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
     // httparse hands out a static "" instead of a reason phrase with obs-text bytes: not a
     // sub-slice of `buf`, so no span can point at it. Such a reason is forwarded as empty
@@ -233,6 +238,8 @@ mod tests {
             (b"HTTP/1.1 OK\r\n\r\n", Malformed),
             (b"HTTP/2.0 200 OK\r\n\r\n", Malformed),
             (b"ICY 200 OK\r\n\r\n", Malformed),
+            (b"HTTP/1.1 000 Continue\r\n\r\n", Malformed),
+            (b"HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n", Malformed),
             (b"HTTP/1.1 200 OK\r\nX : y\r\n\r\n", Malformed),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
