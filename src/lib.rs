@@ -23,6 +23,8 @@ pub mod acme;
 pub mod admin;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod listener;
 pub mod logs;

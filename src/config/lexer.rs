@@ -34,20 +34,23 @@ pub struct Token {
     /// The token was written in `"…"` or `` `…` ``: it is never a brace, a matcher or a
     /// comment, whatever its text.
     pub quoted: bool,
+    /// Part of the text came from an environment value (`{$VAR}`): it is never a brace either,
+    /// so that a value cannot open or close a block.
+    pub substituted: bool,
     /// Which import expansion the token came from (0 = the file itself). Two tokens from
     /// different expansions are never on the same line, as in Caddy.
     pub frame: u32,
 }
 
 impl Token {
-    /// An unquoted `{`: opens a block.
+    /// An unquoted `{` written as such: opens a block.
     pub fn is_open_brace(&self) -> bool {
-        !self.quoted && self.text == "{"
+        !self.quoted && !self.substituted && self.text == "{"
     }
 
-    /// An unquoted `}`: closes a block.
+    /// An unquoted `}` written as such: closes a block.
     pub fn is_close_brace(&self) -> bool {
-        !self.quoted && self.text == "}"
+        !self.quoted && !self.substituted && self.text == "}"
     }
 
     /// Whether `next` continues the logical line this token is on.
@@ -221,7 +224,8 @@ impl Lexer<'_, '_> {
             }
         }
         let text = self.substitute_env(&raw);
-        Ok(Token { text, line, end_line: line, quoted: false, frame: 0 })
+        let substituted = text != raw;
+        Ok(Token { text, line, end_line: line, quoted: false, substituted, frame: 0 })
     }
 
     /// Whether only horizontal whitespace separates the cursor from the end of the line.
@@ -276,7 +280,8 @@ impl Lexer<'_, '_> {
             raw.push(c);
         }
         let text = self.substitute_env(&raw);
-        Ok(Token { text, line, end_line: self.line, quoted: true, frame: 0 })
+        let substituted = text != raw;
+        Ok(Token { text, line, end_line: self.line, quoted: true, substituted, frame: 0 })
     }
 
     /// Replaces `{$NAME}` and `{$NAME:default}`. An unset variable without a default becomes
@@ -393,6 +398,29 @@ mod tests {
             lex("{$PORT} :{$PORT} {$NOPE:9000} \"{$PORT} x\" {$NOPE} {$EMPTY} z"),
             vec![t("8080", 1), t(":8080", 1), t("9000", 1), q("8080 x", 1), t("z", 1)]
         );
+    }
+
+    #[test]
+    fn a_brace_from_an_environment_value_or_default_is_text_not_a_block() {
+        let env = |name: &str| (name == "OPEN").then(|| "{".to_string());
+        let tokens = tokenize_with_env(b"a {$OPEN}\n{$NOPE:}}\n{\n}", "Caddyfile", &env).unwrap();
+        let texts: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["a", "{", "}", "{", "}"]);
+        let braces: Vec<(bool, bool)> =
+            tokens.iter().map(|t| (t.is_open_brace(), t.is_close_brace())).collect();
+        assert_eq!(
+            braces,
+            [(false, false), (false, false), (false, false), (true, false), (false, true)]
+        );
+        let err = crate::config::parse_bytes(
+            b"a.com {$OPEN}\n}\n",
+            "Caddyfile",
+            std::path::Path::new("/"),
+            &crate::config::ParseOptions::default().with_env(env),
+        )
+        .unwrap_err();
+        // The value is an address ending in a brace, not the opening of the site's block.
+        assert!(err.to_string().starts_with("Caddyfile:1 - Site addresses cannot end"), "{err}");
     }
 
     #[test]

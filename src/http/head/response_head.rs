@@ -88,7 +88,14 @@ pub fn parse_response(
         return Err(UpstreamHeadError::BadStatus);
     }
     let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
-    let reason = resp.reason.map(|r| Span::within(buf, r.as_bytes())).unwrap_or_default();
+    // httparse hands out a static "" instead of a reason phrase with obs-text bytes: not a
+    // sub-slice of `buf`, so no span can point at it. Such a reason is forwarded as empty
+    // (`write_response_head` fills in the standard phrase).
+    let reason = resp
+        .reason
+        .filter(|r| !r.is_empty())
+        .map(|r| Span::within(buf, r.as_bytes()))
+        .unwrap_or_default();
 
     let mut fields = Vec::with_capacity(resp.headers.len());
     let mut length = LengthState::default();
@@ -216,12 +223,24 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_phrase_with_obs_text_parses_as_an_empty_reason_inside_the_buffer() {
+        let raw = b"HTTP/1.1 304 Not M\xd1\xd1dified\r\nConnection: keep-alive\r\n\r\n";
+        let head = resp(raw, Method::Get).unwrap().unwrap();
+        assert_eq!(head.status, 304);
+        assert!(head.reason.is_empty());
+        assert!(head.reason.end as usize <= raw.len(), "{:?}", head.reason);
+        assert_eq!(head.reason.get(raw), b"");
+    }
+
+    #[test]
     fn response_rejections_table() {
         use UpstreamHeadError::*;
         let cases: &[(&[u8], UpstreamHeadError)] = &[
             (b"HTTP/1.1 OK\r\n\r\n", Malformed),
             (b"HTTP/2.0 200 OK\r\n\r\n", Malformed),
             (b"ICY 200 OK\r\n\r\n", Malformed),
+            (b"HTTP/1.1 000 Continue\r\n\r\n", BadStatus),
+            (b"HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n", BadStatus),
             (b"HTTP/1.1 200 OK\r\nX : y\r\n\r\n", Malformed),
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
