@@ -492,7 +492,12 @@ mod tests {
             &format!("POST /stop HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"),
         );
         assert_eq!(status, 200);
-        assert!(api.stopped.load(Ordering::SeqCst));
+        // The answer goes out first and the stop follows it, so the flag may lag a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !api.stopped.load(Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "/stop answered but never stopped");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     #[test]
