@@ -81,6 +81,7 @@ const SECTIONS: &[Section] = &[
             added("p99_us", "added p99 (µs)"),
             added("p999_us", "added p99.9 (µs)"),
             row("cpu_us_per_msg", "proxy CPU per message (µs)"),
+            row("cpu_busy_pct", "proxy CPU busy (% of its core)"),
         ],
     },
     Section {
@@ -119,6 +120,20 @@ const SECTIONS: &[Section] = &[
             row("lost", "frames lost"),
             row("longest_stall_ms", "longest round trip (ms)"),
             row("p99_us", "latency p99 (µs)"),
+        ],
+    },
+    Section {
+        scenario: "paced2000",
+        title: "8. Paced audio streams, 2,000 of them (25,000 frames/s)",
+        rows: &[
+            row("p50_us", "latency p50 (µs)"),
+            row("p99_us", "latency p99 (µs)"),
+            row("p999_us", "latency p99.9 (µs)"),
+            added("p50_us", "added p50 (µs)"),
+            added("p99_us", "added p99 (µs)"),
+            added("p999_us", "added p99.9 (µs)"),
+            row("cpu_us_per_msg", "proxy CPU per message (µs)"),
+            row("cpu_busy_pct", "proxy CPU busy (% of its core)"),
         ],
     },
 ];
@@ -283,9 +298,11 @@ fn figure(
     spread(&values)
 }
 
+/// `num / den`; a dash unless both are measured and the reference is positive (an added latency
+/// below zero is noise, and a ratio to it would read as a sign flip).
 fn ratio(num: Option<f64>, den: Option<f64>) -> String {
     match (num, den) {
-        (Some(n), Some(d)) if d != 0.0 => format!("{}×", fmt_num(n / d)),
+        (Some(n), Some(d)) if d > 0.0 && n >= 0.0 => format!("{}×", fmt_num(n / d)),
         _ => "—".to_owned(),
     }
 }
@@ -428,6 +445,15 @@ mod tests {
             ),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_ratio_to_a_negative_added_latency_is_a_dash() {
+        let raw = "1\tdirect\tpaced\tplain\tp99_us\t900\n\
+                   1\tnginx\tpaced\tplain\tp99_us\t800\n\
+                   1\tringproxy\tpaced\tplain\tp99_us\t950\n";
+        let md = render(&parse_results(raw).unwrap(), &layout_with_anchors(&["nginx"]));
+        assert!(md.contains("| added p99 (µs) | plain | — | -100 | 50.0 | — / — | — |"), "{md}");
     }
 
     #[test]
