@@ -134,6 +134,10 @@ enum Cmd {
         /// Targets without figures yet, shown as "pending".
         #[arg(long, value_delimiter = ',')]
         pending: Vec<String>,
+        /// The targets the subject is measured against (its ratio is to the best of them on each
+        /// row); default: every target but the baseline and the subject.
+        #[arg(long, value_delimiter = ',')]
+        anchors: Vec<String>,
         /// Markdown put before the tables (date, versions, machine, command).
         #[arg(long)]
         meta: Option<PathBuf>,
@@ -162,8 +166,8 @@ fn main() {
 }
 
 fn run(cmd: Cmd) -> Result<(), ToolError> {
-    if let Cmd::Report { results, targets, pending, meta, doc } = cmd {
-        return write_report(&results, targets, pending, meta, doc);
+    if let Cmd::Report { results, targets, pending, anchors, meta, doc } = cmd {
+        return write_report(&results, targets, pending, anchors, meta, doc);
     }
     if let Cmd::Wrk { target, wrk, conns, secs } = &cmd {
         wrk::run(&Target::new(target)?, wrk, *conns, *secs)?.print();
@@ -216,6 +220,7 @@ fn write_report(
     results: &std::path::Path,
     targets: Vec<String>,
     pending: Vec<String>,
+    anchors: Vec<String>,
     meta: Option<PathBuf>,
     doc: Option<PathBuf>,
 ) -> Result<(), ToolError> {
@@ -224,7 +229,15 @@ fn write_report(
         return Err(ToolError::Usage("--targets needs at least a baseline and a subject".into()));
     };
     let parsed = report::parse_results(&std::fs::read_to_string(results)?)?;
-    let layout = report::Layout { targets, baseline, subject, pending };
+    if let Some(a) = anchors.iter().find(|a| !targets.contains(a)) {
+        return Err(ToolError::Usage(format!("anchor {a} is not one of --targets")));
+    }
+    // The subject is never its own reference, nor is the baseline (its own column).
+    let anchors = if anchors.is_empty() { targets.clone() } else { anchors }
+        .into_iter()
+        .filter(|t| *t != baseline && *t != subject)
+        .collect();
+    let layout = report::Layout { targets, baseline, subject, anchors, pending };
     let mut section = match meta {
         Some(m) => std::fs::read_to_string(m)?,
         None => String::new(),

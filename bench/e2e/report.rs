@@ -1,6 +1,7 @@
 //! Turns the raw per-round results of a run into the markdown tables of docs/benchmarks.md:
 //! medians with min–max over rounds, the proxy's added latency (paired with the direct run of
-//! the same round), ratios to direct and the subject (ringproxy) against each other proxy.
+//! the same round), ratios to direct, and the subject (ringproxy) against the best of the anchors
+//! (the other proxies it is measured against) on each row, naming that anchor.
 //!
 //! Input lines (tab-separated, written by bench/run): `round target scenario proto metric value`.
 
@@ -21,18 +22,32 @@ enum Kind {
     Added,
 }
 
+/// Which way a row improves: it decides which anchor is the best on that row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Better {
+    Lower,
+    Higher,
+}
+
 struct RowDef {
     metric: &'static str,
     label: &'static str,
     kind: Kind,
+    better: Better,
 }
 
+/// A measured row where less is better (latency, CPU, memory, losses).
 const fn row(metric: &'static str, label: &'static str) -> RowDef {
-    RowDef { metric, label, kind: Kind::Plain }
+    RowDef { metric, label, kind: Kind::Plain, better: Better::Lower }
+}
+
+/// A measured row where more is better (rates, throughput).
+const fn rate(metric: &'static str, label: &'static str) -> RowDef {
+    RowDef { metric, label, kind: Kind::Plain, better: Better::Higher }
 }
 
 const fn added(metric: &'static str, label: &'static str) -> RowDef {
-    RowDef { metric, label, kind: Kind::Added }
+    RowDef { metric, label, kind: Kind::Added, better: Better::Lower }
 }
 
 struct Section {
@@ -66,13 +81,14 @@ const SECTIONS: &[Section] = &[
             added("p99_us", "added p99 (µs)"),
             added("p999_us", "added p99.9 (µs)"),
             row("cpu_us_per_msg", "proxy CPU per message (µs)"),
+            row("cpu_busy_pct", "proxy CPU busy (% of its core)"),
         ],
     },
     Section {
         scenario: "wrk",
         title: "3. HTTP keep-alive, small GET (wrk)",
         rows: &[
-            row("req_per_s", "requests/s"),
+            rate("req_per_s", "requests/s"),
             row("p99_us", "latency p99 (µs)"),
             row("cpu_us_per_req", "proxy CPU per request (µs)"),
         ],
@@ -81,14 +97,14 @@ const SECTIONS: &[Section] = &[
         scenario: "connrate",
         title: "4. New connection per request (TLS: full handshake, no resumption)",
         rows: &[
-            row("conn_per_s", "connections/s"),
+            rate("conn_per_s", "connections/s"),
             row("cpu_us_per_conn", "proxy CPU per connection (µs)"),
         ],
     },
     Section {
         scenario: "bulk",
         title: "5. Bulk download",
-        rows: &[row("mb_per_s", "throughput (MB/s)"), row("cpu_s_per_gb", "proxy CPU per GB (s)")],
+        rows: &[rate("mb_per_s", "throughput (MB/s)"), row("cpu_s_per_gb", "proxy CPU per GB (s)")],
     },
     Section {
         scenario: "idle",
@@ -99,11 +115,25 @@ const SECTIONS: &[Section] = &[
         scenario: "reload",
         title: "7. Reload under load (paced streams, a config change posted to /load every second)",
         rows: &[
-            row("reloads_ok", "reloads applied"),
+            rate("reloads_ok", "reloads applied"),
             row("streams_closed", "streams closed by the target"),
             row("lost", "frames lost"),
             row("longest_stall_ms", "longest round trip (ms)"),
             row("p99_us", "latency p99 (µs)"),
+        ],
+    },
+    Section {
+        scenario: "paced2000",
+        title: "8. Paced audio streams, 2,000 of them (25,000 frames/s)",
+        rows: &[
+            row("p50_us", "latency p50 (µs)"),
+            row("p99_us", "latency p99 (µs)"),
+            row("p999_us", "latency p99.9 (µs)"),
+            added("p50_us", "added p50 (µs)"),
+            added("p99_us", "added p99 (µs)"),
+            added("p999_us", "added p99.9 (µs)"),
+            row("cpu_us_per_msg", "proxy CPU per message (µs)"),
+            row("cpu_busy_pct", "proxy CPU busy (% of its core)"),
         ],
     },
 ];
@@ -140,15 +170,13 @@ pub struct Layout {
     pub targets: Vec<String>,
     pub baseline: String,
     pub subject: String,
+    /// The targets the subject is compared with; the best of them on each row is its reference.
+    pub anchors: Vec<String>,
     /// Targets with no figures yet and why (shown as "pending").
     pub pending: Vec<String>,
 }
 
 impl Layout {
-    fn others(&self) -> Vec<&String> {
-        self.targets.iter().filter(|t| **t != self.baseline && **t != self.subject).collect()
-    }
-
     fn non_baseline(&self) -> Vec<&String> {
         self.targets.iter().filter(|t| **t != self.baseline).collect()
     }
@@ -164,18 +192,16 @@ pub fn render(results: &Results, layout: &Layout) -> String {
             continue;
         }
         md.push_str(&format!("\n### {}\n\n", sec.title));
-        let others = layout.others();
         let nb = layout.non_baseline();
         md.push_str("| metric | proto |");
         for t in &layout.targets {
             md.push_str(&format!(" {t} |"));
         }
         md.push_str(&format!(
-            " ÷ {} ({}) | {} ÷ ({}) |\n",
+            " ÷ {} ({}) | {} ÷ best anchor |\n",
             layout.baseline,
             join(&nb),
             layout.subject,
-            join(&others)
         ));
         md.push_str(&"|---".repeat(layout.targets.len() + 4));
         md.push_str("|\n");
@@ -208,14 +234,40 @@ pub fn render(results: &Results, layout: &Layout) -> String {
                 };
                 let base = median(&layout.baseline).filter(|_| r.kind == Kind::Plain);
                 let to_base: Vec<String> = nb.iter().map(|t| ratio(median(t), base)).collect();
-                let subj = median(&layout.subject);
-                let to_others: Vec<String> =
-                    others.iter().map(|t| ratio(subj, median(t))).collect();
-                md.push_str(&format!(" {} | {} |\n", to_base.join(" / "), to_others.join(" / ")));
+                let best = best_anchor(&layout.anchors, r.better, median);
+                let to_best = match best {
+                    Some((name, m)) => match ratio(median(&layout.subject), Some(m)).as_str() {
+                        "—" => "—".to_owned(),
+                        x => format!("{x} ({name})"),
+                    },
+                    None => "—".to_owned(),
+                };
+                md.push_str(&format!(" {} | {to_best} |\n", to_base.join(" / ")));
             }
         }
     }
     md
+}
+
+/// The anchor with the best median on a row (ties go to the first listed), with that median.
+fn best_anchor(
+    anchors: &[String],
+    better: Better,
+    median: impl Fn(&String) -> Option<f64>,
+) -> Option<(&str, f64)> {
+    let mut best: Option<(&str, f64)> = None;
+    for a in anchors {
+        let Some(m) = median(a) else { continue };
+        let wins = match (best, better) {
+            (None, _) => true,
+            (Some((_, b)), Better::Lower) => m < b,
+            (Some((_, b)), Better::Higher) => m > b,
+        };
+        if wins {
+            best = Some((a, m));
+        }
+    }
+    best
 }
 
 fn join(v: &[&String]) -> String {
@@ -246,9 +298,11 @@ fn figure(
     spread(&values)
 }
 
+/// `num / den`; a dash unless both are measured and the reference is positive (an added latency
+/// below zero is noise, and a ratio to it would read as a sign flip).
 fn ratio(num: Option<f64>, den: Option<f64>) -> String {
     match (num, den) {
-        (Some(n), Some(d)) if d != 0.0 => format!("{}×", fmt_num(n / d)),
+        (Some(n), Some(d)) if d > 0.0 && n >= 0.0 => format!("{}×", fmt_num(n / d)),
         _ => "—".to_owned(),
     }
 }
@@ -307,7 +361,21 @@ mod tests {
             targets: vec!["direct".into(), "caddy".into(), "ringproxy".into()],
             baseline: "direct".into(),
             subject: "ringproxy".into(),
+            anchors: vec!["caddy".into()],
             pending: vec!["ringproxy".into()],
+        }
+    }
+
+    fn layout_with_anchors(anchors: &[&str]) -> Layout {
+        let mut targets = vec!["direct".to_owned()];
+        targets.extend(anchors.iter().map(|a| a.to_string()));
+        targets.push("ringproxy".into());
+        Layout {
+            targets,
+            baseline: "direct".into(),
+            subject: "ringproxy".into(),
+            anchors: anchors.iter().map(|a| a.to_string()).collect(),
+            pending: vec![],
         }
     }
 
@@ -322,6 +390,7 @@ mod tests {
         let md = render(&parse_results(raw).unwrap(), &layout());
         // Medians 12 and 50; added per round 30, 40, 38 → median 38.
         assert!(md.contains("| round trip p50 (µs) | plain | 12.0 (10.0–20.0) | 50.0 (40.0–60.0) | pending | 4.17× / — | — |"), "{md}");
+        assert!(md.contains("| ringproxy ÷ best anchor |"), "{md}");
         assert!(
             md.contains("| added p50 (µs) | plain | — | 38.0 (30.0–40.0) | pending | — / — | — |"),
             "{md}"
@@ -338,10 +407,53 @@ mod tests {
         let md = render(&parse_results(raw).unwrap(), &layout());
         assert!(
             md.contains(
-                "| throughput (MB/s) | tls | 2,000 | 1,000 | 1,900 | 0.50× / 0.95× | 1.90× |"
+                "| throughput (MB/s) | tls | 2,000 | 1,000 | 1,900 | 0.50× / 0.95× | 1.90× (caddy) |"
             ),
             "{md}"
         );
+    }
+
+    #[test]
+    fn the_best_anchor_is_the_lowest_for_costs_and_the_highest_for_rates() {
+        let raw = "1\tdirect\tbulk\tplain\tmb_per_s\t2000\n\
+                   1\tnginx\tbulk\tplain\tmb_per_s\t1000\n\
+                   1\thaproxy\tbulk\tplain\tmb_per_s\t1600\n\
+                   1\tringproxy\tbulk\tplain\tmb_per_s\t1200\n\
+                   1\tnginx\tbulk\tplain\tcpu_s_per_gb\t0.2\n\
+                   1\thaproxy\tbulk\tplain\tcpu_s_per_gb\t0.4\n\
+                   1\tringproxy\tbulk\tplain\tcpu_s_per_gb\t0.1\n";
+        let md = render(&parse_results(raw).unwrap(), &layout_with_anchors(&["nginx", "haproxy"]));
+        assert!(md.contains("| 0.50× / 0.80× / 0.60× | 0.75× (haproxy) |"), "{md}");
+        assert!(md.contains("| proxy CPU per GB (s) | plain | — | 0.20 | 0.40 | 0.10 | — / — / — | 0.50× (nginx) |"), "{md}");
+    }
+
+    #[test]
+    fn anchors_without_figures_are_passed_over_and_none_gives_a_dash() {
+        let raw = "1\tdirect\tpingpong\tplain\tp99_us\t20\n\
+                   2\tdirect\tpingpong\tplain\tp99_us\t20\n\
+                   1\thaproxy\tpingpong\tplain\tp99_us\t300\n\
+                   2\thaproxy\tpingpong\tplain\tp99_us\t500\n\
+                   1\tringproxy\tpingpong\tplain\tp99_us\t200\n\
+                   2\tringproxy\tpingpong\tplain\tp99_us\t600\n\
+                   1\tringproxy\tpingpong\tplain\tcpu_us_per_rt\t50\n";
+        let md = render(&parse_results(raw).unwrap(), &layout_with_anchors(&["nginx", "haproxy"]));
+        // p99 keeps its min–max over rounds; nginx has no figure, so HAProxy is the best anchor.
+        assert!(md.contains("| round trip p99 (µs) | plain | 20.0 | — | 400 (300–500) | 400 (200–600) | — / 20.0× / 20.0× | 1.00× (haproxy) |"), "{md}");
+        assert!(
+            md.contains(
+                "| proxy CPU per round trip (µs) | plain | — | — | — | 50.0 | — / — / — | — |"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_ratio_to_a_negative_added_latency_is_a_dash() {
+        let raw = "1\tdirect\tpaced\tplain\tp99_us\t900\n\
+                   1\tnginx\tpaced\tplain\tp99_us\t800\n\
+                   1\tringproxy\tpaced\tplain\tp99_us\t950\n";
+        let md = render(&parse_results(raw).unwrap(), &layout_with_anchors(&["nginx"]));
+        assert!(md.contains("| added p99 (µs) | plain | — | -100 | 50.0 | — / — | — |"), "{md}");
     }
 
     #[test]

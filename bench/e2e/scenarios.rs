@@ -201,6 +201,7 @@ pub async fn paced(
         });
     }
     let cpu_before = t.cpu()?;
+    let cpu_window = Instant::now();
     let ticker = std::thread::spawn(move || {
         tighten_timer_slack();
         // How late each send was handed over: the client's own share of the latency.
@@ -235,6 +236,10 @@ pub async fn paced(
     let elapsed = t0.elapsed();
     let mut late = ticker.join().map_err(|_| ToolError::Usage("ticker panicked".into()))?;
     put_cpu(&mut m, t, cpu_before, total as f64, "cpu_us_per_msg", 1e6)?;
+    // How much of its core the proxy needed for this load: the headroom left on it.
+    if let Some(spent) = m.get("proxy_cpu_s") {
+        m.put("cpu_busy_pct", 100.0 * spent / cpu_window.elapsed().as_secs_f64().max(1e-9));
+    }
     m.put("messages", total as f64);
     m.put("elapsed_s", elapsed.as_secs_f64());
     late.sort_unstable();
