@@ -6,10 +6,10 @@
 //! any progress starts the next wait afresh. A long upload or a long audio download at a fair
 //! rate is therefore never cut, while a peer that stops is.
 //!
-//! [`WriteStall`] bounds every writability wait of the stream it wraps (the client connection:
-//! responses, interim heads, answers, relays; an upstream's while its request is written);
-//! [`ReadStall`] every readability wait (an upstream's response body); [`within`] bounds one
-//! readiness wait (a request body's reads). A wait that runs out fails with an [`io::Error`]
+//! [`Stalling`] bounds the writability waits of the stream it wraps (the client connection:
+//! responses, interim heads, answers, relays; an upstream's while its request is written) or
+//! its readability waits (an upstream's response body); [`within`] bounds one readiness wait
+//! (a request body's reads). A wait that runs out fails with an [`io::Error`]
 //! of kind `TimedOut` carrying [`Stalled`], which [`stalled`] recognises, so the error mapping
 //! can tell a stall from a reset.
 
@@ -56,22 +56,32 @@ pub async fn within<F: Future<Output = io::Result<()>>>(
     }
 }
 
-/// A stream whose waits for writability give up after the write stall timeout: a peer that
-/// stops reading cannot hold the connection (and the bytes queued for it) forever. Reads are
-/// untouched; each phase that reads bounds its own wait (request heads, bodies, relays).
-pub struct WriteStall<S> {
+/// A stream whose waits give up after its stall timeouts: on writability, a peer that stops
+/// reading cannot hold the connection (and the bytes queued for it) forever (the client
+/// connection, the upstream side of a relay, a request body going upstream); on readability,
+/// an upstream's response body that stops arriving (`transport http { read_timeout }`). A wait
+/// without a limit is untouched; phases that bound their own reads (request heads, bodies,
+/// relays) leave the read limit off.
+pub struct Stalling<S> {
     inner: S,
+    read_limit: Option<Duration>,
     /// Changes when a kept-alive connection follows a reload to a new config.
-    limit: Cell<Option<Duration>>,
+    write_limit: Cell<Option<Duration>>,
 }
 
-impl<S: Stream> WriteStall<S> {
-    pub fn new(inner: S, limit: Option<Duration>) -> Self {
-        WriteStall { inner, limit: Cell::new(limit) }
+impl<S: Stream> Stalling<S> {
+    /// Writability waits bounded by `limit`.
+    pub fn writes(inner: S, limit: Option<Duration>) -> Self {
+        Stalling { inner, read_limit: None, write_limit: Cell::new(limit) }
     }
 
-    pub fn set_limit(&self, limit: Option<Duration>) {
-        self.limit.set(limit);
+    /// Readability waits bounded by `limit`.
+    pub fn reads(inner: S, limit: Option<Duration>) -> Self {
+        Stalling { inner, read_limit: limit, write_limit: Cell::new(None) }
+    }
+
+    pub fn set_write_limit(&self, limit: Option<Duration>) {
+        self.write_limit.set(limit);
     }
 
     pub fn get_ref(&self) -> &S {
@@ -79,7 +89,7 @@ impl<S: Stream> WriteStall<S> {
     }
 }
 
-impl<S: Stream> Stream for WriteStall<S> {
+impl<S: Stream> Stream for Stalling<S> {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.try_read(buf)
     }
@@ -93,11 +103,11 @@ impl<S: Stream> Stream for WriteStall<S> {
     }
 
     async fn readable(&self) -> io::Result<()> {
-        self.inner.readable().await
+        within(self.read_limit, Stalled::Read, self.inner.readable()).await
     }
 
     async fn writable(&self) -> io::Result<()> {
-        within(self.limit.get(), Stalled::Write, self.inner.writable()).await
+        within(self.write_limit.get(), Stalled::Write, self.inner.writable()).await
     }
 
     fn shutdown_write(&self) -> io::Result<()> {
@@ -109,50 +119,7 @@ impl<S: Stream> Stream for WriteStall<S> {
     }
 }
 
-/// A stream whose waits for readability give up after a read stall timeout: an upstream's
-/// response body that stops arriving (`transport http { read_timeout }`). Writes are untouched.
-pub struct ReadStall<S> {
-    inner: S,
-    limit: Option<Duration>,
-}
-
-impl<S: Stream> ReadStall<S> {
-    pub fn new(inner: S, limit: Option<Duration>) -> Self {
-        ReadStall { inner, limit }
-    }
-}
-
-impl<S: Stream> Stream for ReadStall<S> {
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.try_read(buf)
-    }
-
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.try_write(buf)
-    }
-
-    fn try_flush(&self) -> io::Result<bool> {
-        self.inner.try_flush()
-    }
-
-    async fn readable(&self) -> io::Result<()> {
-        within(self.limit, Stalled::Read, self.inner.readable()).await
-    }
-
-    async fn writable(&self) -> io::Result<()> {
-        self.inner.writable().await
-    }
-
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.inner.shutdown_write()
-    }
-
-    fn plaintext_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.inner.plaintext_fd()
-    }
-}
-
-/// A borrowed stream is a stream: lets a wrapper such as [`WriteStall`] be put around one
+/// A borrowed stream is a stream: lets a wrapper such as [`Stalling`] be put around one
 /// side of a relay without taking it over.
 impl<S: Stream + ?Sized> Stream for &S {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -209,7 +176,7 @@ mod tests {
     fn a_peer_that_stops_reading_fails_the_write_wait_with_a_stall() {
         runtime().block_on(async {
             let (server, _client) = connected_pair();
-            let stream = WriteStall::new(server, Some(Duration::from_millis(200)));
+            let stream = Stalling::writes(server, Some(Duration::from_millis(200)));
             let chunk = vec![0u8; 64 * 1024];
             let started = Instant::now();
             let error = loop {
@@ -247,7 +214,7 @@ mod tests {
                 }
                 total
             });
-            let stream = WriteStall::new(server, Some(Duration::from_millis(300)));
+            let stream = Stalling::writes(server, Some(Duration::from_millis(300)));
             let chunk = vec![7u8; 64 * 1024];
             let mut written = 0usize;
             while written < 2 << 20 {

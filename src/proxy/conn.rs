@@ -26,7 +26,7 @@ use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
 use crate::http::request::Request;
 use crate::http::response::{write_answer, write_answer_to, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
-use crate::net::stall::WriteStall;
+use crate::net::stall::Stalling;
 use crate::net::stream::Stream;
 use crate::runtime::idle::IdleList;
 use crate::runtime::signal::Signal;
@@ -66,12 +66,12 @@ pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
 /// [`serve`] a connection whose first bytes were already read off it (`already_read`: what
 /// followed its PROXY protocol header); they are the start of its first request.
 pub async fn serve_after<S: Stream + 'static>(client: S, mut ctx: ConnCtx, already_read: Vec<u8>) {
-    let client = WriteStall::new(client, ctx.snapshot.config.globals.limits.write_timeout);
+    let client = Stalling::writes(client, ctx.snapshot.config.globals.limits.write_timeout);
     let mut buf: Vec<u8> = already_read;
     let mut first = true;
     loop {
         let limits = &ctx.snapshot.config.globals.limits;
-        client.set_limit(limits.write_timeout);
+        client.set_write_limit(limits.write_timeout);
         let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
         let after_response = !first;
         first = false;
@@ -155,7 +155,7 @@ async fn run_relay<S: Stream + 'static>(
     let Upgraded { upstream, upstream_rest, stream_timeout } = upgraded;
     // The client side's writes are bounded by its own wrapper; an upstream that stops reading
     // is held to the same limit.
-    let upstream = WriteStall::new(&upstream, limits.write_timeout);
+    let upstream = Stalling::writes(&upstream, limits.write_timeout);
     let relayed = relay(
         &client,
         &upstream,

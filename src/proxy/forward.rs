@@ -28,7 +28,7 @@ use crate::http::head::{Method, RequestBody, RequestHead};
 use crate::http::request::Request;
 use crate::http::rewrite::write_request_head;
 use crate::http::template::ForwardContext;
-use crate::net::stall::{stalled, Stalled, WriteStall};
+use crate::net::stall::{stalled, Stalled, Stalling};
 use crate::net::stream::{PlainStream, Stream};
 use crate::upstream::{dial, is_local_fault, UpstreamConn, UpstreamPool};
 
@@ -288,7 +288,7 @@ impl<S: Stream> Exchange<'_, S> {
                 &self.pool.set.header_up,
                 head,
             );
-            let writing = WriteStall::new(&conn.stream, self.pool.set.transport.write_timeout);
+            let writing = Stalling::writes(&conn.stream, self.pool.set.transport.write_timeout);
             let Err(source) = write_all(&writing, head).await else {
                 return Ok(conn);
             };

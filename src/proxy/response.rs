@@ -21,7 +21,7 @@ use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
 use crate::http::rewrite::write_response_head;
 use crate::http::upgrade::check_switch;
-use crate::net::stall::{stalled, ReadStall, Stalled};
+use crate::net::stall::{stalled, Stalled, Stalling};
 use crate::net::stream::Stream;
 
 /// What to do with a response head that came in.
@@ -172,7 +172,7 @@ async fn deliver<S: Stream>(
     drop(out);
     // Each wait for more of the body is bounded: an upstream that stops sending mid-body would
     // otherwise hold the client, and both connections, for good.
-    let upstream = ReadStall::new(attempt.upstream, ex.pool.set.transport.read_timeout);
+    let upstream = Stalling::reads(attempt.upstream, ex.pool.set.transport.read_timeout);
     let pumped = pump_body(&upstream, client, &mut attempt.received, &mut framing).await;
     let bytes = match pumped {
         Ok(n) => n + take as u64,
