@@ -228,14 +228,21 @@ impl TlsAcceptor {
             }
         };
 
-        let name = match accepted.client_hello().server_name() {
-            Some(name) => name.to_ascii_lowercase(),
-            None => local_ip_name(&sock).unwrap_or_default(),
+        // Only a config with per-site `tls { … }` options looks the name up (and pays for
+        // lower-casing it); every other handshake takes the template as before.
+        let variant = if self.variants.is_empty() {
+            None
+        } else {
+            let name = match accepted.client_hello().server_name() {
+                Some(name) => name.to_ascii_lowercase(),
+                None => local_ip_name(&sock).unwrap_or_default(),
+            };
+            self.ctx.variant_for(&name)
         };
-        let variant = self.ctx.variant_for(&name);
-        let config = match accepted.client_hello().server_name() {
-            None => self.config_without_sni(&sock),
-            Some(_) => self.config_for(&name),
+        let config = match (accepted.client_hello().server_name(), variant) {
+            (None, _) => self.config_without_sni(&sock),
+            (Some(_), Some(index)) => self.variants[index].clone(),
+            (Some(_), None) => self.config.clone(),
         };
         let mut conn = match accepted.into_connection(config) {
             Ok(conn) => conn,
