@@ -11,14 +11,19 @@
 //! its readability waits (an upstream's response body); [`within`] bounds one readiness wait
 //! (a request body's reads). A wait that runs out fails with an [`io::Error`]
 //! of kind `TimedOut` carrying [`Stalled`], which [`stalled`] recognises, so the error mapping
-//! can tell a stall from a reset.
+//! can tell a stall from a reset. The limits are kept by the worker's [`Deadlines`], not by a
+//! timer per wait (its module doc says why).
 
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::deadline::{Bounded, Deadlines};
 use super::stream::Stream;
 
 /// Which wait ran out.
@@ -40,19 +45,37 @@ pub fn stalled(e: &io::Error) -> Option<Stalled> {
 
 /// `wait`, given up after `limit` (none: wait as long as it takes) with a [`Stalled`] error.
 /// For readiness waits only, which lose nothing when dropped.
-pub async fn within<F: Future<Output = io::Result<()>>>(
+pub fn within<F: Future<Output = io::Result<()>>>(
+    deadlines: &Deadlines,
     limit: Option<Duration>,
     which: Stalled,
     wait: F,
-) -> io::Result<()> {
-    let Some(limit) = limit else {
-        return wait.await;
-    };
-    // Boxed: a timer is much larger than a readiness wait, and only waits that actually block
-    // should pay for one, not every future that might await this.
-    match Box::pin(monoio::time::timeout(limit, wait)).await {
-        Ok(ready) => ready,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, which)),
+) -> StallWait<'_, F> {
+    StallWait { bounded: deadlines.within_opt(limit, wait), which }
+}
+
+pin_project_lite::pin_project! {
+    /// A readiness wait bounded by a stall timeout (see [`within`]); written out rather than
+    /// an `async fn` for the reason [`Bounded`] is.
+    pub struct StallWait<'d, F> {
+        #[pin]
+        bounded: Bounded<'d, F>,
+        which: Stalled,
+    }
+}
+
+impl<F: Future<Output = io::Result<()>>> Future for StallWait<'_, F> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        match this.bounded.poll(cx) {
+            Poll::Ready(Ok(ready)) => Poll::Ready(ready),
+            Poll::Ready(Err(_)) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, *this.which)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -64,20 +87,23 @@ pub async fn within<F: Future<Output = io::Result<()>>>(
 /// relays) leave the read limit off.
 pub struct Stalling<S> {
     inner: S,
+    deadlines: Rc<Deadlines>,
     read_limit: Option<Duration>,
     /// Changes when a kept-alive connection follows a reload to a new config.
     write_limit: Cell<Option<Duration>>,
 }
 
 impl<S: Stream> Stalling<S> {
-    /// Writability waits bounded by `limit`.
-    pub fn writes(inner: S, limit: Option<Duration>) -> Self {
-        Stalling { inner, read_limit: None, write_limit: Cell::new(limit) }
+    /// Writability waits bounded by `limit`, kept by the worker's `deadlines`.
+    pub fn writes(inner: S, limit: Option<Duration>, deadlines: &Rc<Deadlines>) -> Self {
+        let deadlines = deadlines.clone();
+        Stalling { inner, deadlines, read_limit: None, write_limit: Cell::new(limit) }
     }
 
-    /// Readability waits bounded by `limit`.
-    pub fn reads(inner: S, limit: Option<Duration>) -> Self {
-        Stalling { inner, read_limit: limit, write_limit: Cell::new(None) }
+    /// Readability waits bounded by `limit`, kept by the worker's `deadlines`.
+    pub fn reads(inner: S, limit: Option<Duration>, deadlines: &Rc<Deadlines>) -> Self {
+        let deadlines = deadlines.clone();
+        Stalling { inner, deadlines, read_limit: limit, write_limit: Cell::new(None) }
     }
 
     pub fn set_write_limit(&self, limit: Option<Duration>) {
@@ -102,12 +128,13 @@ impl<S: Stream> Stream for Stalling<S> {
         self.inner.try_flush()
     }
 
-    async fn readable(&self) -> io::Result<()> {
-        within(self.read_limit, Stalled::Read, self.inner.readable()).await
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        within(&self.deadlines, self.read_limit, Stalled::Read, self.inner.readable())
     }
 
-    async fn writable(&self) -> io::Result<()> {
-        within(self.write_limit.get(), Stalled::Write, self.inner.writable()).await
+    fn writable(&self) -> impl Future<Output = io::Result<()>> {
+        let limit = self.write_limit.get();
+        within(&self.deadlines, limit, Stalled::Write, self.inner.writable())
     }
 
     fn shutdown_write(&self) -> io::Result<()> {
@@ -134,12 +161,12 @@ impl<S: Stream + ?Sized> Stream for &S {
         (**self).try_flush()
     }
 
-    async fn readable(&self) -> io::Result<()> {
-        (**self).readable().await
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        (**self).readable()
     }
 
-    async fn writable(&self) -> io::Result<()> {
-        (**self).writable().await
+    fn writable(&self) -> impl Future<Output = io::Result<()>> {
+        (**self).writable()
     }
 
     fn shutdown_write(&self) -> io::Result<()> {
@@ -172,11 +199,19 @@ mod tests {
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap()
     }
 
+    /// A deadline table with its sweeper running, as a worker has.
+    fn swept() -> Rc<Deadlines> {
+        let deadlines = Deadlines::new();
+        monoio::spawn(deadlines.clone().sweep());
+        deadlines
+    }
+
     #[test]
     fn a_peer_that_stops_reading_fails_the_write_wait_with_a_stall() {
         runtime().block_on(async {
             let (server, _client) = connected_pair();
-            let stream = Stalling::writes(server, Some(Duration::from_millis(200)));
+            let deadlines = swept();
+            let stream = Stalling::writes(server, Some(Duration::from_millis(200)), &deadlines);
             let chunk = vec![0u8; 64 * 1024];
             let started = Instant::now();
             let error = loop {
@@ -214,7 +249,8 @@ mod tests {
                 }
                 total
             });
-            let stream = Stalling::writes(server, Some(Duration::from_millis(300)));
+            let deadlines = swept();
+            let stream = Stalling::writes(server, Some(Duration::from_millis(300)), &deadlines);
             let chunk = vec![7u8; 64 * 1024];
             let mut written = 0usize;
             while written < 2 << 20 {
@@ -235,8 +271,9 @@ mod tests {
     fn a_bounded_read_wait_says_which_side_stalled_and_other_errors_are_not_stalls() {
         runtime().block_on(async {
             let (server, _client) = connected_pair();
-            let waited =
-                within(Some(Duration::from_millis(50)), Stalled::Read, server.readable()).await;
+            let deadlines = swept();
+            let limit = Some(Duration::from_millis(50));
+            let waited = within(&deadlines, limit, Stalled::Read, server.readable()).await;
             assert_eq!(stalled(&waited.unwrap_err()), Some(Stalled::Read));
             let plain_timeout = io::Error::new(io::ErrorKind::TimedOut, "elsewhere");
             assert_eq!(stalled(&plain_timeout), None);

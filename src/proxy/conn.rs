@@ -12,6 +12,7 @@
 //! as long as the request is served and hands back what follows them; the buffer is released
 //! whenever the connection goes idle, so a quiet keep-alive connection owns no buffer.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::access_log;
@@ -26,6 +27,7 @@ use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
 use crate::http::request::Request;
 use crate::http::response::{write_answer, write_answer_to, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
+use crate::net::deadline::Deadlines;
 use crate::net::stall::Stalling;
 use crate::net::stream::Stream;
 use crate::runtime::idle::IdleList;
@@ -59,114 +61,137 @@ impl RequestView for Request {
 }
 
 /// Serve one client connection until it closes, errs, or upgrades and the relay ends.
-pub async fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) {
-    serve_after(client, ctx, Vec::new()).await
+pub fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) -> impl Future<Output = ()> {
+    serve_after(client, ctx, Vec::new())
 }
 
 /// [`serve`] a connection whose first bytes were already read off it (`already_read`: what
 /// followed its PROXY protocol header); they are the start of its first request.
-pub async fn serve_after<S: Stream + 'static>(client: S, mut ctx: ConnCtx, already_read: Vec<u8>) {
-    let client = Stalling::writes(client, ctx.snapshot.config.globals.limits.write_timeout);
-    let mut buf: Vec<u8> = already_read;
-    let mut first = true;
-    loop {
-        let limits = &ctx.snapshot.config.globals.limits;
-        client.set_write_limit(limits.write_timeout);
-        let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
-        let after_response = !first;
-        first = false;
-        let reading = HeadRead {
-            idle_wait: wait,
-            header_timeout: limits.read_header_timeout,
-            max_head: limits.max_header_bytes,
-            after_response,
-            draining: &ctx.worker.draining,
-            idle: &ctx.worker.idle,
-        };
-        let head = match read_head(&client, &mut buf, reading).await {
-            Ok(Some(head)) => head,
-            // Idle timeout, the client's EOF, or a graceful stop: a clean end.
-            Ok(None) => {
-                close_write(&client).await;
-                return;
-            }
-            Err(e) => {
-                let e = ProxyError::Client(e);
-                error::log(&e, ctx.id);
-                if let Some(answer) = error::response_for(&e) {
-                    let mut out = Vec::new();
-                    write_answer(answer, true, &mut out);
-                    if write_all(&client, &out).await.is_ok() {
-                        // What the client sent after the bad head is still coming.
-                        lingering_close(&client).await;
+///
+/// An `async` block rather than an `async fn` (here and in [`run_relay`]): an `async fn` keeps
+/// each argument twice in its state (as received and as bound), and this state is what every
+/// open connection holds.
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+pub fn serve_after<S: Stream + 'static>(
+    client: S,
+    mut ctx: ConnCtx,
+    already_read: Vec<u8>,
+) -> impl Future<Output = ()> {
+    async move {
+        let write_timeout = ctx.snapshot.config.globals.limits.write_timeout;
+        let client = Stalling::writes(client, write_timeout, &ctx.worker.deadlines);
+        let mut buf: Vec<u8> = already_read;
+        let mut first = true;
+        loop {
+            let limits = &ctx.snapshot.config.globals.limits;
+            client.set_write_limit(limits.write_timeout);
+            let wait = if first { limits.read_header_timeout } else { limits.idle_timeout };
+            let after_response = !first;
+            first = false;
+            let reading = HeadRead {
+                idle_wait: wait,
+                header_timeout: limits.read_header_timeout,
+                max_head: limits.max_header_bytes,
+                after_response,
+                draining: &ctx.worker.draining,
+                idle: &ctx.worker.idle,
+                deadlines: &ctx.worker.deadlines,
+            };
+            let head = match read_head(&client, &mut buf, reading).await {
+                Ok(Some(head)) => head,
+                // Idle timeout, the client's EOF, or a graceful stop: a clean end.
+                Ok(None) => {
+                    close_write(&client, &ctx.worker.deadlines).await;
+                    return;
+                }
+                Err(e) => {
+                    let e = ProxyError::Client(e);
+                    error::log(&e, ctx.id);
+                    if let Some(answer) = error::response_for(&e) {
+                        let mut out = Vec::new();
+                        write_answer(answer, true, &mut out);
+                        if write_all(&client, &out).await.is_ok() {
+                            // What the client sent after the bad head is still coming.
+                            lingering_close(&client, &ctx.worker.deadlines).await;
+                        }
                     }
+                    return;
                 }
-                return;
-            }
-        };
-        // A reload since the last request: this one follows the new config.
-        follow_reload(&mut ctx);
-        let mut request = Request::new(head, std::mem::take(&mut buf));
-        // Boxed: the request path's state (heads, rewrite buffers, nested futures) lives on
-        // the heap only while a request is in flight, so neither an idle keep-alive connection
-        // nor a long-lived WebSocket relay carries it in its task.
-        let next = Box::pin(serve_request(&client, &ctx, &mut request)).await;
-        // A request body, or requests behind this one, may still be on the way.
-        let more_may_follow =
-            request.head().body != RequestBody::None || !request.unread().is_empty();
-        // The head goes; pipelined bytes (or the client's first relayed bytes) stay.
-        let unread = request.into_unread();
-        match next {
-            Next::Request => {
-                if !unread.is_empty() {
-                    buf = unread;
+            };
+            // A reload since the last request: this one follows the new config.
+            follow_reload(&mut ctx);
+            let mut request = Request::new(head, std::mem::take(&mut buf));
+            // Boxed: the request path's state (heads, rewrite buffers, nested futures) lives on
+            // the heap only while a request is in flight, so neither an idle keep-alive connection
+            // nor a long-lived WebSocket relay carries it in its task.
+            let next = Box::pin(serve_request(&client, &ctx, &mut request)).await;
+            // A request body, or requests behind this one, may still be on the way.
+            let more_may_follow =
+                request.head().body != RequestBody::None || !request.unread().is_empty();
+            // The head goes; pipelined bytes (or the client's first relayed bytes) stay.
+            let unread = request.into_unread();
+            match next {
+                Next::Request => {
+                    if !unread.is_empty() {
+                        buf = unread;
+                    }
+                    // Otherwise idle: hold no buffer while waiting for the next request.
                 }
-                // Otherwise idle: hold no buffer while waiting for the next request.
-            }
-            Next::Close if more_may_follow => {
-                lingering_close(&client).await;
-                return;
-            }
-            Next::Close => {
-                close_write(&client).await;
-                return;
-            }
-            Next::Relay(upgraded) => {
-                // A task of its own: the relay, which may live for hours, then holds only its
-                // own state, not this task's (larger) state for reading request heads.
-                monoio::spawn(super::guard::contained(
-                    ctx.id,
-                    run_relay(client, upgraded, unread, ctx),
-                ));
-                return;
+                Next::Close if more_may_follow => {
+                    lingering_close(&client, &ctx.worker.deadlines).await;
+                    return;
+                }
+                Next::Close => {
+                    close_write(&client, &ctx.worker.deadlines).await;
+                    return;
+                }
+                Next::Relay(upgraded) => {
+                    // A task of its own: the relay, which may live for hours, then holds only its
+                    // own state, not this task's (larger) state for reading request heads.
+                    monoio::spawn(super::guard::contained(
+                        ctx.id,
+                        run_relay(client, upgraded, unread, ctx),
+                    ));
+                    return;
+                }
             }
         }
     }
 }
 
 /// `client_rest`: bytes the client sent after its upgrade request's head.
-async fn run_relay<S: Stream + 'static>(
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+fn run_relay<S: Stream + 'static>(
     client: S,
     upgraded: Upgraded,
     client_rest: Vec<u8>,
     ctx: ConnCtx,
-) {
-    let limits = &ctx.snapshot.config.globals.limits;
-    let Upgraded { upstream, upstream_rest, stream_timeout } = upgraded;
-    // The client side's writes are bounded by its own wrapper; an upstream that stops reading
-    // is held to the same limit.
-    let upstream = Stalling::writes(&upstream, limits.write_timeout);
-    let relayed = relay(
-        &client,
-        &upstream,
-        client_rest,
-        upstream_rest,
-        RelayLimits { idle_timeout: limits.relay_idle_timeout, stream_timeout },
-        &ctx.worker,
-    )
-    .await;
-    if let Err(e) = relayed {
-        tracing::debug!(conn = ctx.id, "relay ended: {e}");
+) -> impl Future<Output = ()> {
+    async move {
+        // The whole context, not only the fields used below: its `open` guard must live as
+        // long as the relay (a block captures only the fields it names).
+        let ctx = &ctx;
+        let limits = &ctx.snapshot.config.globals.limits;
+        // The client side's writes are bounded by its own wrapper; an upstream that stops
+        // reading is held to the same limit.
+        let deadlines = &ctx.worker.deadlines;
+        let upstream = Stalling::writes(&upgraded.upstream, limits.write_timeout, deadlines);
+        let relay_limits = RelayLimits {
+            idle_timeout: limits.relay_idle_timeout,
+            stream_timeout: upgraded.stream_timeout,
+        };
+        let relayed = relay(
+            &client,
+            &upstream,
+            client_rest,
+            upgraded.upstream_rest,
+            relay_limits,
+            &ctx.worker,
+        )
+        .await;
+        if let Err(e) = relayed {
+            tracing::debug!(conn = ctx.id, "relay ended: {e}");
+        }
     }
 }
 
@@ -203,6 +228,8 @@ struct HeadRead<'a> {
     /// Where a kept-alive connection waits between requests, so it can be shed when
     /// descriptors run out.
     idle: &'a IdleList,
+    /// Keeps the idle and header timeouts.
+    deadlines: &'a Deadlines,
 }
 
 /// Read until a complete head is in `buf`. `Ok(None)` is a clean end: EOF, the idle timeout, or
@@ -212,7 +239,8 @@ async fn read_head<S: Stream>(
     buf: &mut Vec<u8>,
     reading: HeadRead<'_>,
 ) -> Result<Option<RequestHead>, ClientError> {
-    let HeadRead { idle_wait, header_timeout, max_head, after_response, draining, idle } = reading;
+    let HeadRead { idle_wait, header_timeout, max_head, after_response, draining, idle, deadlines } =
+        reading;
     let mut deadline: Option<Instant> = None;
     loop {
         if !buf.is_empty() {
@@ -272,7 +300,7 @@ async fn read_head<S: Stream>(
                     () = stopping => None,
                 }
             };
-            monoio::time::timeout(left, raced).await
+            deadlines.within(left, raced).await
         };
         let read = match outcome {
             Ok(None) => return Ok(None),

@@ -288,7 +288,8 @@ impl<S: Stream> Exchange<'_, S> {
                 &self.pool.set.header_up,
                 head,
             );
-            let writing = Stalling::writes(&conn.stream, self.pool.set.transport.write_timeout);
+            let limit = self.pool.set.transport.write_timeout;
+            let writing = Stalling::writes(&conn.stream, limit, &self.ctx.worker.deadlines);
             let Err(source) = write_all(&writing, head).await else {
                 return Ok(conn);
             };
@@ -366,6 +367,7 @@ impl<S: Stream> Exchange<'_, S> {
 
     async fn run(&mut self, attempt: &mut Attempt<'_>) -> Result<Ended, ForwardError> {
         let stalls = super::upload::Stalls {
+            deadlines: &self.ctx.worker.deadlines,
             client_read: self.ctx.snapshot.config.globals.limits.read_body_timeout,
             upstream_write: self.pool.set.transport.write_timeout,
         };

@@ -16,6 +16,7 @@ use std::os::fd::BorrowedFd;
 use crate::config::limits;
 use crate::http::chunked::{ChunkError, ChunkedTracker};
 use crate::http::request::Request;
+use crate::net::deadline::Deadlines;
 use crate::net::stream::Stream;
 use crate::net::sys::{self, Pipe};
 
@@ -92,7 +93,7 @@ pub async fn write_all<S: Stream>(dst: &S, mut buf: &[u8]) -> io::Result<()> {
 /// End the write direction cleanly: TLS sends close_notify (so the peer can tell a complete
 /// close-delimited body from a truncated one), then TCP sends FIN. Bounded by
 /// [`limits::CLOSE_WRITE_TIMEOUT`]: a peer that does not read cannot hold the connection open.
-pub async fn close_write<S: Stream>(dst: &S) {
+pub async fn close_write<S: Stream>(dst: &S, deadlines: &Deadlines) {
     let closing = async {
         loop {
             match dst.shutdown_write() {
@@ -105,7 +106,7 @@ pub async fn close_write<S: Stream>(dst: &S) {
             }
         }
     };
-    let _ = monoio::time::timeout(limits::CLOSE_WRITE_TIMEOUT, closing).await;
+    let _ = deadlines.within(limits::CLOSE_WRITE_TIMEOUT, closing).await;
 }
 
 /// Close a connection on which the client may still be sending (a request body we did not
@@ -114,8 +115,8 @@ pub async fn close_write<S: Stream>(dst: &S) {
 /// would leave unread bytes in the socket,
 /// and the kernel then resets the connection and drops whatever of our answer it had not yet
 /// delivered (RFC 9112 §9.6).
-pub async fn lingering_close<S: Stream>(client: &S) {
-    close_write(client).await;
+pub async fn lingering_close<S: Stream>(client: &S, deadlines: &Deadlines) {
+    close_write(client, deadlines).await;
     let discard = async {
         loop {
             match with_scratch(|scratch| client.try_read(scratch)) {
@@ -130,7 +131,7 @@ pub async fn lingering_close<S: Stream>(client: &S) {
             }
         }
     };
-    let _ = monoio::time::timeout(limits::LINGERING_CLOSE_TIME, discard).await;
+    let _ = deadlines.within(limits::LINGERING_CLOSE_TIME, discard).await;
 }
 
 /// Push out anything the stream buffered internally.

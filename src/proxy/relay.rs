@@ -58,23 +58,31 @@ pub struct RelayLimits {
 
 /// Relay until both directions end. `client_prefix` holds bytes the client sent after the
 /// upgrade request's head; `upstream_prefix` bytes the upstream sent after its 101 head.
-pub async fn relay<C: Stream, U: Stream>(
-    client: &C,
-    upstream: &U,
+///
+/// This and [`one_way`] are `async` blocks rather than `async fn`s: an `async fn` keeps each
+/// argument twice in its state, and this state is what every open WebSocket holds.
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+pub fn relay<'a, C: Stream, U: Stream>(
+    client: &'a C,
+    upstream: &'a U,
     client_prefix: Vec<u8>,
     upstream_prefix: Vec<u8>,
     limits: RelayLimits,
-    worker: &Worker,
-) -> io::Result<RelayTotals> {
-    worker.metrics.websockets_open.inc();
-    let _open = OpenRelay(worker);
-    let started = Instant::now();
-    let activity = Rc::new(Cell::new(started));
-    let (idle_timeout, ends_at) = (limits.idle_timeout, limits.stream_timeout.map(|t| started + t));
-    let leg = |direction, activity| Leg { direction, idle_timeout, ends_at, activity, worker };
-    let up = pin!(one_way(client, upstream, client_prefix, leg(Direction::Up, activity.clone())));
-    let down = pin!(one_way(upstream, client, upstream_prefix, leg(Direction::Down, activity)));
-    both(up, down).await
+    worker: &'a Worker,
+) -> impl Future<Output = io::Result<RelayTotals>> + 'a {
+    async move {
+        worker.metrics.websockets_open.inc();
+        let _open = OpenRelay(worker);
+        let started = Instant::now();
+        let activity = Rc::new(Cell::new(started));
+        let ends_at = limits.stream_timeout.map(|t| started + t);
+        let idle_timeout = limits.idle_timeout;
+        let leg = |direction, activity| Leg { direction, idle_timeout, ends_at, activity, worker };
+        let up = leg(Direction::Up, activity.clone());
+        let up = pin!(one_way(client, upstream, client_prefix, up));
+        let down = pin!(one_way(upstream, client, upstream_prefix, leg(Direction::Down, activity)));
+        both(up, down).await
+    }
 }
 
 /// Counts the relay in `websockets_open` until it ends, however it ends.
@@ -109,15 +117,8 @@ impl Leg<'_> {
         let Some(ends_at) = self.ends_at else {
             return self.worker.closing.wait().await;
         };
-        let stopping = pin!(self.worker.closing.wait());
-        // Boxed: a timer is much larger than the rest of this wait, and most relays have no
-        // stream_timeout.
-        let time_up =
-            Box::pin(monoio::time::sleep(ends_at.saturating_duration_since(Instant::now())));
-        monoio::select! {
-            () = stopping => {}
-            () = time_up => {}
-        }
+        // Either way the relay closes: the grace period ended, or the deadline passed.
+        let _ = self.worker.deadlines.until(ends_at, self.worker.closing.wait()).await;
     }
 
     fn relayed(&self) -> &Counter {
@@ -189,126 +190,126 @@ enum Woke {
 
 /// Copy `src` → `dst` until EOF, then half-close `dst`; on a graceful stop, finish the frame in
 /// flight and send `dst` a 1001 close frame instead (see the module doc).
-async fn one_way<R: Stream, W: Stream>(
-    src: &R,
-    dst: &W,
+#[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+fn one_way<'a, R: Stream, W: Stream>(
+    src: &'a R,
+    dst: &'a W,
     prefix: Vec<u8>,
-    leg: Leg<'_>,
-) -> io::Result<u64> {
-    let mut frames = FrameTracker::new();
-    let mut moved = prefix.len() as u64;
-    if !prefix.is_empty() {
-        frames.advance(&prefix);
-        leg.relayed().add(prefix.len() as u64);
-        write_all(dst, &prefix).await?;
-    }
-    drop(prefix);
-    let mut closing = false;
-    loop {
-        // A direction that never waits (a steady flow) still sees the end of the grace period
-        // or of its stream_timeout.
-        closing |= leg.must_close();
-        if closing {
-            match frames.bytes_to_boundary() {
-                Some(0) => {
-                    write_all(dst, &leg.going_away()).await?;
-                    let _ = dst.shutdown_write();
-                    return Ok(moved);
-                }
-                // Framing was lost: no boundary will come, so no close frame can be placed.
-                None => {
-                    let _ = dst.shutdown_write();
-                    return Ok(moved);
-                }
-                Some(_) => {}
-            }
+    leg: Leg<'a>,
+) -> impl Future<Output = io::Result<u64>> + 'a {
+    async move {
+        let mut frames = FrameTracker::new();
+        let mut moved = prefix.len() as u64;
+        if !prefix.is_empty() {
+            frames.advance(&prefix);
+            leg.relayed().add(prefix.len() as u64);
+            write_all(dst, &prefix).await?;
         }
-        // While closing, read no further than the end of the frame in flight.
-        let limit = match (closing, frames.bytes_to_boundary()) {
-            (true, Some(left)) => usize::try_from(left).unwrap_or(usize::MAX),
-            _ => usize::MAX,
-        };
-        let step = with_scratch(|scratch| -> io::Result<Step> {
-            let want = scratch.len().min(limit);
-            let n = match src.try_read(&mut scratch[..want]) {
-                Ok(0) => return Ok(Step::Eof),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
-                Err(e) => return Err(e),
-            };
-            moved += n as u64;
-            frames.advance(&scratch[..n]);
-            leg.relayed().add(n as u64);
-            let written = match dst.try_write(&scratch[..n]) {
-                Ok(w) => w,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) => return Err(e),
-            };
-            if written < n {
-                return Ok(Step::Pending(scratch[written..n].to_vec()));
+        drop(prefix);
+        let mut closing = false;
+        loop {
+            // A direction that never waits (a steady flow) still sees the end of the grace period
+            // or of its stream_timeout.
+            closing |= leg.must_close();
+            if closing {
+                match frames.bytes_to_boundary() {
+                    Some(0) => {
+                        write_all(dst, &leg.going_away()).await?;
+                        let _ = dst.shutdown_write();
+                        return Ok(moved);
+                    }
+                    // Framing was lost: no boundary will come, so no close frame can be placed.
+                    None => {
+                        let _ = dst.shutdown_write();
+                        return Ok(moved);
+                    }
+                    Some(_) => {}
+                }
             }
-            Ok(Step::Moved { drained: n < want })
-        })?;
-        match step {
-            Step::Moved { drained } => {
-                leg.activity.set(Instant::now());
-                flush(dst).await?;
-                // Skip the read that would only return EAGAIN: one syscall less per audio
-                // frame. (A TLS source reports buffered plaintext as readable at once.)
-                if drained && !closing {
+            // While closing, read no further than the end of the frame in flight.
+            let limit = match (closing, frames.bytes_to_boundary()) {
+                (true, Some(left)) => usize::try_from(left).unwrap_or(usize::MAX),
+                _ => usize::MAX,
+            };
+            let step = with_scratch(|scratch| -> io::Result<Step> {
+                let want = scratch.len().min(limit);
+                let n = match src.try_read(&mut scratch[..want]) {
+                    Ok(0) => return Ok(Step::Eof),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+                    Err(e) => return Err(e),
+                };
+                moved += n as u64;
+                frames.advance(&scratch[..n]);
+                leg.relayed().add(n as u64);
+                let written = match dst.try_write(&scratch[..n]) {
+                    Ok(w) => w,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e) => return Err(e),
+                };
+                if written < n {
+                    return Ok(Step::Pending(scratch[written..n].to_vec()));
+                }
+                Ok(Step::Moved { drained: n < want })
+            })?;
+            match step {
+                Step::Moved { drained } => {
+                    leg.activity.set(Instant::now());
+                    flush(dst).await?;
+                    // Skip the read that would only return EAGAIN: one syscall less per audio
+                    // frame. (A TLS source reports buffered plaintext as readable at once.)
+                    if drained && !closing {
+                        closing = matches!(wait_readable(src, &leg).await?, Woke::Closing);
+                    }
+                }
+                Step::Pending(rest) => {
+                    leg.activity.set(Instant::now());
+                    write_all(dst, &rest).await?;
+                }
+                Step::WouldBlock if closing => {
+                    let (deadlines, limit) =
+                        (&leg.worker.deadlines, Some(limits::FRAME_FINISH_TIMEOUT));
+                    within(deadlines, limit, Stalled::Read, src.readable()).await?
+                }
+                Step::WouldBlock => {
                     closing = matches!(wait_readable(src, &leg).await?, Woke::Closing);
                 }
-            }
-            Step::Pending(rest) => {
-                leg.activity.set(Instant::now());
-                write_all(dst, &rest).await?;
-            }
-            Step::WouldBlock if closing => {
-                within(Some(limits::FRAME_FINISH_TIMEOUT), Stalled::Read, src.readable()).await?
-            }
-            Step::WouldBlock => {
-                closing = matches!(wait_readable(src, &leg).await?, Woke::Closing);
-            }
-            Step::Eof => {
-                flush(dst).await?;
-                // The peer may already be gone; a failed half-close changes nothing.
-                let _ = dst.shutdown_write();
-                return Ok(moved);
+                Step::Eof => {
+                    flush(dst).await?;
+                    // The peer may already be gone; a failed half-close changes nothing.
+                    let _ = dst.shutdown_write();
+                    return Ok(moved);
+                }
             }
         }
     }
 }
 
-/// Wait until `src` is readable or the relay must close, within the relay's idle timeout.
+/// Wait until `src` is readable or the relay must close, within the relay's idle timeout
+/// (which either direction's traffic restarts).
 async fn wait_readable<R: Stream>(src: &R, leg: &Leg<'_>) -> io::Result<Woke> {
-    let closing = leg.close_requested();
-    let readable = readable_within(src, leg.idle_timeout, &leg.activity);
-    let (closing, readable) = (pin!(closing), pin!(readable));
-    // Both are waits, not reads: whichever loses drops without losing a byte.
-    monoio::select! {
-        () = closing => Ok(Woke::Closing),
-        ready = readable => ready.map(|()| Woke::Readable),
-    }
-}
-
-async fn readable_within<R: Stream>(
-    src: &R,
-    idle_timeout: Option<Duration>,
-    activity: &Cell<Instant>,
-) -> io::Result<()> {
-    let Some(limit) = idle_timeout else {
-        return src.readable().await;
-    };
     loop {
-        let left = limit.saturating_sub(activity.get().elapsed());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "relay idle timeout"));
-        }
-        // Dropping a readiness wait loses no data, so a plain timeout is safe here. Boxed:
-        // a timer is much larger than a readiness wait, and relays without an idle timeout
-        // (the default) should not carry its space in every idle WebSocket.
-        if let Ok(ready) = Box::pin(monoio::time::timeout(left, src.readable())).await {
-            return ready;
+        let left = match leg.idle_timeout {
+            None => None,
+            Some(limit) => {
+                let left = limit.saturating_sub(leg.activity.get().elapsed());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "relay idle timeout"));
+                }
+                Some(left)
+            }
+        };
+        let closing = pin!(leg.close_requested());
+        let readable = pin!(leg.worker.deadlines.within_opt(left, src.readable()));
+        // Both are waits, not reads: whichever loses drops without losing a byte.
+        monoio::select! {
+            () = closing => return Ok(Woke::Closing),
+            ready = readable => {
+                // Expired: the other direction may have moved meanwhile, so look again.
+                if let Ok(ready) = ready {
+                    return ready.map(|()| Woke::Readable);
+                }
+            }
         }
     }
 }

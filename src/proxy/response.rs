@@ -21,6 +21,7 @@ use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
 use crate::http::rewrite::write_response_head;
 use crate::http::upgrade::check_switch;
+use crate::net::deadline::Deadlines;
 use crate::net::stall::{stalled, Stalled, Stalling};
 use crate::net::stream::Stream;
 
@@ -98,7 +99,9 @@ pub(super) async fn receive<S: Stream>(
     let mut out = Vec::new();
     loop {
         let response =
-            read_response_head(attempt, request.method, deadline).await.map_err(before_response)?;
+            read_response_head(attempt, request.method, deadline, &ex.ctx.worker.deadlines)
+                .await
+                .map_err(before_response)?;
         attempt.head_seen = true;
         let step = next_step(request, &response);
         match step {
@@ -172,7 +175,8 @@ async fn deliver<S: Stream>(
     drop(out);
     // Each wait for more of the body is bounded: an upstream that stops sending mid-body would
     // otherwise hold the client, and both connections, for good.
-    let upstream = Stalling::reads(attempt.upstream, ex.pool.set.transport.read_timeout);
+    let limit = ex.pool.set.transport.read_timeout;
+    let upstream = Stalling::reads(attempt.upstream, limit, &ex.ctx.worker.deadlines);
     let pumped = pump_body(&upstream, client, &mut attempt.received, &mut framing).await;
     let bytes = match pumped {
         Ok(n) => n + take as u64,
@@ -199,6 +203,7 @@ async fn read_response_head(
     attempt: &mut Attempt<'_>,
     method: Method,
     deadline: Option<Instant>,
+    deadlines: &Deadlines,
 ) -> Result<ResponseHead, ProxyError> {
     loop {
         if !attempt.received.is_empty() {
@@ -223,16 +228,13 @@ async fn read_response_head(
             read_append(upstream, received, limits::MAX_RESPONSE_HEAD).await
         };
         let got = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                match monoio::time::timeout(left, read).await {
-                    Ok(got) => got,
-                    Err(_) => {
-                        let upstream = attempt.name.to_owned();
-                        return Err(UpstreamError::HeaderTimeout { upstream }.into());
-                    }
+            Some(d) => match deadlines.until(d, read).await {
+                Ok(got) => got,
+                Err(_) => {
+                    let upstream = attempt.name.to_owned();
+                    return Err(UpstreamError::HeaderTimeout { upstream }.into());
                 }
-            }
+            },
             None => read.await,
         };
         match got {

@@ -20,6 +20,7 @@ use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestBody};
 use crate::http::request::Request;
+use crate::net::deadline::Deadlines;
 use crate::net::stall::{stalled, within, Stalled};
 use crate::net::stream::Stream;
 
@@ -33,9 +34,10 @@ pub(super) enum BodySent {
     ResponseArrived,
 }
 
-/// The stall timeouts of an upload (`None`: off).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Stalls {
+/// The stall timeouts of an upload (`None`: off), and the worker's table that keeps them.
+#[derive(Clone, Copy)]
+pub(super) struct Stalls<'w> {
+    pub(super) deadlines: &'w Deadlines,
     /// The client's body: `servers { timeouts { read_body } }`.
     pub(super) client_read: Option<Duration>,
     /// The upstream accepting it: `transport http { write_timeout }`.
@@ -59,7 +61,7 @@ pub(super) async fn send_body<S: Stream>(
     client: &S,
     request: &mut Request,
     attempt: &mut Attempt<'_>,
-    stalls: Stalls,
+    stalls: Stalls<'_>,
 ) -> Result<BodySent, ForwardError> {
     let mut framing = request_framing(request.head().body);
     if framing.is_done_at_start() {
@@ -84,7 +86,8 @@ pub(super) async fn send_body<S: Stream>(
                 continue;
             }
         }
-        let client_readable = within(stalls.client_read, Stalled::Read, client.readable());
+        let client_readable =
+            within(stalls.deadlines, stalls.client_read, Stalled::Read, client.readable());
         match ready_or_response(client_readable, attempt).await {
             Woke::Ready(Err(e)) => return Err(before_response(ClientError::from_io(e))),
             Woke::Ready(Ok(())) => match read_append(client, request, usize::MAX).await {
@@ -109,7 +112,7 @@ async fn write_watching<S: Stream>(
     client: &S,
     mut chunk: &[u8],
     attempt: &mut Attempt<'_>,
-    stalls: Stalls,
+    stalls: Stalls<'_>,
     method: Method,
 ) -> Result<Option<BodySent>, ForwardError> {
     let write_stall = stalls.upstream_write;
@@ -118,7 +121,8 @@ async fn write_watching<S: Stream>(
         match upstream.try_write(chunk) {
             Ok(n) => chunk = &chunk[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let writable = within(write_stall, Stalled::Write, upstream.writable());
+                let writable =
+                    within(stalls.deadlines, write_stall, Stalled::Write, upstream.writable());
                 match ready_or_response(writable, attempt).await {
                     Woke::Ready(Ok(())) => {}
                     Woke::Ready(Err(e)) if stalled(&e) == Some(Stalled::Write) => {

@@ -200,6 +200,7 @@ async fn worker_main(setup: WorkerSetup) {
     drop(ready);
 
     monoio::spawn(worker.clone().sweep_pools());
+    monoio::spawn(worker.deadlines.clone().sweep());
     monoio::spawn(obey(worker.clone(), commands));
     let logs = monoio::spawn(worker.clone().flush_logs());
     worker.exit.wait().await;

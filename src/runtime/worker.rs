@@ -26,6 +26,7 @@ use super::Generation;
 use crate::config::{limits, Config, ListenerKind, LogOutput};
 use crate::logs::WorkerLog;
 use crate::metrics::{Registry, WorkerMetrics};
+use crate::net::deadline::Deadlines;
 use crate::proxy::Snapshot;
 use crate::tls::acceptor::TlsAcceptor;
 use crate::upstream::{run_health_checks, UpstreamPool};
@@ -44,6 +45,9 @@ pub struct Worker {
     /// Kept-alive client connections waiting for their next request, oldest first: shed when
     /// descriptors run out.
     pub idle: IdleList,
+    /// Every bounded wait of this worker's connections (stall, header and idle timeouts);
+    /// `deadlines.sweep()` runs for the worker's life.
+    pub deadlines: Rc<Deadlines>,
     /// Open client connections (each holds an `OpenConnection`).
     pub open: Rc<Cell<usize>>,
     next_conn: Cell<u64>,
@@ -84,6 +88,7 @@ impl Worker {
             current: RefCell::new(snapshot),
             draining: Signal::default(),
             idle: IdleList::default(),
+            deadlines: Deadlines::new(),
             closing: Signal::default(),
             exit: Signal::default(),
             open: Rc::new(Cell::new(0)),
