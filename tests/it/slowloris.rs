@@ -1,7 +1,10 @@
 //! A slowloris crowd: 1,000 connections trickling request heads (500) and request bodies
 //! (500), one byte each every 100 ms, must not delay a normal client's request by more than
-//! 50 ms (compared as medians of 20 requests with and without the crowd). Each trickle is a wake-up, a read and a parse (or a forwarded byte) on a worker; what
-//! the test guards is that none of them blocks the worker or grows with the crowd.
+//! 50 ms (compared as medians of 20 requests with and without the crowd), on plaintext and
+//! TLS. Each trickle is a wake-up, a read and a parse (or a forwarded byte) on a worker; what
+//! the test guards is that none of them blocks the worker or grows with the crowd. On TLS each
+//! trickled byte is a record of its own (10,000 a second), which is why the test clients'
+//! rustls is optimised even in debug builds (Cargo.toml).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,9 +37,6 @@ fn normal_requests(proxy: &Proxy, n: usize) -> Vec<Duration> {
 }
 
 per_driver! {
-    plain_only("on the TLS leg the crowd is 10,000 one-byte records a second, encrypted by this \
-        test's own debug-built client on the same two cores, so the test would mostly measure \
-        itself; slow_clients runs 200 TLS tricklers")
     fn a_thousand_slowloris_connections_delay_a_normal_request_by_less_than_50_ms(setup) {
         let origin = Origin::start("o");
         // Header timeout long enough to outlast the test: the crowd stays the whole time.
@@ -95,6 +95,16 @@ per_driver! {
         let median = |v: &[Duration]| v[v.len() / 2];
         let worst = |v: &[Duration]| v[v.len() - 1];
         let added = median(&crowded).saturating_sub(median(&baseline));
+        // The figure the hardening issue asks for, visible with --nocapture.
+        eprintln!(
+            "slowloris ({setup:?}): median {:?} alone, {:?} with {} trickling connections \
+             (worst {:?} / {:?})",
+            median(&baseline),
+            median(&crowded),
+            crowd.len(),
+            worst(&baseline),
+            worst(&crowded)
+        );
         assert!(
             added <= ALLOWED_DELAY,
             "{} slow connections added {added:?} to the median normal request (baseline median \
