@@ -68,7 +68,7 @@ pub fn serve<S: Stream + 'static>(client: S, ctx: ConnCtx) -> impl Future<Output
 /// [`serve`] a connection whose first bytes were already read off it (`already_read`: what
 /// followed its PROXY protocol header); they are the start of its first request.
 ///
-/// An `async` block rather than an `async fn` (here and in [`run_relay`]): an `async fn` keeps
+/// An `async` block rather than an `async fn` (here and in `run_relay`): an `async fn` keeps
 /// each argument twice in its state (as received and as bound), and this state is what every
 /// open connection holds.
 #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]

@@ -59,7 +59,7 @@ pub struct RelayLimits {
 /// Relay until both directions end. `client_prefix` holds bytes the client sent after the
 /// upgrade request's head; `upstream_prefix` bytes the upstream sent after its 101 head.
 ///
-/// This and [`one_way`] are `async` blocks rather than `async fn`s: an `async fn` keeps each
+/// This and `one_way` are `async` blocks rather than `async fn`s: an `async fn` keeps each
 /// argument twice in its state, and this state is what every open WebSocket holds.
 #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
 pub fn relay<'a, C: Stream, U: Stream>(
