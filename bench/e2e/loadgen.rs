@@ -1,7 +1,7 @@
 //! The benchmark load generator (`cargo bench --bench loadgen -- <scenario> …`), driven by
 //! bench/run: one scenario per invocation against one target, results printed as
 //! `metric<TAB>value` lines; plus `report`, which turns a run's collected lines into the tables
-//! of docs/benchmarks.md.
+//! of docs/benchmarks.md and, with `--plots`, SVG plots next to it (plots.rs).
 //!
 //! Everything runs on one thread (bench/run pins it, with the backend, to the core the proxy
 //! does not use); only the paced scenario adds a ticker thread for precise send times.
