@@ -1,7 +1,7 @@
 //! The benchmark load generator (`cargo bench --bench loadgen -- <scenario> …`), driven by
 //! bench/run: one scenario per invocation against one target, results printed as
 //! `metric<TAB>value` lines; plus `report`, which turns a run's collected lines into the tables
-//! of docs/benchmarks.md.
+//! of docs/benchmarks.md and, with `--plots`, SVG plots next to it (plots.rs).
 //!
 //! Everything runs on one thread (bench/run pins it, with the backend, to the core the proxy
 //! does not use); only the paced scenario adds a ticker thread for precise send times.
@@ -19,6 +19,8 @@ use clap::{Parser, Subcommand};
 mod client;
 #[path = "common/mod.rs"]
 mod common;
+#[path = "plots.rs"]
+mod plots;
 #[path = "report.rs"]
 mod report;
 #[path = "scenarios.rs"]
@@ -144,6 +146,13 @@ enum Cmd {
         /// Document whose marked region is replaced; without it the tables go to stdout.
         #[arg(long)]
         doc: Option<PathBuf>,
+        /// Also write SVG plots (latency CDFs, ratio bars) into this directory and embed them
+        /// after the tables, linked relative to --doc's directory when they are under it.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+        /// The run's name in the plots' titles (date and mode).
+        #[arg(long, default_value = "unnamed run")]
+        run_name: String,
     },
 }
 
@@ -166,8 +175,10 @@ fn main() {
 }
 
 fn run(cmd: Cmd) -> Result<(), ToolError> {
-    if let Cmd::Report { results, targets, pending, anchors, meta, doc } = cmd {
-        return write_report(&results, targets, pending, anchors, meta, doc);
+    if let Cmd::Report { results, targets, pending, anchors, meta, doc, plots, run_name } = cmd {
+        let layout = report_layout(targets, pending, anchors)?;
+        let output = ReportOutput { meta, doc, plots, run_name };
+        return write_report(&results, &layout, output);
     }
     if let Cmd::Wrk { target, wrk, conns, secs } = &cmd {
         wrk::run(&Target::new(target)?, wrk, *conns, *secs)?.print();
@@ -216,19 +227,23 @@ fn run(cmd: Cmd) -> Result<(), ToolError> {
     Ok(())
 }
 
-fn write_report(
-    results: &std::path::Path,
+/// Where a report goes, besides the tables.
+struct ReportOutput {
+    meta: Option<PathBuf>,
+    doc: Option<PathBuf>,
+    plots: Option<PathBuf>,
+    run_name: String,
+}
+
+fn report_layout(
     targets: Vec<String>,
     pending: Vec<String>,
     anchors: Vec<String>,
-    meta: Option<PathBuf>,
-    doc: Option<PathBuf>,
-) -> Result<(), ToolError> {
+) -> Result<report::Layout, ToolError> {
     let (Some(baseline), Some(subject)) = (targets.first().cloned(), targets.last().cloned())
     else {
         return Err(ToolError::Usage("--targets needs at least a baseline and a subject".into()));
     };
-    let parsed = report::parse_results(&std::fs::read_to_string(results)?)?;
     if let Some(a) = anchors.iter().find(|a| !targets.contains(a)) {
         return Err(ToolError::Usage(format!("anchor {a} is not one of --targets")));
     }
@@ -237,13 +252,26 @@ fn write_report(
         .into_iter()
         .filter(|t| *t != baseline && *t != subject)
         .collect();
-    let layout = report::Layout { targets, baseline, subject, anchors, pending };
-    let mut section = match meta {
+    Ok(report::Layout { targets, baseline, subject, anchors, pending })
+}
+
+fn write_report(
+    results: &std::path::Path,
+    layout: &report::Layout,
+    output: ReportOutput,
+) -> Result<(), ToolError> {
+    let parsed = report::parse_results(&std::fs::read_to_string(results)?)?;
+    let mut section = match output.meta {
         Some(m) => std::fs::read_to_string(m)?,
         None => String::new(),
     };
-    section.push_str(&report::render(&parsed, &layout));
-    match doc {
+    section.push_str(&report::render(&parsed, layout));
+    if let Some(dir) = &output.plots {
+        let written = plots::write_plots(&parsed, layout, dir, &output.run_name)?;
+        let prefix = link_prefix(dir, output.doc.as_deref());
+        section.push_str(&plots::markdown(&written, &prefix));
+    }
+    match output.doc {
         Some(path) => {
             let old = std::fs::read_to_string(&path).unwrap_or_default();
             std::fs::write(&path, report::splice_into(&old, &section))?;
@@ -251,4 +279,15 @@ fn write_report(
         None => print!("{section}"),
     }
     Ok(())
+}
+
+/// How the document links to the plots: relative to its own directory when they are under it
+/// (so the links work on GitHub and in a checkout alike), else the directory as given.
+fn link_prefix(plots: &std::path::Path, doc: Option<&std::path::Path>) -> String {
+    let relative = doc.and_then(|doc| {
+        let doc_dir = std::path::absolute(doc).ok()?.parent()?.to_path_buf();
+        let plots = std::path::absolute(plots).ok()?;
+        Some(plots.strip_prefix(doc_dir).ok()?.to_path_buf())
+    });
+    relative.unwrap_or_else(|| plots.to_path_buf()).display().to_string()
 }

@@ -1,7 +1,8 @@
 //! Turns the raw per-round results of a run into the markdown tables of docs/benchmarks.md:
 //! medians with min–max over rounds, the proxy's added latency (paired with the direct run of
 //! the same round), ratios to direct, and the subject (ringproxy) against the best of the anchors
-//! (the other proxies it is measured against) on each row, naming that anchor.
+//! (the other proxies it is measured against) on each row, naming that anchor. It also lists
+//! those ratios with issue 12's target for each row, which plots.rs draws as bars.
 //!
 //! Input lines (tab-separated, written by bench/run): `round target scenario proto metric value`.
 
@@ -53,6 +54,8 @@ const fn added(metric: &'static str, label: &'static str) -> RowDef {
 struct Section {
     scenario: &'static str,
     title: &'static str,
+    /// The section's name in a plot's row labels, where the title is too long.
+    short: &'static str,
     rows: &'static [RowDef],
 }
 
@@ -60,6 +63,7 @@ const SECTIONS: &[Section] = &[
     Section {
         scenario: "pingpong",
         title: "1. WebSocket ping-pong (1 connection, one 1,920-byte frame in flight)",
+        short: "ping-pong",
         rows: &[
             row("p50_us", "round trip p50 (µs)"),
             row("p99_us", "round trip p99 (µs)"),
@@ -73,6 +77,7 @@ const SECTIONS: &[Section] = &[
     Section {
         scenario: "paced",
         title: "2. Paced audio streams (open loop, latency from the scheduled send time)",
+        short: "paced 200",
         rows: &[
             row("p50_us", "latency p50 (µs)"),
             row("p99_us", "latency p99 (µs)"),
@@ -87,6 +92,7 @@ const SECTIONS: &[Section] = &[
     Section {
         scenario: "wrk",
         title: "3. HTTP keep-alive, small GET (wrk)",
+        short: "keep-alive",
         rows: &[
             rate("req_per_s", "requests/s"),
             row("p99_us", "latency p99 (µs)"),
@@ -96,6 +102,7 @@ const SECTIONS: &[Section] = &[
     Section {
         scenario: "connrate",
         title: "4. New connection per request (TLS: full handshake, no resumption)",
+        short: "new connections",
         rows: &[
             rate("conn_per_s", "connections/s"),
             row("cpu_us_per_conn", "proxy CPU per connection (µs)"),
@@ -104,16 +111,19 @@ const SECTIONS: &[Section] = &[
     Section {
         scenario: "bulk",
         title: "5. Bulk download",
+        short: "bulk",
         rows: &[rate("mb_per_s", "throughput (MB/s)"), row("cpu_s_per_gb", "proxy CPU per GB (s)")],
     },
     Section {
         scenario: "idle",
         title: "6. Idle WebSockets",
+        short: "idle WS",
         rows: &[row("kib_per_conn", "proxy RSS growth per connection (KiB)")],
     },
     Section {
         scenario: "reload",
         title: "7. Reload under load (paced streams, a config change posted to /load every second)",
+        short: "reload",
         rows: &[
             rate("reloads_ok", "reloads applied"),
             row("streams_closed", "streams closed by the target"),
@@ -125,6 +135,7 @@ const SECTIONS: &[Section] = &[
     Section {
         scenario: "paced2000",
         title: "8. Paced audio streams, 2,000 of them (25,000 frames/s)",
+        short: "paced 2,000",
         rows: &[
             row("p50_us", "latency p50 (µs)"),
             row("p99_us", "latency p99 (µs)"),
@@ -138,8 +149,56 @@ const SECTIONS: &[Section] = &[
     },
 ];
 
+/// One of issue 12's targets for the subject's ratio to the best anchor. The bound's direction
+/// is the row's: at most `ratio` where lower is better, at least where higher is.
+struct RatioTarget {
+    scenario: &'static str,
+    metric: &'static str,
+    kind: Kind,
+    /// `None`: the same target over plaintext and TLS.
+    proto: Option<&'static str>,
+    ratio: f64,
+}
+
+const fn target(
+    scenario: &'static str,
+    metric: &'static str,
+    kind: Kind,
+    proto: Option<&'static str>,
+    ratio: f64,
+) -> RatioTarget {
+    RatioTarget { scenario, metric, kind, proto, ratio }
+}
+
+/// Issue 12's Targets table, the rows that are ratios to the best anchor (idle RSS is a bound
+/// in KiB, not a ratio, and is left out).
+const RATIO_TARGETS: &[RatioTarget] = &[
+    target("paced", "p99_us", Kind::Added, None, 0.7),
+    target("paced2000", "cpu_us_per_msg", Kind::Plain, Some("plain"), 0.8),
+    target("paced2000", "cpu_us_per_msg", Kind::Plain, Some("tls"), 0.7),
+    target("pingpong", "p50_us", Kind::Added, None, 0.6),
+    target("wrk", "req_per_s", Kind::Plain, Some("plain"), 1.3),
+    target("wrk", "req_per_s", Kind::Plain, Some("tls"), 1.5),
+    target("bulk", "mb_per_s", Kind::Plain, Some("plain"), 1.2),
+    target("bulk", "mb_per_s", Kind::Plain, Some("tls"), 1.15),
+    target("bulk", "cpu_s_per_gb", Kind::Plain, None, 0.7),
+    target("connrate", "conn_per_s", Kind::Plain, Some("tls"), 2.0),
+];
+
+fn ratio_target(scenario: &str, r: &RowDef, proto: &str) -> Option<f64> {
+    RATIO_TARGETS
+        .iter()
+        .find(|t| {
+            t.scenario == scenario
+                && t.metric == r.metric
+                && t.kind == r.kind
+                && t.proto.is_none_or(|p| p == proto)
+        })
+        .map(|t| t.ratio)
+}
+
 /// (scenario, proto, metric, target) → round → value.
-type Results = BTreeMap<(String, String, String, String), BTreeMap<u32, f64>>;
+pub type Results = BTreeMap<(String, String, String, String), BTreeMap<u32, f64>>;
 
 /// Parses the raw results; malformed lines are errors (a silently dropped line is a wrong table).
 pub fn parse_results(text: &str) -> Result<Results, ToolError> {
@@ -234,12 +293,8 @@ pub fn render(results: &Results, layout: &Layout) -> String {
                 };
                 let base = median(&layout.baseline).filter(|_| r.kind == Kind::Plain);
                 let to_base: Vec<String> = nb.iter().map(|t| ratio(median(t), base)).collect();
-                let best = best_anchor(&layout.anchors, r.better, median);
-                let to_best = match best {
-                    Some((name, m)) => match ratio(median(&layout.subject), Some(m)).as_str() {
-                        "—" => "—".to_owned(),
-                        x => format!("{x} ({name})"),
-                    },
+                let to_best = match subject_to_best(layout, r.better, median) {
+                    Some((name, x)) => format!("{}× ({name})", fmt_num(x)),
                     None => "—".to_owned(),
                 };
                 md.push_str(&format!(" {} | {to_best} |\n", to_base.join(" / ")));
@@ -247,6 +302,59 @@ pub fn render(results: &Results, layout: &Layout) -> String {
         }
     }
     md
+}
+
+/// One report row where the subject has a ratio to the best anchor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatioRow {
+    /// The section's short name.
+    pub section: &'static str,
+    pub label: &'static str,
+    pub proto: &'static str,
+    /// The subject's median over the best anchor's.
+    pub ratio: f64,
+    pub anchor: String,
+    pub lower_is_better: bool,
+    /// Issue 12's target for this ratio, if it sets one.
+    pub target: Option<f64>,
+}
+
+/// Every row of the tables that has a ratio in its last column, in table order.
+pub fn ratio_rows(results: &Results, layout: &Layout) -> Vec<RatioRow> {
+    let mut out = Vec::new();
+    for sec in SECTIONS {
+        for r in sec.rows {
+            for proto in ["plain", "tls"] {
+                let median = |t: &String| {
+                    figure(results, sec.scenario, proto, r, t, &layout.baseline).map(|s| s.median)
+                };
+                let Some((anchor, ratio)) = subject_to_best(layout, r.better, median) else {
+                    continue;
+                };
+                out.push(RatioRow {
+                    section: sec.short,
+                    label: r.label,
+                    proto,
+                    ratio,
+                    anchor: anchor.to_owned(),
+                    lower_is_better: r.better == Better::Lower,
+                    target: ratio_target(sec.scenario, r, proto),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The subject's median over the best anchor's on a row, naming that anchor; `None` unless the
+/// ratio means something (see `ratio_of`).
+fn subject_to_best(
+    layout: &Layout,
+    better: Better,
+    median: impl Fn(&String) -> Option<f64>,
+) -> Option<(&str, f64)> {
+    let (name, best) = best_anchor(&layout.anchors, better, &median)?;
+    Some((name, ratio_of(median(&layout.subject), Some(best))?))
 }
 
 /// The anchor with the best median on a row (ties go to the first listed), with that median.
@@ -301,9 +409,16 @@ fn figure(
 /// `num / den`; a dash unless both are measured and the reference is positive (an added latency
 /// below zero is noise, and a ratio to it would read as a sign flip).
 fn ratio(num: Option<f64>, den: Option<f64>) -> String {
+    match ratio_of(num, den) {
+        Some(r) => format!("{}×", fmt_num(r)),
+        None => "—".to_owned(),
+    }
+}
+
+fn ratio_of(num: Option<f64>, den: Option<f64>) -> Option<f64> {
     match (num, den) {
-        (Some(n), Some(d)) if d > 0.0 && n >= 0.0 => format!("{}×", fmt_num(n / d)),
-        _ => "—".to_owned(),
+        (Some(n), Some(d)) if d > 0.0 && n >= 0.0 => Some(n / d),
+        _ => None,
     }
 }
 
@@ -454,6 +569,30 @@ mod tests {
                    1\tringproxy\tpaced\tplain\tp99_us\t950\n";
         let md = render(&parse_results(raw).unwrap(), &layout_with_anchors(&["nginx"]));
         assert!(md.contains("| added p99 (µs) | plain | — | -100 | 50.0 | — / — | — |"), "{md}");
+    }
+
+    #[test]
+    fn ratio_rows_follow_the_tables_and_carry_the_issue_targets() {
+        let raw = "1\tdirect\tpaced\tplain\tp99_us\t100\n\
+                   1\tnginx\tpaced\tplain\tp99_us\t300\n\
+                   1\tringproxy\tpaced\tplain\tp99_us\t200\n\
+                   1\tnginx\tpaced\tplain\tcpu_us_per_msg\t50\n\
+                   1\tringproxy\tpaced\tplain\tcpu_us_per_msg\t40\n\
+                   1\tringproxy\tpaced\ttls\tcpu_us_per_msg\t40\n";
+        let rows = ratio_rows(&parse_results(raw).unwrap(), &layout_with_anchors(&["nginx"]));
+        let got: Vec<(&str, &str, f64, Option<f64>)> =
+            rows.iter().map(|r| (r.label, r.proto, r.ratio, r.target)).collect();
+        // Added p99: (200 − 100) / (300 − 100); TLS CPU has no anchor figure, so no row.
+        assert_eq!(
+            got,
+            [
+                ("latency p99 (µs)", "plain", 200.0 / 300.0, None),
+                ("added p99 (µs)", "plain", 0.5, Some(0.7)),
+                ("proxy CPU per message (µs)", "plain", 0.8, None),
+            ]
+        );
+        assert!(rows.iter().all(|r| r.section == "paced 200" && r.anchor == "nginx"));
+        assert!(rows.iter().all(|r| r.lower_is_better));
     }
 
     #[test]

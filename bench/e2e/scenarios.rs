@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::client::{tighten_timer_slack, Conn, Metrics, Target};
-use crate::common::stats::percentile;
+use crate::common::stats::{cdf_metric, percentile, CDF_QUANTILES};
 use crate::common::ws::{self, FrameReader};
 use crate::common::ToolError;
 
@@ -54,11 +54,18 @@ pub fn put_cpu(
     Ok(())
 }
 
+/// The headline percentiles, plus the fixed quantile set the report draws CDFs from (a few
+/// dozen lines per run, however many samples there were).
 fn put_latency(m: &mut Metrics, samples: &mut [u64]) {
     samples.sort_unstable();
     for (name, p) in [("p50_us", 50.0), ("p99_us", 99.0), ("p999_us", 99.9)] {
         if let Some(ns) = percentile(samples, p) {
             m.put(name, ns as f64 / 1000.0);
+        }
+    }
+    for &q in CDF_QUANTILES {
+        if let Some(ns) = percentile(samples, q) {
+            m.put(&cdf_metric(q), ns as f64 / 1000.0);
         }
     }
     m.put("samples", samples.len() as f64);

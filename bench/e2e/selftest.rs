@@ -11,6 +11,8 @@
 mod client;
 #[path = "common/mod.rs"]
 mod common;
+#[path = "plots.rs"]
+mod plots;
 #[path = "report.rs"]
 mod report;
 #[path = "scenarios.rs"]
@@ -107,16 +109,66 @@ fn block_on<F: std::future::Future<Output = Result<Metrics, common::ToolError>>>
     })
 }
 
+/// Every CDF quantile is recorded, in order, and agrees with the headline percentiles.
+fn assert_cdf_quantiles(m: &Metrics) {
+    let values: Vec<f64> = common::stats::CDF_QUANTILES
+        .iter()
+        .map(|&q| m.get(&common::stats::cdf_metric(q)).unwrap_or_else(|| panic!("p{q}: {m:?}")))
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    assert_eq!(m.get("cdf_p50_us"), m.get("p50_us"));
+    assert_eq!(m.get("cdf_p99.9_us"), m.get("p999_us"));
+}
+
+/// Renders the plots from real metrics collected as bench/run collects them (one round, as
+/// the direct target; the subject has no figures here, so it must be skipped) and returns the
+/// CDF's SVG after checking it.
+fn plot_from(scenario: &str, runs: &[(&str, Metrics)]) -> Vec<String> {
+    let mut raw = String::new();
+    for (proto, m) in runs {
+        for (metric, value) in &m.0 {
+            raw.push_str(&format!("1\tdirect\t{scenario}\t{proto}\t{metric}\t{value}\n"));
+        }
+    }
+    let results = report::parse_results(&raw).unwrap();
+    let layout = report::Layout {
+        targets: vec!["direct".into(), "nginx".into(), "ringproxy".into()],
+        baseline: "direct".into(),
+        subject: "ringproxy".into(),
+        anchors: vec!["nginx".into()],
+        pending: vec![],
+    };
+    let dir = env().certs.join(format!("plots-{scenario}"));
+    let plots = plots::write_plots(&results, &layout, &dir, "self-test").unwrap();
+    let expected: Vec<String> =
+        runs.iter().map(|(proto, _)| format!("{scenario}-{proto}-cdf.svg")).collect();
+    assert_eq!(plots.iter().map(|p| p.file.clone()).collect::<Vec<_>>(), expected);
+    expected
+        .iter()
+        .map(|file| {
+            let svg = std::fs::read_to_string(dir.join(file)).unwrap();
+            plots::check_well_formed(&svg).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(svg.matches("<polyline class=\"series\" data-target=\"direct\"").count(), 1);
+            assert!(!svg.contains("data-target=\"ringproxy\""));
+            svg
+        })
+        .collect()
+}
+
 #[test]
 fn pingpong_measures_every_round_trip_over_both_protocols() {
-    for tls in [false, true] {
+    let mut runs = Vec::new();
+    for (tls, proto) in [(false, "plain"), (true, "tls")] {
         let m = block_on(async { scenarios::pingpong(&target(tls), 300, 20, 1920).await });
         assert_eq!(m.get("samples"), Some(300.0));
         let (p50, p99, p999) =
             (m.get("p50_us").unwrap(), m.get("p99_us").unwrap(), m.get("p999_us").unwrap());
         assert!(0.0 < p50 && p50 <= p99 && p99 <= p999, "{m:?}");
         assert!(m.get("cpu_us_per_rt").is_some());
+        assert_cdf_quantiles(&m);
+        runs.push((proto, m));
     }
+    plot_from("pingpong", &runs);
 }
 
 #[test]
@@ -128,6 +180,10 @@ fn paced_streams_deliver_every_scheduled_message() {
         assert_eq!(m.get("samples"), Some(120.0), "{m:?}");
         assert!(m.get("elapsed_s").unwrap() >= 0.75, "{m:?}");
         assert!(m.get("p50_us").unwrap() > 0.0);
+        assert_cdf_quantiles(&m);
+        let proto = if tls { "tls" } else { "plain" };
+        let svg = plot_from("paced", &[(proto, m)]);
+        assert!(svg[0].contains("fraction of messages"));
     }
 }
 

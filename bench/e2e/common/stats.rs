@@ -1,4 +1,5 @@
-//! Percentiles of latency samples and the median/min/max summary used across rounds.
+//! Percentiles of latency samples, the fixed quantile set recorded for CDF plots, and the
+//! median/min/max summary used across rounds.
 
 /// Nearest-rank percentile (`p` in 0..=100) of already sorted samples; `None` when empty.
 ///
@@ -13,6 +14,25 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     let rank =
         if (exact - exact.round()).abs() < 1e-6 { exact.round() } else { exact.ceil() } as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The quantiles (in %) every latency scenario records as `cdf_p<q>_us` metrics, so that a
+/// CDF can be drawn per target, protocol and round from a few lines instead of a sample dump:
+/// every decile for the body, then denser steps into the tail, where the proxies differ.
+pub const CDF_QUANTILES: &[f64] = &[
+    1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 98.0, 99.0, 99.5, 99.8,
+    99.9, 99.95, 99.99,
+];
+
+/// The metric name under which quantile `q` (in %) of a latency distribution is recorded.
+pub fn cdf_metric(q: f64) -> String {
+    format!("cdf_p{q}_us")
+}
+
+/// The quantile (in %) a `cdf_p<q>_us` metric records; `None` for every other metric.
+pub fn cdf_quantile(metric: &str) -> Option<f64> {
+    let q: f64 = metric.strip_prefix("cdf_p")?.strip_suffix("_us")?.parse().ok()?;
+    (0.0..=100.0).contains(&q).then_some(q)
 }
 
 /// Median, minimum and maximum of a set of per-round figures.
@@ -49,6 +69,18 @@ mod tests {
         assert_eq!(percentile(&v, 0.0), Some(1));
         assert_eq!(percentile(&[], 50.0), None);
         assert_eq!(percentile(&[7], 99.9), Some(7));
+    }
+
+    #[test]
+    fn cdf_metric_names_round_trip_to_their_quantile() {
+        for &q in CDF_QUANTILES {
+            assert_eq!(cdf_quantile(&cdf_metric(q)), Some(q));
+        }
+        assert_eq!(cdf_metric(1.0), "cdf_p1_us");
+        assert_eq!(cdf_metric(99.99), "cdf_p99.99_us");
+        assert_eq!(cdf_quantile("p99_us"), None);
+        assert_eq!(cdf_quantile("cdf_p101_us"), None);
+        assert_eq!(cdf_quantile("cdf_px_us"), None);
     }
 
     #[test]
