@@ -212,7 +212,8 @@ async fn serve_proxied(
     let Some(settings) = accepted.snapshot.config.globals.proxy_protocol.as_ref() else {
         return;
     };
-    let arrival = match read_proxy_header(&stream, real_peer, settings).await {
+    let deadlines = &accepted.worker.deadlines;
+    let arrival = match read_proxy_header(&stream, real_peer, settings, deadlines).await {
         Ok(arrival) => arrival,
         Err(e) => {
             let reason = PROXY_HEADER_REFUSALS.iter().position(|r| *r == e.reason());

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{ProxyPolicy, ProxyProtocol};
+use crate::net::deadline::Deadlines;
 use crate::net::proxy_protocol::{self, ProxyHeader, ProxyHeaderError, V2_MAX};
 use crate::net::stream::PlainStream;
 use crate::proxy::io::read_append;
@@ -69,17 +70,22 @@ enum Start {
 }
 
 /// Read the header `settings` call for from the connection accepted from `peer`.
+///
+/// The wait is kept by the worker's `deadlines`, not a timer of its own: a timer inside this
+/// future would sit in the connection's task for as long as the connection lives.
 pub async fn read_proxy_header(
     stream: &PlainStream,
     peer: SocketAddr,
     settings: &ProxyProtocol,
+    deadlines: &Deadlines,
 ) -> Result<Arrival, HeaderRefusal> {
     let policy = settings.policy_for(peer.ip());
     if policy == ProxyPolicy::Skip {
         return Ok(Arrival { peer, already_read: Vec::new() });
     }
     let mut buf = Vec::with_capacity(V2_MAX);
-    let start = monoio::time::timeout(settings.timeout, read_start(stream, &mut buf))
+    let start = deadlines
+        .within(settings.timeout, read_start(stream, &mut buf))
         .await
         .map_err(|_| HeaderRefusal::Timeout(settings.timeout))??;
     decide(policy, peer, start, buf)
