@@ -47,10 +47,16 @@ pub fn free_port() -> u16 {
 /// out again by the kernel to any `bind(0)` or outgoing connection before the proxy binds it,
 /// which the tests that open hundreds of connections make likely; a port outside the
 /// ephemeral range is never handed out that way.
+///
+/// A port is handed out once per test process: two picks that land on the same free port
+/// before either is bound (pebble's ACME and challenge-server ports were seen to) would
+/// otherwise fail one of the two binds.
 pub fn unassigned_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
 
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -64,6 +70,10 @@ pub fn unassigned_port() -> u16 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
         let port = LOW + (h.finish() % u64::from(ephemeral_low - LOW)) as u16;
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if handed_out.contains(&port) {
+            continue;
+        }
         // `[::]` is dual-stack, so this also proves the port free on IPv4.
         let free = match TcpListener::bind(("::", port)) {
             Ok(_) => true,
@@ -71,6 +81,7 @@ pub fn unassigned_port() -> u16 {
             Err(_) => TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok(),
         };
         if free {
+            handed_out.insert(port);
             return port;
         }
     }
