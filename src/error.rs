@@ -36,6 +36,8 @@ pub enum ClientError {
     ClosedMidRequest,
     #[error("request body made no progress within the read_body timeout")]
     BodyStalled,
+    #[error("request body is larger than request_body max_size {max}")]
+    BodyTooLarge { max: u64 },
     #[error("client accepted no bytes within the write timeout")]
     WriteStalled,
     #[error("i/o: {0}")]
@@ -102,6 +104,7 @@ pub fn response_for(error: &ProxyError) -> Option<Answer> {
             // RFC 9110 §15.5.9; the connection closes after it (the rest of the body is
             // unread).
             ClientError::BodyStalled => Some(Answer::RequestTimeout),
+            ClientError::BodyTooLarge { .. } => Some(Answer::ContentTooLarge),
             ClientError::HeaderTimeout
             | ClientError::ClosedMidRequest
             | ClientError::WriteStalled

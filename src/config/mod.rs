@@ -403,7 +403,8 @@ pub struct Route {
     pub group: Option<u32>,
 }
 
-/// What a route does when it matches.
+/// What a route does when it matches. Most handlers answer the request and end the route
+/// chain; the middleware ones (see [`Handler::is_terminal`]) shape how it is answered.
 #[derive(Debug, Clone)]
 pub enum Handler {
     /// `reverse_proxy`: index into [`Config::upstream_sets`].
@@ -420,6 +421,17 @@ pub enum Handler {
     /// `handle`, `route`, `handle_path`: a nested route list. `strip_prefix` is set by
     /// `handle_path` and removed from the path before the nested routes run.
     Subroute { routes: Vec<Route>, strip_prefix: Option<String> },
+    /// `request_body { max_size }` (middleware): a request body longer than this many bytes
+    /// is refused with `413`; `None` limits nothing.
+    RequestBody { max_size: Option<u64> },
+}
+
+impl Handler {
+    /// Whether this handler answers the request and so ends the route chain. The others are
+    /// middleware: routing collects them and goes on (see [`route`]).
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Handler::RequestBody { .. })
+    }
 }
 
 /// A compiled request matcher: all conditions must hold (Caddy's matcher set semantics). The

@@ -5,6 +5,9 @@
 //! semantics for the handlers ringproxy has:
 //! - routes run in order; a route whose matcher fails is skipped;
 //! - `respond`, `redir` and `reverse_proxy` end the chain (they are terminal handlers);
+//! - the other handlers (`request_body`, …) are middleware: a matching one is collected, in
+//!   route order, and evaluation goes on; the data path applies them around the terminal
+//!   handler (Caddy's middleware chain, where each one wraps the handlers after it);
 //! - a `Subroute` (`handle`, `handle_path`, `route`) runs its own list; if nothing inside
 //!   answers, evaluation continues after it, as Caddy's subroute calls its `next`;
 //! - among routes sharing a `group`, only the first whose matcher passes runs (handle blocks
@@ -29,8 +32,13 @@ pub trait RequestView {
 /// The outcome of routing one request.
 #[derive(Debug, Clone)]
 pub struct Resolution<'c> {
-    /// A leaf handler (never `Subroute`); `None` means no route answered (Caddy: empty 200).
+    /// A terminal handler (never `Subroute`); `None` means no route answered (Caddy: empty
+    /// 200).
     pub handler: Option<&'c Handler>,
+    /// The middleware of every route that matched before the terminal handler, in route
+    /// order, including those inside subroutes that then answered nothing (their effect, as
+    /// in Caddy, outlives the subroute).
+    pub middleware: Vec<&'c Handler>,
     /// Prefixes removed by enclosing `handle_path` blocks, outermost first, in the lower-case
     /// form they were matched in; the data path strips them from the upstream path.
     pub strip_prefixes: Vec<&'c str>,
@@ -55,17 +63,19 @@ pub fn select_site<'c>(listener: &'c ListenerConfig, host: &str) -> Option<&'c S
 
 /// Evaluate a site's routes for a request.
 pub fn resolve<'c, R: RequestView>(site: &'c Site, request: &R) -> Resolution<'c> {
-    let mut strip_prefixes = Vec::new();
-    let handler =
-        evaluate(&site.routes, request, PathView::new(request.match_path()), &mut strip_prefixes);
-    Resolution { handler, strip_prefixes }
+    let mut resolution =
+        Resolution { handler: None, strip_prefixes: Vec::new(), middleware: Vec::new() };
+    let path = PathView::new(request.match_path());
+    resolution.handler = evaluate(&site.routes, request, path, &mut resolution);
+    resolution
 }
 
+/// The terminal handler of `routes`; fills in `found`'s prefixes and middleware on the way.
 fn evaluate<'c, R: RequestView>(
     routes: &'c [Route],
     request: &R,
     path: PathView<'_>,
-    strip_prefixes: &mut Vec<&'c str>,
+    found: &mut Resolution<'c>,
 ) -> Option<&'c Handler> {
     // Group ids are small and local to one route list (the parser guarantees < 64).
     let mut groups_taken: u64 = 0;
@@ -86,20 +96,21 @@ fn evaluate<'c, R: RequestView>(
         }
         match &route.handler {
             Handler::Subroute { routes, strip_prefix } => {
-                let depth = strip_prefixes.len();
+                let depth = found.strip_prefixes.len();
                 let inner_path = match strip_prefix {
                     Some(prefix) => {
-                        strip_prefixes.push(prefix);
+                        found.strip_prefixes.push(prefix);
                         path.strip_prefix(prefix)
                     }
                     None => path,
                 };
-                if let Some(handler) = evaluate(routes, request, inner_path, strip_prefixes) {
+                if let Some(handler) = evaluate(routes, request, inner_path, found) {
                     return Some(handler);
                 }
-                strip_prefixes.truncate(depth);
+                found.strip_prefixes.truncate(depth);
             }
-            leaf => return Some(leaf),
+            middleware if !middleware.is_terminal() => found.middleware.push(middleware),
+            terminal => return Some(terminal),
         }
     }
     None
@@ -189,6 +200,42 @@ mod tests {
         );
         assert_eq!(status(&resolve(&s, &get("/a/x"))), Some(202));
         assert_eq!(status(&resolve(&s, &get("/b"))), Some(201));
+    }
+
+    #[test]
+    fn middleware_is_collected_in_route_order_even_from_subroutes_that_answer_nothing() {
+        let limit = |max| Handler::RequestBody { max_size: Some(max) };
+        let s = site(
+            vec![],
+            vec![
+                route(None, limit(1), None),
+                route(
+                    path_matcher(PathPattern::Prefix("/a".into())),
+                    Handler::Subroute {
+                        routes: vec![route(None, limit(2), None)],
+                        strip_prefix: None,
+                    },
+                    None,
+                ),
+                route(path_matcher(PathPattern::Prefix("/b".into())), limit(3), None),
+                route(None, respond(200), None),
+                route(None, limit(4), None),
+            ],
+        );
+        let limits = |path| -> Vec<Option<u64>> {
+            let r = resolve(&s, &get(path));
+            assert_eq!(status(&r), Some(200));
+            r.middleware
+                .iter()
+                .map(|m| match m {
+                    Handler::RequestBody { max_size } => *max_size,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(limits("/a/x"), [Some(1), Some(2)]);
+        assert_eq!(limits("/b"), [Some(1), Some(3)], "none after the terminal handler");
+        assert_eq!(limits("/c"), [Some(1)]);
     }
 
     #[test]

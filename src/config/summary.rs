@@ -165,6 +165,8 @@ fn handler(config: &Config, h: &Handler) -> String {
         }
         Handler::Subroute { .. } => "subroute".to_string(),
         Handler::Metrics => "metrics".to_string(),
+        Handler::RequestBody { max_size: Some(max) } => format!("request_body max_size {max}"),
+        Handler::RequestBody { max_size: None } => "request_body".to_string(),
     }
 }
 

@@ -77,11 +77,18 @@ pub struct ChunkedTracker {
     line_len: usize,
     /// Bytes of the trailer section so far.
     trailer_len: usize,
+    /// Chunk data bytes seen so far: the body's decoded length (what `request_body` limits).
+    data_len: u64,
 }
 
 impl ChunkedTracker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The chunk data seen so far, framing excluded.
+    pub fn data_len(&self) -> u64 {
+        self.data_len
     }
 
     /// Whether the whole body, trailers included, has been seen.
@@ -101,6 +108,7 @@ impl ChunkedTracker {
                     let take = self.size.min(available);
                     i += take as usize;
                     self.size -= take;
+                    self.data_len += take;
                     if self.size == 0 {
                         self.state = State::DataCr;
                     }

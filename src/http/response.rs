@@ -15,6 +15,9 @@ pub enum Answer {
     MethodNotAllowed,
     /// 408: the request body stalled for the read_body timeout (RFC 9110 §15.5.9).
     RequestTimeout,
+    /// 413: the request body is over the route's `request_body max_size` (RFC 9110
+    /// §15.5.14).
+    ContentTooLarge,
     /// 421: the request is for a site that verifies client certificates, on a connection
     /// whose handshake did not verify them under that site's policy (RFC 9110 §15.5.20: the
     /// client may retry on a new connection).
@@ -41,6 +44,7 @@ impl Answer {
             Answer::BadRequest | Answer::PlaintextOnTlsPort => 400,
             Answer::MethodNotAllowed => 405,
             Answer::RequestTimeout => 408,
+            Answer::ContentTooLarge => 413,
             Answer::MisdirectedRequest => 421,
             Answer::HeaderFieldsTooLarge => 431,
             Answer::NotImplemented => 501,
@@ -76,6 +80,7 @@ pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
         }
         Answer::BadRequest
         | Answer::RequestTimeout
+        | Answer::ContentTooLarge
         | Answer::MisdirectedRequest
         | Answer::HeaderFieldsTooLarge
         | Answer::NotImplemented

@@ -373,20 +373,26 @@ async fn handle_request<S: Stream>(
         // on with client_auth). A reload that changed the policy catches kept-alive
         // connections here too.
         if ctx.client_auth.as_deref() != Some(required) {
-            let mut out = Vec::new();
-            write_answer(Answer::MisdirectedRequest, true, &mut out);
-            let sent = write_all(client, &out).await.is_ok();
-            return Handled { status: if sent { 421 } else { 0 }, ..Handled::CLOSED };
+            return refuse(client, request.head(), Answer::MisdirectedRequest).await;
         }
     }
-    let (handler, strip) = match site.map(|site| resolve(site, &*request)) {
-        Some(resolution) => (resolution.handler, resolution.strip_prefixes),
-        None => (None, Vec::new()),
+    let (handler, strip, middleware) = match site.map(|site| resolve(site, &*request)) {
+        Some(resolution) => (resolution.handler, resolution.strip_prefixes, resolution.middleware),
+        None => (None, Vec::new(), Vec::new()),
     };
     match handler {
         Some(Handler::Proxy(index)) => {
+            let max_body = max_body(&middleware);
+            if let (Some(max), RequestBody::Length(declared)) = (max_body, request.head().body) {
+                if declared > max {
+                    // Refused before the upstream sees a byte; the body is still coming, so
+                    // the connection ends (with a lingering close).
+                    return refuse(client, request.head(), Answer::ContentTooLarge).await;
+                }
+            }
             let pool = ctx.snapshot.pools[*index].clone();
-            let exchange = Exchange { client, ctx, request, strip_prefixes: &strip, pool: &pool };
+            let strip_prefixes = &strip;
+            let exchange = Exchange { client, ctx, request, strip_prefixes, pool: &pool, max_body };
             match exchange.forward().await {
                 Ok(outcome) => Handled {
                     keep_alive: outcome.keep_alive,
@@ -441,7 +447,8 @@ async fn handle_request<S: Stream>(
             let bytes = if head_only { 0 } else { text.len() as u64 };
             finish_direct(client, out, close, 200, bytes).await
         }
-        Some(Handler::Subroute { .. }) | None => {
+        // Middleware never ends a route chain (see `route::resolve`).
+        Some(Handler::Subroute { .. } | Handler::RequestBody { .. }) | None => {
             let head = request.head();
             let close =
                 !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
@@ -450,6 +457,26 @@ async fn handle_request<S: Stream>(
             finish_direct(client, out, close, 200, 0).await
         }
     }
+}
+
+/// The smallest `request_body max_size` among the request's middleware: every one of them
+/// must hold, as Caddy's nested body limits do.
+fn max_body(middleware: &[&Handler]) -> Option<u64> {
+    middleware
+        .iter()
+        .filter_map(|m| match m {
+            Handler::RequestBody { max_size } => *max_size,
+            _ => None,
+        })
+        .min()
+}
+
+/// Answer `answer` and end the connection.
+async fn refuse<S: Stream>(client: &S, head: &RequestHead, answer: Answer) -> Handled {
+    let mut out = Vec::new();
+    write_answer_to(answer, head.method == Method::Head, true, &mut out);
+    let sent = write_all(client, &out).await.is_ok();
+    Handled { status: if sent { answer.status() } else { 0 }, ..Handled::CLOSED }
 }
 
 /// `308` to the same target on `https://`, then close.

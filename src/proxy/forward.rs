@@ -43,6 +43,8 @@ pub struct Exchange<'a, S> {
     /// Prefixes removed by enclosing `handle_path` blocks (see `ForwardContext`).
     pub strip_prefixes: &'a [&'a str],
     pub pool: &'a UpstreamPool,
+    /// The route's `request_body max_size`, for a chunked body (the upload enforces it).
+    pub max_body: Option<u64>,
 }
 
 /// A completed exchange: how the client connection continues, and what the access log
@@ -371,7 +373,9 @@ impl<S: Stream> Exchange<'_, S> {
             client_read: self.ctx.snapshot.config.globals.limits.read_body_timeout,
             upstream_write: self.pool.set.transport.write_timeout,
         };
-        let sent = super::upload::send_body(self.client, self.request, attempt, stalls).await?;
+        let sent =
+            super::upload::send_body(self.client, self.request, attempt, stalls, self.max_body)
+                .await?;
         attempt.body_sent = sent == super::upload::BodySent::Complete;
         super::response::receive(self, attempt, sent).await
     }

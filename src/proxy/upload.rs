@@ -57,11 +57,16 @@ fn request_framing(body: RequestBody) -> BodyFraming {
 /// then what it sends next. While waiting on the client (or on the upstream's socket buffer),
 /// also wait on the upstream's readability (see the module doc). Bytes the client sent after
 /// the body stay unread in `request`.
+///
+/// `max_body` (`request_body max_size`) bounds a chunked body's data: the chunk that would
+/// take it over is not sent, so the upstream sees at most `max_body` bytes of it. A
+/// Content-Length over the bound never gets here (the connection driver answers 413 first).
 pub(super) async fn send_body<S: Stream>(
     client: &S,
     request: &mut Request,
     attempt: &mut Attempt<'_>,
     stalls: Stalls<'_>,
+    max_body: Option<u64>,
 ) -> Result<BodySent, ForwardError> {
     let mut framing = request_framing(request.head().body);
     if framing.is_done_at_start() {
@@ -73,6 +78,11 @@ pub(super) async fn send_body<S: Stream>(
             let (n, done) = framing
                 .take(request.unread())
                 .map_err(|e| before_response(ClientError::Chunked(e)))?;
+            if let (Some(max), BodyFraming::Chunked(tracker)) = (max_body, &framing) {
+                if tracker.data_len() > max {
+                    return Err(before_response(ClientError::BodyTooLarge { max }));
+                }
+            }
             let chunk = &request.unread()[..n];
             let sent = write_watching(client, chunk, attempt, stalls, method).await?;
             request.consume(n);

@@ -23,6 +23,7 @@ mod operations;
 mod proxy_protocol;
 mod redirect;
 mod reload;
+mod request_body;
 mod routing;
 mod slow_clients;
 mod slowloris;

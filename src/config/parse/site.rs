@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::matchers::{MatcherDef, Scopes};
 use super::syntax::{self, Directive};
-use super::{handlers, reverse_proxy, Parser, Table};
+use super::{guards, handlers, reverse_proxy, Parser, Table};
 use crate::config::address::{self, SiteAddress};
 use crate::config::lexer::Token;
 use crate::config::matcher::compile_path;
@@ -49,6 +49,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
     ("log", DirectiveKind::Setting(handlers::log)),
     ("metrics", DirectiveKind::Handler(Order::Metrics, handlers::metrics)),
     ("redir", DirectiveKind::Handler(Order::Redir, handlers::redir)),
+    ("request_body", DirectiveKind::Handler(Order::RequestBody, guards::request_body)),
     ("respond", DirectiveKind::Handler(Order::Respond, handlers::respond)),
     ("reverse_proxy", DirectiveKind::Handler(Order::ReverseProxy, reverse_proxy::reverse_proxy)),
     ("route", DirectiveKind::Nested(Order::Route, route)),
@@ -57,11 +58,12 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
 
 /// A route's place in Caddy's directive order (`httpcaddyfile.directiveOrder`); variants are
 /// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
-/// to come, Caddy's order around ours is: `root`, `header`, `request_body`, *redir*,
+/// to come, Caddy's order around ours is: `root`, `header`, *request_body*, *redir*,
 /// `try_files`, `basic_auth`, `forward_auth`, `encode`, *handle*, *route*, *respond*,
 /// *metrics*, *reverse_proxy*, `file_server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Order {
+    RequestBody,
     Redir,
     Handle,
     Route,
@@ -350,15 +352,21 @@ mod tests {
 
     #[test]
     fn an_unknown_directive_lists_the_supported_ones() {
+        let supported = super::super::supported(DIRECTIVES);
+        assert!(supported.starts_with("handle, handle_path, "), "{supported}");
         assert_eq!(
-            parse_err("a.com {\n\treverse_proxy :9000\n\tencode gzip\n}\n"),
-            "Caddyfile:3 - directive 'encode' is not supported by ringproxy (supported: handle, \
-             handle_path, log, metrics, redir, respond, reverse_proxy, route, tls)"
+            parse_err("a.com {\n\treverse_proxy :9000\n\tphp_fastcgi :9001\n}\n"),
+            format!(
+                "Caddyfile:3 - directive 'php_fastcgi' is not supported by ringproxy (supported: \
+                 {supported})"
+            )
         );
         assert_eq!(
             parse_err(":80 {\n\t\"@m\" path /a\n}\n"),
-            "Caddyfile:2 - directive '@m' is not supported by ringproxy (supported: handle, \
-             handle_path, log, metrics, redir, respond, reverse_proxy, route, tls)"
+            format!(
+                "Caddyfile:2 - directive '@m' is not supported by ringproxy (supported: \
+                 {supported})"
+            )
         );
     }
 
