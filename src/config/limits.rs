@@ -185,6 +185,17 @@ pub const PLAINTEXT_LINGER_BYTES: usize = 64 * 1024;
 /// connection slot longer.
 pub const LINGERING_CLOSE_TIME: Duration = Duration::from_secs(5);
 
+/// `basic_auth`: password checks (bcrypt, on the blocking pool) that may be queued or running
+/// at once across the process. A check takes tens of milliseconds to a second, depending on
+/// the hash's cost, so a flood of made-up credentials would otherwise queue without bound
+/// and hold every real login behind it; past the bound a request gets `503` at once.
+pub const MAX_PENDING_PASSWORD_CHECKS: usize = 64;
+
+/// `basic_auth`: remembered outcomes of password checks, per worker, so a client sending the
+/// same credentials on every request pays bcrypt once (Caddy's `hash_cache`, also 1,000
+/// entries). An arbitrary entry is forgotten when it is full.
+pub const PASSWORD_CHECK_CACHE: usize = 1000;
+
 // ---- listeners, workers and pools -------------------------------------------------------
 
 /// When a relay must close (graceful stop, `stream_timeout`) while a WebSocket frame is half

@@ -424,13 +424,39 @@ pub enum Handler {
     /// `request_body { max_size }` (middleware): a request body longer than this many bytes
     /// is refused with `413`; `None` limits nothing.
     RequestBody { max_size: Option<u64> },
+    /// `basic_auth` (middleware): a request without one of these accounts' credentials gets
+    /// `401`.
+    BasicAuth(BasicAuth),
+}
+
+/// `basic_auth`'s accounts and realm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// Sent in `WWW-Authenticate: Basic realm="…"`.
+    pub realm: String,
+    pub accounts: Vec<BasicAccount>,
+}
+
+/// One `basic_auth` account: a user name and the bcrypt hash of its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAccount {
+    pub user: String,
+    /// `$2a$…`/`$2b$…`/`$2y$…`, checked for its shape when parsed.
+    pub hash: String,
+}
+
+impl std::fmt::Debug for BasicAccount {
+    /// The hash stays out of logs and config dumps.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAccount").field("user", &self.user).finish_non_exhaustive()
+    }
 }
 
 impl Handler {
     /// Whether this handler answers the request and so ends the route chain. The others are
     /// middleware: routing collects them and goes on (see [`route`]).
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Handler::RequestBody { .. })
+        !matches!(self, Handler::RequestBody { .. } | Handler::BasicAuth(_))
     }
 }
 

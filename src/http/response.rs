@@ -15,6 +15,8 @@ pub enum Answer {
     MethodNotAllowed,
     /// 408: the request body stalled for the read_body timeout (RFC 9110 §15.5.9).
     RequestTimeout,
+    /// 503: too many `basic_auth` password checks are pending; the client may retry.
+    ServiceUnavailable,
     /// 413: the request body is over the route's `request_body max_size` (RFC 9110
     /// §15.5.14).
     ContentTooLarge,
@@ -49,6 +51,7 @@ impl Answer {
             Answer::HeaderFieldsTooLarge => 431,
             Answer::NotImplemented => 501,
             Answer::BadGateway => 502,
+            Answer::ServiceUnavailable => 503,
             Answer::GatewayTimeout => 504,
             Answer::VersionNotSupported => 505,
             Answer::EmptyOk => 200,
@@ -85,11 +88,34 @@ pub fn write_answer(answer: Answer, close: bool, out: &mut Vec<u8>) {
         | Answer::HeaderFieldsTooLarge
         | Answer::NotImplemented
         | Answer::BadGateway
+        | Answer::ServiceUnavailable
         | Answer::GatewayTimeout
         | Answer::VersionNotSupported => {
             let status = answer.status();
             write_status_line(status, out);
             write_text_body(status, close, out);
+        }
+    }
+}
+
+/// `401` with `WWW-Authenticate: Basic realm="<realm>"` (RFC 7617 §2), for `basic_auth`. The
+/// realm is a quoted-string: `"` and `\` are escaped, control characters dropped.
+pub fn write_unauthorized(realm: &str, head_only: bool, close: bool, out: &mut Vec<u8>) {
+    let start = out.len();
+    write_status_line(401, out);
+    out.extend_from_slice(b"WWW-Authenticate: Basic realm=\"");
+    for c in realm.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push(b'\\');
+        }
+        let mut utf8 = [0u8; 4];
+        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+    }
+    out.extend_from_slice(b"\"\r\n");
+    write_text_body(401, close, out);
+    if head_only {
+        if let Some(end) = out[start..].windows(4).position(|w| w == b"\r\n\r\n") {
+            out.truncate(start + end + 4);
         }
     }
 }

@@ -16,16 +16,19 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::access_log;
+use super::basic_auth::{self, Verdict};
 use super::forward::{Exchange, Upgraded};
 use super::io::{close_write, lingering_close, read_append, write_all};
 use super::relay::{relay, RelayLimits};
 use super::ConnCtx;
 use crate::config::route::{resolve, select_site, RequestView};
-use crate::config::{Handler, ListenerKind, Site};
+use crate::config::{BasicAuth, Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
 use crate::http::request::Request;
-use crate::http::response::{write_answer, write_answer_to, write_simple, write_typed, Answer};
+use crate::http::response::{
+    write_answer, write_answer_to, write_simple, write_typed, write_unauthorized, Answer,
+};
 use crate::http::template::render_template;
 use crate::net::deadline::Deadlines;
 use crate::net::stall::Stalling;
@@ -380,6 +383,9 @@ async fn handle_request<S: Stream>(
         Some(resolution) => (resolution.handler, resolution.strip_prefixes, resolution.middleware),
         None => (None, Vec::new(), Vec::new()),
     };
+    if let Some(refused) = guard(client, ctx, request, &middleware).await {
+        return refused;
+    }
     match handler {
         Some(Handler::Proxy(index)) => {
             let max_body = max_body(&middleware);
@@ -448,7 +454,8 @@ async fn handle_request<S: Stream>(
             finish_direct(client, out, close, 200, bytes).await
         }
         // Middleware never ends a route chain (see `route::resolve`).
-        Some(Handler::Subroute { .. } | Handler::RequestBody { .. }) | None => {
+        Some(Handler::Subroute { .. } | Handler::RequestBody { .. } | Handler::BasicAuth(_))
+        | None => {
             let head = request.head();
             let close =
                 !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
@@ -457,6 +464,44 @@ async fn handle_request<S: Stream>(
             finish_direct(client, out, close, 200, 0).await
         }
     }
+}
+
+/// Run the middleware that may stop a request before its handler (`basic_auth`), in route
+/// order: the first that refuses answers the request.
+async fn guard<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    request: &Request,
+    middleware: &[&Handler],
+) -> Option<Handled> {
+    for m in middleware {
+        if let Handler::BasicAuth(auth) = m {
+            match basic_auth::check(auth, request, &ctx.worker.password_checks).await {
+                Verdict::Allowed => {}
+                Verdict::Refused => return Some(unauthorized(client, ctx, request, auth).await),
+                Verdict::Busy => {
+                    let head = request.head();
+                    return Some(refuse(client, head, Answer::ServiceUnavailable).await);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `401` for `basic_auth`; the connection goes on unless a request body is on its way.
+async fn unauthorized<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    request: &Request,
+    auth: &BasicAuth,
+) -> Handled {
+    let head = request.head();
+    let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
+    let mut out = Vec::new();
+    write_unauthorized(&auth.realm, head.method == Method::Head, close, &mut out);
+    let bytes = if head.method == Method::Head { 0 } else { out.len() as u64 };
+    finish_direct(client, out, close, 401, bytes).await
 }
 
 /// The smallest `request_body max_size` among the request's middleware: every one of them

@@ -3,6 +3,7 @@
 //! share one driver.
 
 pub mod access_log;
+pub mod basic_auth;
 pub mod conn;
 pub mod forward;
 pub mod guard;

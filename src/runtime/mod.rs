@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod admission;
+pub mod blocking;
 pub mod idle;
 pub mod proxy_header;
 pub mod signal;
@@ -142,6 +143,7 @@ fn build_uring_runtime(
         .with_entries(limits::URING_ENTRIES)
         .uring_builder(urb)
         .enable_timer()
+        .attach_thread_pool(Box::new(blocking::BlockingPool::shared()))
         .build()
 }
 
@@ -175,7 +177,10 @@ pub fn run_worker(setup: WorkerSetup) {
             }
         }
         Driver::Epoll => {
-            match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build() {
+            let builder = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .attach_thread_pool(Box::new(blocking::BlockingPool::shared()));
+            match builder.build() {
                 Ok(mut rt) => return rt.block_on(worker_main(setup)),
                 Err(e) => e,
             }

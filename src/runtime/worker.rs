@@ -27,6 +27,7 @@ use crate::config::{limits, Config, ListenerKind, LogOutput};
 use crate::logs::WorkerLog;
 use crate::metrics::{Registry, WorkerMetrics};
 use crate::net::deadline::Deadlines;
+use crate::proxy::basic_auth::CheckCache;
 use crate::proxy::Snapshot;
 use crate::tls::acceptor::TlsAcceptor;
 use crate::upstream::{run_health_checks, UpstreamPool};
@@ -50,6 +51,8 @@ pub struct Worker {
     pub deadlines: Rc<Deadlines>,
     /// Open client connections (each holds an `OpenConnection`).
     pub open: Rc<Cell<usize>>,
+    /// Outcomes of recent `basic_auth` password checks.
+    pub password_checks: CheckCache,
     next_conn: Cell<u64>,
     pub metrics: Arc<WorkerMetrics>,
     registry: Arc<Registry>,
@@ -92,6 +95,7 @@ impl Worker {
             closing: Signal::default(),
             exit: Signal::default(),
             open: Rc::new(Cell::new(0)),
+            password_checks: CheckCache::default(),
             next_conn: Cell::new(0),
             metrics,
             registry,

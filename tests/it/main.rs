@@ -11,6 +11,7 @@ mod support;
 
 mod acme;
 mod bad_input;
+mod basic_auth;
 mod bodies;
 mod config;
 mod descriptors;

@@ -12,7 +12,7 @@
 //! | `site` | a site block's directives, Caddy's directive order, `handle` groups |
 //! | `matchers` | named (`@name …`) and inline (`*`, `/path`, `@name`) matchers |
 //! | `handlers` | `respond`, `redir`, `tls`, `log` |
-//! | `guards` | `request_body` |
+//! | `guards` | `request_body`, `basic_auth` |
 //! | `reverse_proxy` | upstreams, load balancing, health checks, header ops, transport |
 //! | `listeners` | each site address's port and TLS policy, automatic redirects, site order |
 //!
