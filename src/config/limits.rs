@@ -196,6 +196,49 @@ pub const MAX_PENDING_PASSWORD_CHECKS: usize = 64;
 /// entries). An arbitrary entry is forgotten when it is full.
 pub const PASSWORD_CHECK_CACHE: usize = 1000;
 
+/// `encode`: responses shorter than this (by their `Content-Length`) are not worth
+/// compressing (Caddy's default).
+pub const DEFAULT_ENCODE_MINIMUM_LENGTH: u64 = 512;
+
+/// `encode`: the `Content-Type`s compressed when the Caddyfile gives no `match` (Caddy's
+/// list: text-like types; audio, images and video are compressed already).
+pub const DEFAULT_ENCODE_TYPES: &[&str] = &[
+    "application/atom+xml*",
+    "application/eot*",
+    "application/font*",
+    "application/geo+json*",
+    "application/graphql+json*",
+    "application/javascript*",
+    "application/json*",
+    "application/ld+json*",
+    "application/manifest+json*",
+    "application/opentype*",
+    "application/otf*",
+    "application/rss+xml*",
+    "application/truetype*",
+    "application/ttf*",
+    "application/vnd.api+json*",
+    "application/vnd.ms-fontobject*",
+    "application/wasm*",
+    "application/x-httpd-cgi*",
+    "application/x-javascript*",
+    "application/x-opentype*",
+    "application/x-otf*",
+    "application/x-perl*",
+    "application/x-protobuf*",
+    "application/x-ttf*",
+    "application/xhtml+xml*",
+    "application/xml*",
+    "font/ttf*",
+    "font/otf*",
+    "image/svg+xml*",
+    "image/vnd.microsoft.icon*",
+    "image/x-icon*",
+    "multipart/bag*",
+    "multipart/mixed*",
+    "text/*",
+];
+
 // ---- listeners, workers and pools -------------------------------------------------------
 
 /// When a relay must close (graceful stop, `stream_timeout`) while a WebSocket frame is half

@@ -427,6 +427,54 @@ pub enum Handler {
     /// `basic_auth` (middleware): a request without one of these accounts' credentials gets
     /// `401`.
     BasicAuth(BasicAuth),
+    /// `encode` (middleware): compress responses the client accepts compressed.
+    Encode(Encode),
+}
+
+/// A content coding `encode` can apply (RFC 9110 §8.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Gzip,
+    Zstd,
+}
+
+impl Coding {
+    /// The name in `Accept-Encoding` and `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Zstd => "zstd",
+        }
+    }
+}
+
+/// `encode`'s codings and when they apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encode {
+    /// Offered codings; among equal client q-values the first wins.
+    pub prefer: Vec<Coding>,
+    /// Responses known to be shorter than this are sent as they are.
+    pub minimum_length: u64,
+    /// 1 (fastest) to 9 (smallest).
+    pub gzip_level: u32,
+    /// zstd's own levels (Caddy's `fastest`, `default`, `better`, `best` are 1, 3, 7, 11).
+    pub zstd_level: i32,
+    /// `Content-Type` patterns (`text/*`, `application/json*`) of responses to encode.
+    pub content_types: Vec<String>,
+}
+
+impl Default for Encode {
+    /// Caddy's defaults: zstd then gzip, 512 bytes, gzip level 5, zstd's default level, and its
+    /// list of text-like types.
+    fn default() -> Self {
+        Encode {
+            prefer: vec![Coding::Zstd, Coding::Gzip],
+            minimum_length: limits::DEFAULT_ENCODE_MINIMUM_LENGTH,
+            gzip_level: 5,
+            zstd_level: 3,
+            content_types: limits::DEFAULT_ENCODE_TYPES.iter().map(|t| t.to_string()).collect(),
+        }
+    }
 }
 
 /// `basic_auth`'s accounts and realm.
@@ -456,7 +504,7 @@ impl Handler {
     /// Whether this handler answers the request and so ends the route chain. The others are
     /// middleware: routing collects them and goes on (see [`route`]).
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Handler::RequestBody { .. } | Handler::BasicAuth(_))
+        !matches!(self, Handler::RequestBody { .. } | Handler::BasicAuth(_) | Handler::Encode(_))
     }
 }
 

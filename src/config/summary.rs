@@ -167,6 +167,10 @@ fn handler(config: &Config, h: &Handler) -> String {
         Handler::Metrics => "metrics".to_string(),
         Handler::RequestBody { max_size: Some(max) } => format!("request_body max_size {max}"),
         Handler::RequestBody { max_size: None } => "request_body".to_string(),
+        Handler::Encode(encode) => {
+            let codings: Vec<&str> = encode.prefer.iter().map(|c| c.token()).collect();
+            format!("encode {} (at least {} bytes)", codings.join(" "), encode.minimum_length)
+        }
         Handler::BasicAuth(auth) => {
             let users: Vec<&str> = auth.accounts.iter().map(|a| a.user.as_str()).collect();
             format!("basic_auth realm {:?} users {}", auth.realm, users.join(" "))

@@ -99,6 +99,16 @@ impl ChunkedTracker {
     /// Advance over `input`. Stops at the end of the body (`done`), leaving later bytes
     /// (a pipelined request) unconsumed. After an error every later call returns it again.
     pub fn advance(&mut self, input: &[u8]) -> Result<ChunkProgress, ChunkError> {
+        self.advance_with(input, |_| {})
+    }
+
+    /// [`advance`](Self::advance), handing each run of chunk data in `input` to `data` (the
+    /// decoded body, for a consumer that must see it without the framing, such as `encode`).
+    pub fn advance_with(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<ChunkProgress, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             match self.state {
@@ -106,6 +116,7 @@ impl ChunkedTracker {
                     // The only bulk state: skip data without looking at it.
                     let available = (input.len() - i) as u64;
                     let take = self.size.min(available);
+                    data(&input[i..i + take as usize]);
                     i += take as usize;
                     self.size -= take;
                     self.data_len += take;
@@ -411,6 +422,27 @@ mod tests {
                 }
                 body
             })
+    }
+
+    #[test]
+    fn the_data_runs_are_the_decoded_body_in_any_split() {
+        let body = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: v\r\n\r\nNEXT";
+        for size in [1, 2, 3, 7, body.len()] {
+            let mut tracker = ChunkedTracker::new();
+            let mut decoded = Vec::new();
+            let mut consumed = 0;
+            for piece in body.chunks(size) {
+                let progress =
+                    tracker.advance_with(piece, |d| decoded.extend_from_slice(d)).unwrap();
+                consumed += progress.consumed;
+                if progress.done {
+                    break;
+                }
+            }
+            assert_eq!(decoded, b"helloabcdefghijklmnopqrstuvwxyz", "pieces of {size}");
+            assert_eq!(consumed, body.len() - b"NEXT".len());
+            assert_eq!(tracker.data_len(), 31);
+        }
     }
 
     proptest! {

@@ -7,6 +7,7 @@
 
 pub mod chunked;
 pub mod client_ip;
+pub mod encode;
 pub mod head;
 pub mod path;
 pub mod request;

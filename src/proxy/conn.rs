@@ -398,7 +398,12 @@ async fn handle_request<S: Stream>(
             }
             let pool = ctx.snapshot.pools[*index].clone();
             let strip_prefixes = &strip;
-            let exchange = Exchange { client, ctx, request, strip_prefixes, pool: &pool, max_body };
+            let encode = middleware.iter().find_map(|m| match m {
+                Handler::Encode(encode) => Some(encode),
+                _ => None,
+            });
+            let exchange =
+                Exchange { client, ctx, request, strip_prefixes, pool: &pool, max_body, encode };
             match exchange.forward().await {
                 Ok(outcome) => Handled {
                     keep_alive: outcome.keep_alive,
@@ -454,7 +459,12 @@ async fn handle_request<S: Stream>(
             finish_direct(client, out, close, 200, bytes).await
         }
         // Middleware never ends a route chain (see `route::resolve`).
-        Some(Handler::Subroute { .. } | Handler::RequestBody { .. } | Handler::BasicAuth(_))
+        Some(
+            Handler::Subroute { .. }
+            | Handler::RequestBody { .. }
+            | Handler::BasicAuth(_)
+            | Handler::Encode(_),
+        )
         | None => {
             let head = request.head();
             let close =

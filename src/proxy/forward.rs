@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use super::io::write_all;
 use super::ConnCtx;
+use crate::config::Encode;
 use crate::error::{ProxyError, UpstreamError};
 use crate::http::head::{Method, RequestBody, RequestHead};
 use crate::http::request::Request;
@@ -45,6 +46,8 @@ pub struct Exchange<'a, S> {
     pub pool: &'a UpstreamPool,
     /// The route's `request_body max_size`, for a chunked body (the upload enforces it).
     pub max_body: Option<u64>,
+    /// The route's `encode`, for the response.
+    pub encode: Option<&'a Encode>,
 }
 
 /// A completed exchange: how the client connection continues, and what the access log

@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod basic_auth;
 pub mod conn;
+mod encoded;
 pub mod forward;
 pub mod guard;
 pub mod io;

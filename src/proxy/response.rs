@@ -10,14 +10,16 @@
 
 use std::time::Instant;
 
+use super::encoded::{pump_encoded, EncodedFraming};
 use super::forward::{
     after_response, before_response, Attempt, Ended, Exchange, ForwardError, Outcome,
 };
 use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
 use super::upload::BodySent;
-use crate::config::limits;
+use crate::config::{limits, Coding, Encode};
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
+use crate::http::encode::{self, ResponseFacts, StreamEncoder};
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
 use crate::http::rewrite::write_response_head;
 use crate::http::upgrade::check_switch;
@@ -160,6 +162,11 @@ async fn deliver<S: Stream>(
     out.reserve(attempt.received.len() + 64);
     let ctx = ex.forward_context(attempt.name);
     write_response_head(&attempt.received, response, ops, &ctx, close_client, &mut out);
+    if let Some(coding) = ex.encode.and_then(|encode| encoding_for(ex, encode, response, attempt)) {
+        attempt.received.drain(..response.head_len);
+        let plan = Delivery { close_client, framing, upstream_reusable };
+        return deliver_encoded(ex, attempt, response, coding, out, plan).await;
+    }
     attempt.received.drain(..response.head_len);
     let take = match &mut framing {
         BodyFraming::Length(n) => {
@@ -178,24 +185,98 @@ async fn deliver<S: Stream>(
     let limit = ex.pool.set.transport.read_timeout;
     let upstream = Stalling::reads(attempt.upstream, limit, &ex.ctx.worker.deadlines);
     let pumped = pump_body(&upstream, client, &mut attempt.received, &mut framing).await;
-    let bytes = match pumped {
-        Ok(n) => n + take as u64,
-        Err(PumpError::Destination(e)) => return Err(after_response(ClientError::from_io(e))),
-        Err(PumpError::SourceClosed) => return Err(after_response(attempt.closed_early())),
-        Err(PumpError::Source(e)) if stalled(&e) == Some(Stalled::Read) => {
-            let upstream = attempt.name.to_owned();
-            return Err(after_response(UpstreamError::ReadStalled { upstream }));
-        }
-        Err(PumpError::Source(e)) => return Err(after_response(attempt.io_error(e))),
-        Err(PumpError::Framing(source)) => {
-            let upstream = attempt.name.to_owned();
-            return Err(after_response(UpstreamError::Chunked { upstream, source }));
-        }
-    };
+    let bytes = pumped.map_err(|e| pump_failed(attempt, e))? + take as u64;
     let outcome =
         Outcome { keep_alive: !close_client, status: response.status, bytes, upgraded: None };
     let reusable = upstream_reusable && attempt.received.is_empty();
     Ok(Ended::Complete { outcome, reusable })
+}
+
+/// The coding `encode` gives this response, if the client accepts one and the response
+/// qualifies (`http::encode`). A `HEAD` is answered with the upstream's head as it is.
+fn encoding_for<S: Stream>(
+    ex: &Exchange<'_, S>,
+    encode: &Encode,
+    response: &ResponseHead,
+    attempt: &Attempt<'_>,
+) -> Option<Coding> {
+    let request = ex.request.head();
+    if request.method == Method::Head || response.body == ResponseBody::None {
+        return None;
+    }
+    let websocket = ex.request.values("sec-websocket-key").next().is_some();
+    let coding = encode::choose(ex.request.values("accept-encoding"), websocket, encode)?;
+    let buf = &attempt.received;
+    let field = |name: &'static str| {
+        response
+            .headers
+            .iter()
+            .filter(move |h| h.name.get(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |h| h.value.get(buf))
+    };
+    let facts = ResponseFacts {
+        status: response.status,
+        content_type: field("content-type").next(),
+        already_encoded: field("content-encoding").next().is_some(),
+        no_transform: field("cache-control")
+            .any(|v| v.windows(12).any(|w| w.eq_ignore_ascii_case(b"no-transform"))),
+        content_length: match response.body {
+            ResponseBody::Length(n) => Some(n),
+            _ => None,
+        },
+    };
+    encode::qualifies(encode, &facts).then_some(coding)
+}
+
+/// Forward the final response compressed with `coding`: the head rewritten for it, then the
+/// body through the encoder (`encoded`). The upstream connection is reusable as for any body
+/// read to its end.
+async fn deliver_encoded<S: Stream>(
+    ex: &Exchange<'_, S>,
+    attempt: &mut Attempt<'_>,
+    response: &ResponseHead,
+    coding: Coding,
+    written: Vec<u8>,
+    plan: Delivery,
+) -> Result<Ended, ForwardError> {
+    let Delivery { close_client, mut framing, upstream_reusable } = plan;
+    let encode = ex.encode.unwrap_or_else(|| unreachable!("chosen from ex.encode"));
+    // An HTTP/1.0 client reads no chunks: its body ends with the connection.
+    let chunked = ex.request.head().version != Version::Http10;
+    let head = encode::rewrite_head(&written, coding, chunked);
+    write_all(ex.client, &head).await.map_err(|e| after_response(ClientError::from_io(e)))?;
+    let encoder = StreamEncoder::new(coding, encode).map_err(|e| {
+        tracing::error!(conn = ex.ctx.id, "cannot start a {} encoder: {e}", coding.token());
+        after_response(ClientError::from_io(e))
+    })?;
+    let delimit = if chunked { EncodedFraming::Chunked } else { EncodedFraming::UntilClose };
+    let limit = ex.pool.set.transport.read_timeout;
+    let upstream = Stalling::reads(attempt.upstream, limit, &ex.ctx.worker.deadlines);
+    let pumped =
+        pump_encoded(&upstream, ex.client, &mut attempt.received, &mut framing, encoder, delimit)
+            .await;
+    let bytes = pumped.map_err(|e| pump_failed(attempt, e))?;
+    let keep_alive = !close_client && chunked;
+    let outcome = Outcome { keep_alive, status: response.status, bytes, upgraded: None };
+    let reusable = upstream_reusable && attempt.received.is_empty();
+    Ok(Ended::Complete { outcome, reusable })
+}
+
+/// The error for a body that could not be forwarded to its end (the response has started).
+fn pump_failed(attempt: &Attempt<'_>, error: PumpError) -> ForwardError {
+    match error {
+        PumpError::Destination(e) => after_response(ClientError::from_io(e)),
+        PumpError::SourceClosed => after_response(attempt.closed_early()),
+        PumpError::Source(e) if stalled(&e) == Some(Stalled::Read) => {
+            let upstream = attempt.name.to_owned();
+            after_response(UpstreamError::ReadStalled { upstream })
+        }
+        PumpError::Source(e) => after_response(attempt.io_error(e)),
+        PumpError::Framing(source) => {
+            let upstream = attempt.name.to_owned();
+            after_response(UpstreamError::Chunked { upstream, source })
+        }
+    }
 }
 
 /// Read until a complete response head is in `attempt.received`.

@@ -15,6 +15,7 @@ mod basic_auth;
 mod bodies;
 mod config;
 mod descriptors;
+mod encode;
 mod failures;
 mod graceful_stop;
 mod headers;

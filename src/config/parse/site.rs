@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::matchers::{MatcherDef, Scopes};
 use super::syntax::{self, Directive};
-use super::{guards, handlers, reverse_proxy, Parser, Table};
+use super::{encode, guards, handlers, reverse_proxy, Parser, Table};
 use crate::config::address::{self, SiteAddress};
 use crate::config::lexer::Token;
 use crate::config::matcher::compile_path;
@@ -47,6 +47,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
     ("basic_auth", DirectiveKind::Handler(Order::BasicAuth, guards::basic_auth)),
     // Caddy 2.6's name, which 2.11 still takes.
     ("basicauth", DirectiveKind::Handler(Order::BasicAuth, guards::basic_auth)),
+    ("encode", DirectiveKind::Handler(Order::Encode, encode::encode)),
     ("handle", DirectiveKind::Nested(Order::Handle, handle)),
     ("handle_path", DirectiveKind::Nested(Order::Handle, handle_path)),
     ("log", DirectiveKind::Setting(handlers::log)),
@@ -62,13 +63,14 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
 /// A route's place in Caddy's directive order (`httpcaddyfile.directiveOrder`); variants are
 /// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
 /// to come, Caddy's order around ours is: `root`, `header`, *request_body*, *redir*,
-/// `try_files`, *basic_auth*, `forward_auth`, `encode`, *handle*, *route*, *respond*,
+/// `try_files`, *basic_auth*, `forward_auth`, *encode*, *handle*, *route*, *respond*,
 /// *metrics*, *reverse_proxy*, `file_server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Order {
     RequestBody,
     Redir,
     BasicAuth,
+    Encode,
     Handle,
     Route,
     Respond,

@@ -65,6 +65,7 @@ pub(super) fn describe(routes: &[Route]) -> Vec<String> {
             Handler::HttpsRedirect { .. } => "https-redirect".to_string(),
             Handler::Metrics => "metrics".to_string(),
             Handler::BasicAuth(auth) => format!("basic_auth {}", auth.accounts.len()),
+            Handler::Encode(encode) => format!("encode {:?}", encode.prefer),
             Handler::RequestBody { max_size } => match max_size {
                 Some(max) => format!("request_body {max}"),
                 None => "request_body".to_string(),

@@ -1,0 +1,304 @@
+//! Response compression for `encode`: which coding a client gets, whether a response
+//! qualifies, and the streaming encoders.
+//!
+//! The choice follows Caddy: the client's `Accept-Encoding` q-values first, the order the
+//! Caddyfile lists the codings (`prefer`) among equal q-values; `q=0` refuses a coding; a
+//! WebSocket handshake is never encoded. A response qualifies when it is not already encoded,
+//! does not say `Cache-Control: no-transform`, has a status with a body, a `Content-Type` on
+//! the match list, and is not known to be shorter than `minimum_length`.
+//!
+//! The encoders never hold bytes back: every [`StreamEncoder::encode`] ends with a sync flush,
+//! so what the upstream sent is on its way to the client as soon as it was read. For a body
+//! that arrives in one read that costs nothing; for a trickle (a progress stream, server-sent
+//! events) it costs some ratio, and no latency.
+//!
+//! Owns: negotiation, qualification, compression. Does not own: rewriting the response head
+//! or framing the encoded body (the response path), or the config (`config::Encode`).
+
+use std::io::{self, Write};
+
+use crate::config::{Coding, Encode};
+
+/// The coding `request`'s `Accept-Encoding` values ask for among those `encode` offers, if
+/// any. `websocket`: the request carries `Sec-WebSocket-Key`.
+pub fn choose<'a>(
+    accept_encoding: impl Iterator<Item = &'a [u8]>,
+    websocket: bool,
+    encode: &Encode,
+) -> Option<Coding> {
+    if websocket {
+        return None;
+    }
+    let mut best: Option<(u32, usize, Coding)> = None;
+    for value in accept_encoding {
+        for item in value.split(|&b| b == b',') {
+            let mut parts = item.split(|&b| b == b';');
+            let name = parts.next().unwrap_or_default().trim_ascii();
+            let Some(rank) =
+                encode.prefer.iter().position(|c| c.token().as_bytes().eq_ignore_ascii_case(name))
+            else {
+                continue;
+            };
+            let q = parts.find_map(q_value).unwrap_or(1000);
+            if q == 0 {
+                continue;
+            }
+            // Higher q wins; among equal q-values the coding listed first.
+            let better = match best {
+                None => true,
+                Some((best_q, best_rank, _)) => q > best_q || (q == best_q && rank < best_rank),
+            };
+            if better {
+                best = Some((q, rank, encode.prefer[rank]));
+            }
+        }
+    }
+    best.map(|(_, _, coding)| coding)
+}
+
+/// `q=0.5` → 500 (thousandths, RFC 9110 §12.4.2); `None` for any other parameter. A malformed
+/// q-value counts as 1, as in Caddy.
+fn q_value(param: &[u8]) -> Option<u32> {
+    let param = param.trim_ascii();
+    let value = param.strip_prefix(b"q=").or_else(|| param.strip_prefix(b"Q="))?;
+    let text = std::str::from_utf8(value).ok()?;
+    match text.parse::<f64>() {
+        Ok(q) if (0.0..=1.0).contains(&q) => Some((q * 1000.0).round() as u32),
+        _ => Some(1000),
+    }
+}
+
+/// What the response path knows about a response when it decides whether to encode it.
+pub struct ResponseFacts<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a [u8]>,
+    /// Any `Content-Encoding` is present.
+    pub already_encoded: bool,
+    /// `Cache-Control` says `no-transform`.
+    pub no_transform: bool,
+    /// The body's length when the response says it.
+    pub content_length: Option<u64>,
+}
+
+/// Whether `encode` applies to this response.
+pub fn qualifies(encode: &Encode, facts: &ResponseFacts<'_>) -> bool {
+    let has_body = !(facts.status < 200 || facts.status == 204 || facts.status == 304);
+    has_body
+        && !facts.already_encoded
+        && !facts.no_transform
+        && facts.content_length.is_none_or(|len| len >= encode.minimum_length)
+        && facts.content_type.is_some_and(|t| type_matches(encode, t))
+}
+
+/// `Content-Type` against the match list: `text/*` matches any `text/` type, `application/json*`
+/// any value starting so (parameters included), case-insensitively.
+fn type_matches(encode: &Encode, content_type: &[u8]) -> bool {
+    let value = content_type.trim_ascii();
+    encode.content_types.iter().any(|pattern| {
+        let pattern = pattern.as_bytes();
+        match pattern.strip_suffix(b"*") {
+            Some(prefix) => {
+                value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+            }
+            None => value.eq_ignore_ascii_case(pattern),
+        }
+    })
+}
+
+/// The head to send for a response encoded with `coding`, from the head `written` for it as
+/// it was (a complete head this proxy wrote, ending in an empty line): the length and the
+/// upstream's framing go (the encoded body is chunked, or close-delimited for an HTTP/1.0
+/// client: `chunked` false), so does `Accept-Ranges` (ranges of the encoded bytes are unknown);
+/// a strong `ETag` gets `-<coding>` inside its quotes (RFC 9110 §8.8.3.3: another
+/// representation needs another tag); `Content-Encoding` is added, and `Vary: Accept-Encoding`
+/// unless a `Vary` lists it already.
+pub fn rewrite_head(written: &[u8], coding: Coding, chunked: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(written.len() + 80);
+    let mut lines = written.split_inclusive(|&b| b == b'\n');
+    if let Some(status) = lines.next() {
+        out.extend_from_slice(status);
+    }
+    let mut varies = false;
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue; // the empty line that ends the head
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("content-length") || is("transfer-encoding") || is("accept-ranges") {
+            continue;
+        }
+        if is("etag") && value.starts_with(b"\"") && value.ends_with(b"\"") && value.len() >= 2 {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&value[..value.len() - 1]);
+            out.extend_from_slice(format!("-{}\"\r\n", coding.token()).as_bytes());
+            continue;
+        }
+        if is("vary") {
+            varies |= value.split(|&b| b == b',').any(|v| {
+                v.trim_ascii().eq_ignore_ascii_case(b"accept-encoding") || v.trim_ascii() == b"*"
+            });
+        }
+        out.extend_from_slice(line);
+    }
+    out.extend_from_slice(format!("Content-Encoding: {}\r\n", coding.token()).as_bytes());
+    if !varies {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A streaming compressor: input in, encoded bytes appended to `out`.
+pub enum StreamEncoder {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+impl StreamEncoder {
+    pub fn new(coding: Coding, encode: &Encode) -> io::Result<StreamEncoder> {
+        Ok(match coding {
+            Coding::Gzip => {
+                let level = flate2::Compression::new(encode.gzip_level);
+                StreamEncoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), level))
+            }
+            Coding::Zstd => StreamEncoder::Zstd(zstd::stream::write::Encoder::new(
+                Vec::new(),
+                encode.zstd_level,
+            )?),
+        })
+    }
+
+    /// Compress `input` and flush, appending everything the encoder has so far to `out`.
+    pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        match self {
+            StreamEncoder::Gzip(gz) => {
+                gz.write_all(input)?;
+                gz.flush()?;
+                out.append(gz.get_mut());
+            }
+            StreamEncoder::Zstd(z) => {
+                z.write_all(input)?;
+                z.flush()?;
+                out.append(z.get_mut());
+            }
+        }
+        Ok(())
+    }
+
+    /// End the stream: the encoder's trailer (gzip's CRC and length, zstd's last block).
+    pub fn finish(self, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut rest = match self {
+            StreamEncoder::Gzip(gz) => gz.finish()?,
+            StreamEncoder::Zstd(z) => z.finish()?,
+        };
+        out.append(&mut rest);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn encode_config(prefer: &[Coding]) -> Encode {
+        Encode { prefer: prefer.to_vec(), ..Encode::default() }
+    }
+
+    fn pick(header: &str, prefer: &[Coding]) -> Option<Coding> {
+        choose([header.as_bytes()].into_iter(), false, &encode_config(prefer))
+    }
+
+    #[test]
+    fn the_clients_q_values_come_first_then_the_configured_order() {
+        use Coding::{Gzip, Zstd};
+        assert_eq!(pick("gzip, zstd", &[Zstd, Gzip]), Some(Zstd));
+        assert_eq!(pick("gzip, zstd", &[Gzip, Zstd]), Some(Gzip));
+        assert_eq!(pick("gzip;q=1, zstd;q=0.5", &[Zstd, Gzip]), Some(Gzip));
+        assert_eq!(pick("gzip;q=0, zstd;q=0.1", &[Gzip, Zstd]), Some(Zstd));
+        assert_eq!(pick("GZIP ; q=0.8", &[Zstd, Gzip]), Some(Gzip));
+        assert_eq!(pick("br, deflate", &[Zstd, Gzip]), None);
+        assert_eq!(pick("gzip;q=0", &[Gzip]), None);
+        assert_eq!(pick("", &[Gzip]), None);
+        assert_eq!(pick("zstd", &[Gzip]), None, "only what encode offers");
+        let ws = choose([b"gzip".as_slice()].into_iter(), true, &encode_config(&[Gzip]));
+        assert_eq!(ws, None, "a WebSocket handshake is never encoded");
+    }
+
+    #[test]
+    fn only_text_like_unencoded_responses_with_a_body_qualify() {
+        let encode = Encode::default();
+        let facts = |status, content_type: Option<&'static str>, len| ResponseFacts {
+            status,
+            content_type: content_type.map(str::as_bytes),
+            already_encoded: false,
+            no_transform: false,
+            content_length: len,
+        };
+        assert!(qualifies(&encode, &facts(200, Some("text/html; charset=utf-8"), None)));
+        assert!(qualifies(&encode, &facts(404, Some("application/json"), Some(600))));
+        assert!(qualifies(&encode, &facts(200, Some("Application/JavaScript"), Some(512))));
+        assert!(!qualifies(&encode, &facts(200, Some("text/plain"), Some(511))), "short");
+        assert!(!qualifies(&encode, &facts(200, Some("audio/wav"), None)), "audio");
+        assert!(!qualifies(&encode, &facts(200, Some("image/png"), None)));
+        assert!(!qualifies(&encode, &facts(200, None, None)), "no type");
+        assert!(!qualifies(&encode, &facts(204, Some("text/plain"), None)));
+        assert!(!qualifies(&encode, &facts(304, Some("text/plain"), None)));
+        assert!(!qualifies(&encode, &facts(101, Some("text/plain"), None)));
+        let encoded = ResponseFacts { already_encoded: true, ..facts(200, Some("text/css"), None) };
+        assert!(!qualifies(&encode, &encoded));
+        let no_transform =
+            ResponseFacts { no_transform: true, ..facts(200, Some("text/css"), None) };
+        assert!(!qualifies(&encode, &no_transform));
+    }
+
+    #[test]
+    fn an_encoded_head_loses_its_length_and_gains_its_coding() {
+        let written = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\
+                        ETag: \"abc\"\r\nAccept-Ranges: bytes\r\nX-Other: 1\r\n\r\n";
+        let head = String::from_utf8(rewrite_head(written, Coding::Gzip, true)).unwrap();
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"abc-gzip\"\r\nX-Other: 1\r\n\
+             Content-Encoding: gzip\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let weak = b"HTTP/1.1 200 OK\r\nETag: W/\"abc\"\r\nVary: Origin, accept-encoding\r\n\
+                     Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        let head = String::from_utf8(rewrite_head(weak, Coding::Zstd, false)).unwrap();
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nETag: W/\"abc\"\r\nVary: Origin, accept-encoding\r\n\
+             Connection: close\r\nContent-Encoding: zstd\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn every_encoded_piece_is_decodable_as_soon_as_it_is_out_and_the_whole_is_exact() {
+        let text: Vec<u8> =
+            (0..20_000).flat_map(|i| format!("line {i} of a transcript\n").into_bytes()).collect();
+        for coding in [Coding::Gzip, Coding::Zstd] {
+            let mut encoder = StreamEncoder::new(coding, &Encode::default()).unwrap();
+            let mut out = Vec::new();
+            for piece in text.chunks(7_000) {
+                let before = out.len();
+                encoder.encode(piece, &mut out).unwrap();
+                assert!(out.len() > before, "{coding:?}: a flushed piece is out at once");
+            }
+            encoder.finish(&mut out).unwrap();
+            assert!(out.len() < text.len() / 5, "{coding:?}: {} bytes", out.len());
+            let mut decoded = Vec::new();
+            match coding {
+                Coding::Gzip => {
+                    flate2::read::GzDecoder::new(&out[..]).read_to_end(&mut decoded).unwrap();
+                }
+                Coding::Zstd => decoded = zstd::stream::decode_all(&out[..]).unwrap(),
+            }
+            assert_eq!(decoded, text, "{coding:?}");
+        }
+    }
+}
