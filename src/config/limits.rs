@@ -107,6 +107,9 @@ pub const DEFAULT_FAIL_DURATION: Duration = Duration::ZERO;
 /// Passive health: failures within `fail_duration` before an upstream is marked down.
 pub const DEFAULT_MAX_FAILS: u32 = 1;
 
+/// The longest unix socket path `connect(2)` takes: `sun_path` holds 108 bytes with the NUL.
+pub const MAX_UNIX_SOCKET_PATH: usize = 107;
+
 /// Active health checks: interval and per-check timeout (Caddy: 30 s and 5 s).
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -19,7 +19,7 @@
 //! matchers, handler directives, `reverse_proxy`, listener assembly); its doc maps them.
 //!
 //! Workers never re-parse strings: addresses are resolved, matchers are compiled to
-//! [`PathPattern`]s, placeholders to [`Template`]s and upstreams to [`SocketAddr`] lists before a
+//! [`PathPattern`]s, placeholders to [`Template`]s and upstreams to [`DialAddr`] lists before a
 //! worker sees the config. A `Config` is immutable once built; a reload builds a new one and
 //! workers hand it to connections accepted afterwards (connections keep the snapshot they started
 //! with).
@@ -560,10 +560,47 @@ impl Default for UpstreamSet {
 /// One upstream, resolved at config time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// As written (`localhost:8080`), for logs and `{upstream_hostport}`.
+    /// As written (`localhost:8080`, `unix//run/moshi.sock`), for logs, metrics labels and the
+    /// admin API.
     pub display: String,
-    /// Addresses to dial, in order (e.g. `127.0.0.1:8080` then `[::1]:8080` for localhost).
-    pub addrs: Vec<SocketAddr>,
+    /// Addresses to dial, in order (e.g. `127.0.0.1:8080` then `[::1]:8080` for localhost; a
+    /// unix socket upstream has exactly one).
+    pub addrs: Vec<DialAddr>,
+}
+
+impl Upstream {
+    /// `{upstream_hostport}`: the address as written for TCP; for a unix socket, its path
+    /// (Caddy's `http.reverse_proxy.upstream.hostport`, which has no `unix/` prefix).
+    pub fn hostport(&self) -> &str {
+        match self.addrs.first() {
+            Some(DialAddr::Unix(_)) => self.display.strip_prefix("unix/").unwrap_or(&self.display),
+            _ => &self.display,
+        }
+    }
+
+    /// A unix socket upstream: its requests need a `Host` of our choosing where TCP ones use
+    /// the address (health checks send `localhost`, as Caddy does).
+    pub fn is_unix(&self) -> bool {
+        matches!(self.addrs.first(), Some(DialAddr::Unix(_)))
+    }
+}
+
+/// Where a connection to an upstream is dialled: a TCP address, or a unix stream socket's
+/// path (`unix//run/moshi.sock`, or `unix/moshi.sock`, relative to the working directory as
+/// in Caddy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for DialAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialAddr::Tcp(addr) => addr.fmt(f),
+            DialAddr::Unix(path) => write!(f, "unix/{}", path.display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

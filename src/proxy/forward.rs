@@ -91,6 +91,8 @@ pub(super) struct Attempt<'c> {
     pub(super) upstream: &'c PlainStream,
     /// The upstream as configured, for errors and logs.
     pub(super) name: &'c str,
+    /// `{upstream_hostport}` for this upstream (see `Upstream::hostport`).
+    pub(super) hostport: &'c str,
     /// Bytes from the upstream not forwarded yet: part of a head, or body bytes behind one.
     pub(super) received: Vec<u8>,
     /// A response head (interim or final) came in.
@@ -284,7 +286,7 @@ impl<S: Stream> Exchange<'_, S> {
             };
             head.clear();
             write_request_head(
-                &self.forward_context(&upstream.display),
+                &self.forward_context(upstream.hostport()),
                 &self.pool.set.header_up,
                 head,
             );
@@ -316,10 +318,11 @@ impl<S: Stream> Exchange<'_, S> {
     /// connection: back to the pool, handed over for the relay, or dropped.
     async fn exchange_on(&mut self, conn: UpstreamConn) -> Result<Outcome, Failed> {
         let (index, pool) = (conn.upstream, self.pool);
-        let name = &pool.upstream(index).display;
+        let upstream = pool.upstream(index);
         let mut attempt = Attempt {
             upstream: &conn.stream,
-            name,
+            name: &upstream.display,
+            hostport: upstream.hostport(),
             received: Vec::new(),
             head_seen: false,
             body_sent: false,

@@ -93,7 +93,7 @@ pub(super) async fn receive<S: Stream>(
     sent: BodySent,
 ) -> Result<Ended, ForwardError> {
     let request = ex.request.head();
-    let ctx = ex.forward_context(attempt.name);
+    let ctx = ex.forward_context(attempt.hostport);
     let ops = &ex.pool.set.header_down;
     let deadline = ex.pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
@@ -158,7 +158,7 @@ async fn deliver<S: Stream>(
     // Room for the rewritten head and the body bytes behind it, so that writing the head does
     // not grow the buffer field by field.
     out.reserve(attempt.received.len() + 64);
-    let ctx = ex.forward_context(attempt.name);
+    let ctx = ex.forward_context(attempt.hostport);
     write_response_head(&attempt.received, response, ops, &ctx, close_client, &mut out);
     attempt.received.drain(..response.head_len);
     let take = match &mut framing {

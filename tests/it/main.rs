@@ -30,6 +30,7 @@ mod stalls;
 mod tls;
 mod tls_datapath;
 mod tls_options;
+mod unix_upstreams;
 mod upstream_hardening;
 mod uring_setup;
 mod websocket;

@@ -1,7 +1,7 @@
 //! `reverse_proxy [<matcher>] [<upstreams…>] [{ … }]` → an [`UpstreamSet`]: upstreams
-//! (resolved now, through `ParseOptions`' resolver), load balancing, passive and active health,
-//! header operations and `transport http`. One row of [`PROXY_OPTIONS`] (or of
-//! [`HTTP_TRANSPORT_OPTIONS`]) and one function per subdirective.
+//! (TCP ones resolved now, through `ParseOptions`' resolver; unix socket paths), load
+//! balancing, passive and active health, header operations and `transport http`. One row of
+//! [`PROXY_OPTIONS`] (or of [`HTTP_TRANSPORT_OPTIONS`]) and one function per subdirective.
 //!
 //! Owns the rules between subdirectives (health checks need `health_uri`) and the set's index
 //! in `Config::upstream_sets`; defaults are `UpstreamSet::default()`'s. How upstreams are
@@ -14,8 +14,8 @@ use super::{is_token_byte, Parser, Table};
 use crate::config::lexer::Token;
 use crate::config::placeholder::{self, Context};
 use crate::config::{
-    address, limits, ConfigError, Handler, HeaderOp, HealthCheck, LbPolicy, Transport, Upstream,
-    UpstreamSet,
+    address, limits, ConfigError, DialAddr, Handler, HeaderOp, HealthCheck, LbPolicy, Transport,
+    Upstream, UpstreamSet,
 };
 
 /// Reads one `reverse_proxy { … }` subdirective.
@@ -126,10 +126,15 @@ pub(super) fn reverse_proxy(
 
 impl Parser<'_> {
     fn upstream(&self, token: &Token) -> Result<Upstream, ConfigError> {
+        if let Some(path) = address::parse_unix_upstream(&token.text) {
+            let path = path.map_err(|m| self.err(token.line, m))?;
+            return Ok(Upstream { display: token.text.clone(), addrs: vec![DialAddr::Unix(path)] });
+        }
         let parsed = address::parse_upstream(&token.text).map_err(|m| self.err(token.line, m))?;
         let addrs = address::resolve_upstream(&parsed, &*self.options.resolver).map_err(|e| {
             self.err(token.line, format!("cannot resolve upstream '{}': {e}", token.text))
         })?;
+        let addrs = addrs.into_iter().map(DialAddr::Tcp).collect();
         Ok(Upstream { display: token.text.clone(), addrs })
     }
 
@@ -363,7 +368,11 @@ mod tests {
     }
 
     fn addrs(upstream: &Upstream) -> Vec<SocketAddr> {
-        upstream.addrs.clone()
+        let tcp = |a: &DialAddr| match a {
+            DialAddr::Tcp(addr) => *addr,
+            DialAddr::Unix(path) => panic!("unix socket {path:?}"),
+        };
+        upstream.addrs.iter().map(tcp).collect()
     }
 
     #[test]
@@ -444,6 +453,35 @@ mod tests {
              health_interval, health_timeout, health_uri, lb_policy, max_fails, \
              stream_close_delay, stream_timeout, \
              to, transport)"
+        );
+    }
+
+    #[test]
+    fn unix_socket_upstreams_mix_with_tcp_ones_in_arguments_and_to_lines() {
+        let s =
+            set("unix//run/moshi.sock localhost:8080 {\n\t\tto unix/{$UPSTREAM_PORT}.sock\n\t}");
+        let dialled: Vec<String> =
+            s.upstreams.iter().flat_map(|u| u.addrs.iter().map(ToString::to_string)).collect();
+        assert_eq!(
+            dialled,
+            ["unix//run/moshi.sock", "127.0.0.1:8080", "[::1]:8080", "unix/9001.sock"]
+        );
+        assert_eq!(s.upstreams[0].addrs, [DialAddr::Unix("/run/moshi.sock".into())]);
+        assert_eq!(s.upstreams[2].addrs, [DialAddr::Unix("9001.sock".into())]);
+        let hostports: Vec<&str> = s.upstreams.iter().map(Upstream::hostport).collect();
+        assert_eq!(hostports, ["/run/moshi.sock", "localhost:8080", "9001.sock"]);
+    }
+
+    #[test]
+    fn bad_unix_socket_upstreams_point_at_their_line() {
+        assert_eq!(
+            parse_err(":80 {\n\treverse_proxy :9000 {\n\t\tto unix//\n\t}\n}\n"),
+            "Caddyfile:3 - unix socket upstream 'unix//' has no socket path"
+        );
+        assert_eq!(
+            parse_err(":80 {\n\treverse_proxy unix//x:80\n}\n"),
+            "Caddyfile:2 - unix socket upstream 'unix//x:80' has a port; a unix socket has none \
+             (remove ':80')"
         );
     }
 
