@@ -535,7 +535,29 @@ pub struct UpstreamSet {
     /// upgrade, at a frame boundary with a 1001 close frame to both sides (`stream_timeout`;
     /// `None`, the default as in Caddy: never).
     pub stream_timeout: Option<Duration>,
+    /// Whether and how long a request that could not be delivered is tried again
+    /// (`lb_retries`, `lb_try_duration`, `lb_try_interval`).
+    pub retries: Retries,
     pub origin: Origin,
+}
+
+/// Trying a request again after it could not be delivered (see `proxy::forward` for what
+/// counts). Caddy's rules: no retries unless `count` or `duration` is set; with both, tries
+/// stop at whichever ends first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retries {
+    /// Tries after the first (`lb_retries`); 0: as many as `duration` allows.
+    pub count: u32,
+    /// No try starts once this long has passed since the first (`lb_try_duration`).
+    pub duration: Option<Duration>,
+    /// The wait before each retry (`lb_try_interval`); see `limits::DEFAULT_LB_TRY_INTERVAL`.
+    pub interval: Duration,
+}
+
+impl Retries {
+    pub fn enabled(&self) -> bool {
+        self.count > 0 || self.duration.is_some()
+    }
 }
 
 impl Default for UpstreamSet {
@@ -552,6 +574,7 @@ impl Default for UpstreamSet {
             header_down: Vec::new(),
             transport: Transport::default(),
             stream_timeout: None,
+            retries: Retries::default(),
             origin: Origin::default(),
         }
     }

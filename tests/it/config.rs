@@ -569,8 +569,8 @@ const INVALID: &[(&str, &str)] = &[
         "Caddyfile:2 - global option 'debug' is not supported by ringproxy (supported: acme_ca, acme_ca_root, acme_challenges, admin, auto_https, email, grace_period, http_port, https_port, limits, local_certs, servers, shutdown_delay, storage)",
     ),
     (
-        ":80 {\n\treverse_proxy :9000 {\n\t\tlb_try_duration 5s\n\t}\n}\n",
-        "Caddyfile:3 - subdirective 'lb_try_duration' of reverse_proxy is not supported by ringproxy (supported: fail_duration, flush_interval, header_down, header_up, health_interval, health_timeout, health_uri, lb_policy, max_fails, stream_close_delay, stream_timeout, to, transport)",
+        ":80 {\n\treverse_proxy :9000 {\n\t\tlb_retry_match {\n\t\t\tmethod POST\n\t\t}\n\t}\n}\n",
+        "Caddyfile:3 - subdirective 'lb_retry_match' of reverse_proxy is not supported by ringproxy (supported: fail_duration, flush_interval, header_down, header_up, health_interval, health_timeout, health_uri, lb_policy, lb_retries, lb_try_duration, lb_try_interval, max_fails, stream_close_delay, stream_timeout, to, transport)",
     ),
     (
         ":80 {\n\treverse_proxy :9000 {\n\t\tlb_policy cookie\n\t}\n}\n",
@@ -583,6 +583,10 @@ const INVALID: &[(&str, &str)] = &[
     (
         ":80 {\n\treverse_proxy unix//run/app.sock:8080\n}\n",
         "Caddyfile:2 - unix socket upstream 'unix//run/app.sock:8080' has a port; a unix socket has none (remove ':8080')",
+    ),
+    (
+        ":80 {\n\treverse_proxy :9000 {\n\t\tlb_retries -1\n\t}\n}\n",
+        "Caddyfile:3 - invalid lb_retries '-1': must be 0 or a positive integer",
     ),
     (
         ":80 {\n\treverse_proxy {http.request.header.X-Up}\n}\n",

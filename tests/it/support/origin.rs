@@ -27,7 +27,7 @@
 //! Every response carries `X-Origin: <name>`. `Expect: 100-continue` is answered with
 //! `100 Continue` before the body is read.
 //!
-//! It listens on TCP loopback ([`Origin::start`]) or on a unix socket
+//! It listens on TCP loopback ([`Origin::start`], [`Origin::start_on`]) or on a unix socket
 //! ([`Origin::start_unix`]); [`Origin::upstream`] names it in a Caddyfile either way.
 
 use std::io::{self, Read, Write};
@@ -107,6 +107,13 @@ impl Origin {
     /// An origin on `127.0.0.1:<ephemeral>`.
     pub fn start(name: &str) -> Origin {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        Origin::serve(name, vec![Listener::tcp(listener)])
+    }
+
+    /// An origin on `127.0.0.1:port` (a port reserved earlier, for an upstream that comes up
+    /// late).
+    pub fn start_on(name: &str, port: u16) -> Origin {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
         Origin::serve(name, vec![Listener::tcp(listener)])
     }
 
