@@ -595,10 +595,7 @@ impl Upstream {
     /// `{upstream_hostport}`: the address as written for TCP; for a unix socket, its path
     /// (Caddy's `http.reverse_proxy.upstream.hostport`, which has no `unix/` prefix).
     pub fn hostport(&self) -> &str {
-        match self.addrs.first() {
-            Some(DialAddr::Unix(_)) => self.display.strip_prefix("unix/").unwrap_or(&self.display),
-            _ => &self.display,
-        }
+        upstream_hostport(&self.display)
     }
 
     /// A unix socket upstream: its requests need a `Host` of our choosing where TCP ones use
@@ -606,6 +603,13 @@ impl Upstream {
     pub fn is_unix(&self) -> bool {
         matches!(self.addrs.first(), Some(DialAddr::Unix(_)))
     }
+}
+
+/// `{upstream_hostport}` of the upstream written as `display` (see [`Upstream::hostport`]). An
+/// address written `unix/…` is always a unix socket (the parser takes every one as such), so
+/// the text alone decides, and what keeps an upstream's name needs nothing more.
+pub fn upstream_hostport(display: &str) -> &str {
+    display.strip_prefix("unix/").unwrap_or(display)
 }
 
 /// Where a connection to an upstream is dialled: a TCP address, or a unix stream socket's

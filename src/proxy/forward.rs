@@ -27,6 +27,7 @@
 //! message (`upload`, `response`) or what the client is told after a failure (the connection
 //! driver).
 
+use std::future::Future;
 use std::iter;
 use std::time::{Duration, Instant};
 
@@ -98,10 +99,10 @@ pub(super) fn after_response(error: impl Into<ProxyError>) -> ForwardError {
 /// One upstream connection during an exchange: what the upload and the response share.
 pub(super) struct Attempt<'c> {
     pub(super) upstream: &'c PlainStream,
-    /// The upstream as configured, for errors and logs.
+    /// The upstream as configured, for errors and logs; `{upstream_hostport}` is derived from
+    /// it (`config::upstream_hostport`) rather than kept beside it, as every request's future
+    /// holds an `Attempt`.
     pub(super) name: &'c str,
-    /// `{upstream_hostport}` for this upstream (see `Upstream::hostport`).
-    pub(super) hostport: &'c str,
     /// Bytes from the upstream not forwarded yet: part of a head, or body bytes behind one.
     pub(super) received: Vec<u8>,
     /// A response head (interim or final) came in.
@@ -227,59 +228,69 @@ enum Connect {
     Dialled,
 }
 
-impl<S: Stream> Exchange<'_, S> {
+impl<'a, S: Stream> Exchange<'a, S> {
     /// Forward the request and its body, then its response back to the client.
-    pub async fn forward(mut self) -> Result<Outcome, ForwardError> {
-        let replayable = is_replayable(self.request);
-        let bodyless = is_bodyless(self.request.head());
-        let mut head = Vec::with_capacity(self.request.head().head_len + 256);
-        let started = Instant::now();
-        let mut retried = 0;
-        loop {
-            let failed = match self.try_once(replayable, &mut head).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(failed) => failed,
-            };
-            if !may_retry(failed.attempted.as_ref(), replayable)
-                || !self.wait_to_retry(started, retried).await
-            {
-                return Err(failed.into_error(bodyless));
+    ///
+    /// Each pass of the loop is one try (see the module doc), written out here rather than as
+    /// an `async fn` of its own, and the body is an `async` block rather than an `async fn`:
+    /// either would keep `self` twice in the state every request's future carries.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+    pub fn forward(mut self) -> impl Future<Output = Result<Outcome, ForwardError>> + 'a {
+        async move {
+            let replayable = is_replayable(self.request);
+            let bodyless = is_bodyless(self.request.head());
+            let mut head = Vec::with_capacity(self.request.head().head_len + 256);
+            let started = Instant::now();
+            let mut retried = 0;
+            loop {
+                let mut order = self.pool.attempt_order(self.ctx.peer.ip()).into_iter();
+                let first = match self
+                    .connect_and_send(&mut order, Connect::PooledOrDialled, &mut head)
+                    .await
+                {
+                    Ok(conn) => self.exchange_on(conn).await,
+                    Err(failed) => Err(failed),
+                };
+                let failed = match first {
+                    Ok(outcome) => return Ok(outcome),
+                    Err(Failed { attempted: Some(attempted), .. })
+                        if may_replay(&attempted, replayable) =>
+                    {
+                        let stale = attempted.upstream;
+                        tracing::debug!(
+                            conn = self.ctx.id,
+                            upstream = %self.pool.upstream(stale).display,
+                            "pooled connection was closed by the upstream; retrying on a fresh one"
+                        );
+                        let mut again = iter::once(stale).chain(order);
+                        let replayed = match self
+                            .connect_and_send(&mut again, Connect::Dialled, &mut head)
+                            .await
+                        {
+                            Ok(conn) => self.exchange_on(conn).await,
+                            Err(failed) => Err(failed),
+                        };
+                        match replayed {
+                            Ok(outcome) => return Ok(outcome),
+                            Err(failed) => failed,
+                        }
+                    }
+                    Err(failed) => failed,
+                };
+                if !may_retry(failed.attempted.as_ref(), replayable)
+                    || !self.wait_to_retry(started, retried).await
+                {
+                    return Err(failed.into_error(bodyless));
+                }
+                retried += 1;
+                tracing::debug!(
+                    conn = self.ctx.id,
+                    retry = retried,
+                    "request not delivered ({}); trying again",
+                    failed.error.error
+                );
             }
-            retried += 1;
-            tracing::debug!(
-                conn = self.ctx.id,
-                retry = retried,
-                "request not delivered ({}); trying again",
-                failed.error.error
-            );
         }
-    }
-
-    /// One try: the upstreams in policy order, and one replay on a fresh connection after a
-    /// pooled one that turned out stale.
-    async fn try_once(&mut self, replayable: bool, head: &mut Vec<u8>) -> Result<Outcome, Failed> {
-        let mut order = self.pool.attempt_order(self.ctx.peer.ip()).into_iter();
-        let first = match self.connect_and_send(&mut order, Connect::PooledOrDialled, head).await {
-            Ok(conn) => self.exchange_on(conn).await,
-            Err(failed) => Err(failed),
-        };
-        let stale = match first {
-            Ok(outcome) => return Ok(outcome),
-            Err(Failed { attempted: Some(attempted), .. })
-                if may_replay(&attempted, replayable) =>
-            {
-                attempted.upstream
-            }
-            Err(failed) => return Err(failed),
-        };
-        tracing::debug!(
-            conn = self.ctx.id,
-            upstream = %self.pool.upstream(stale).display,
-            "pooled connection was closed by the upstream; retrying on a fresh one"
-        );
-        let mut again = iter::once(stale).chain(order);
-        let conn = self.connect_and_send(&mut again, Connect::Dialled, head).await?;
-        self.exchange_on(conn).await
     }
 
     /// Whether the set's retry options allow another try after `retried` retries of a request
@@ -379,11 +390,10 @@ impl<S: Stream> Exchange<'_, S> {
     /// connection: back to the pool, handed over for the relay, or dropped.
     async fn exchange_on(&mut self, conn: UpstreamConn) -> Result<Outcome, Failed> {
         let (index, pool) = (conn.upstream, self.pool);
-        let upstream = pool.upstream(index);
+        let name = &pool.upstream(index).display;
         let mut attempt = Attempt {
             upstream: &conn.stream,
-            name: &upstream.display,
-            hostport: upstream.hostport(),
+            name,
             received: Vec::new(),
             head_seen: false,
             body_sent: false,
