@@ -294,8 +294,10 @@ pub async fn dial(upstream: &Upstream, timeout: Duration) -> io::Result<PlainStr
             DialAddr::Tcp(addr) => monoio::time::timeout(left, TcpStream::connect_addr(*addr))
                 .await
                 .map(|socket| socket.and_then(PlainStream::new)),
-            // Refused (no listener), missing or not a socket: all answered at once by connect(2);
-            // only a full listen backlog makes it wait.
+            // Refused (no listener), missing or not a socket: all answered at once by connect(2),
+            // so a restarting upstream costs no dial timeout. A full listen backlog (where TCP
+            // would queue the SYN) is refused at once (EAGAIN) on a nonblocking connect, or
+            // waited out on a blocking one, depending on the driver; either way within `left`.
             DialAddr::Unix(path) => monoio::time::timeout(left, UnixStream::connect(path))
                 .await
                 .map(|socket| socket.and_then(PlainStream::unix)),
