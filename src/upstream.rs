@@ -13,9 +13,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
 
-use crate::config::{limits, LbPolicy, Upstream, UpstreamSet};
+use crate::config::{limits, DialAddr, LbPolicy, Upstream, UpstreamSet};
 use crate::metrics::{UpstreamEntry, UpstreamStats};
 use crate::net::stream::{PlainStream, Stream};
 use crate::net::sys;
@@ -290,8 +290,20 @@ pub async fn dial(upstream: &Upstream, timeout: Duration) -> io::Result<PlainStr
         if left.is_zero() {
             break;
         }
-        match monoio::time::timeout(left, TcpStream::connect_addr(*addr)).await {
-            Ok(Ok(socket)) => return PlainStream::new(socket),
+        let connected = match addr {
+            DialAddr::Tcp(addr) => monoio::time::timeout(left, TcpStream::connect_addr(*addr))
+                .await
+                .map(|socket| socket.and_then(PlainStream::new)),
+            // Refused (no listener), missing or not a socket: all answered at once by connect(2),
+            // so a restarting upstream costs no dial timeout. A full listen backlog (where TCP
+            // would queue the SYN) is refused at once (EAGAIN) on a nonblocking connect, or
+            // waited out on a blocking one, depending on the driver; either way within `left`.
+            DialAddr::Unix(path) => monoio::time::timeout(left, UnixStream::connect(path))
+                .await
+                .map(|socket| socket.and_then(PlainStream::unix)),
+        };
+        match connected {
+            Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = e,
             Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "dial timeout"),
         }
@@ -328,9 +340,11 @@ pub async fn run_health_checks(pool: Rc<UpstreamPool>, stop: Rc<Cell<bool>>) {
 
 async fn probe_health(upstream: &Upstream, uri: &str) -> io::Result<bool> {
     let stream = dial(upstream, limits::HEALTH_CHECK_DIAL_TIMEOUT).await?;
+    // A unix socket has no host to name; Caddy's checks send `localhost`.
+    let host = if upstream.is_unix() { "localhost" } else { &upstream.display };
     let request = format!(
-        "GET {uri} HTTP/1.1\r\nHost: {}\r\nUser-Agent: ringproxy-health\r\nConnection: close\r\n\r\n",
-        upstream.display
+        "GET {uri} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ringproxy-health\r\n\
+         Connection: close\r\n\r\n"
     );
     crate::proxy::io::write_all(&stream, request.as_bytes()).await?;
     let mut head = [0u8; 32];
@@ -351,9 +365,10 @@ async fn probe_health(upstream: &Upstream, uri: &str) -> io::Result<bool> {
     Ok(matches!(status, Some(200..=399)))
 }
 
-/// For logs: the address actually connected to.
+/// For logs: the TCP address actually connected to (`None` for a unix socket, whose path is
+/// the upstream's name).
 pub fn peer(stream: &PlainStream) -> Option<SocketAddr> {
-    stream.socket().peer_addr().ok()
+    stream.tcp()?.peer_addr().ok()
 }
 
 #[cfg(test)]
@@ -365,7 +380,7 @@ mod tests {
             upstreams: (0..n)
                 .map(|i| Upstream {
                     display: format!("127.0.0.1:{}", 9000 + i),
-                    addrs: vec![SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16))],
+                    addrs: vec![DialAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)))],
                 })
                 .collect(),
             lb_policy: policy,

@@ -1,6 +1,7 @@
 //! Site addresses (`example.com`, `:8080`, `http://host:port`, `[::1]:8443`, `*.example.com`)
-//! and upstream addresses (`localhost:8080`, `:3001`, `http://10.0.0.2`, `[::1]:9000`), parsed
-//! the way Caddy's `httpcaddyfile.ParseAddress` splits them, into typed values.
+//! and upstream addresses (`localhost:8080`, `:3001`, `http://10.0.0.2`, `[::1]:9000`,
+//! `unix//run/moshi.sock`), parsed the way Caddy's `httpcaddyfile.ParseAddress` splits them, into
+//! typed values.
 //!
 //! Upstreams are resolved to socket addresses here, once, at load time: workers dial a fixed
 //! list and never resolve names. `localhost` and an empty host are answered without DNS
@@ -8,8 +9,9 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 
-use super::HostPattern;
+use super::{limits, HostPattern};
 
 /// A site address split into its parts, before ports and TLS are decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,9 +171,6 @@ pub(crate) fn parse_upstream(text: &str) -> Result<UpstreamAddress, String> {
              upstreams are resolved when the configuration is loaded"
         ));
     }
-    if text.starts_with("unix/") {
-        return Err(format!("unix socket upstreams ('{text}') are not supported by ringproxy"));
-    }
     let rest = match text.split_once("://") {
         Some(("http", rest)) => rest,
         Some(("https", _)) => {
@@ -212,6 +211,52 @@ pub(crate) fn parse_upstream(text: &str) -> Result<UpstreamAddress, String> {
         valid_hostname(&host).map_err(|e| format!("upstream '{text}': {e}"))?;
     }
     Ok(UpstreamAddress { host, port: port.unwrap_or(80) })
+}
+
+/// The socket path of a unix socket upstream (`unix//run/moshi.sock`: `/run/moshi.sock`;
+/// `unix/moshi.sock`: relative to the working directory, as Go dials it for Caddy), or `None`
+/// when `text` is not one. Errors are messages for a `ConfigError`; Caddy accepts each of these
+/// and fails on every request instead.
+pub(crate) fn parse_unix_upstream(text: &str) -> Option<Result<PathBuf, String>> {
+    let path = text.strip_prefix("unix/")?;
+    Some(unix_socket_path(text, path))
+}
+
+fn unix_socket_path(text: &str, path: &str) -> Result<PathBuf, String> {
+    if text.contains('{') {
+        return Err(format!(
+            "placeholders in upstream addresses ('{text}') are not supported by ringproxy: \
+             upstreams are resolved when the configuration is loaded"
+        ));
+    }
+    if path.is_empty() || path.ends_with('/') {
+        return Err(format!("unix socket upstream '{text}' has no socket path"));
+    }
+    if path.starts_with('@') {
+        return Err(format!(
+            "abstract unix sockets ('{text}') are not supported by ringproxy (supported: \
+             unix//absolute/path, unix/relative/path)"
+        ));
+    }
+    // Caddy 2.6 drops a `:port` here and 2.11 dials it as part of the path; either way it is
+    // a mistake, so it is pointed at instead of guessed at.
+    if let Some((_, port)) = path.rsplit_once(':') {
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            return Err(format!(
+                "unix socket upstream '{text}' has a port; a unix socket has none (remove \
+                 ':{port}')"
+            ));
+        }
+    }
+    if path.len() > limits::MAX_UNIX_SOCKET_PATH {
+        return Err(format!(
+            "unix socket upstream '{text}': the path is {} bytes long, longer than the {} a \
+             unix socket address holds",
+            path.len(),
+            limits::MAX_UNIX_SOCKET_PATH
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// Resolves an upstream to the addresses workers dial, in order. `localhost` and the empty host
@@ -323,7 +368,6 @@ mod tests {
     fn unsupported_upstreams_say_why() {
         for (text, start) in [
             ("https://a:443", "HTTPS upstreams"),
-            ("unix//run/x.sock", "unix socket upstreams"),
             ("{env.UP}:80", "placeholders in upstream addresses"),
             ("h2c://a:80", "upstream scheme 'h2c://'"),
             ("localhost:8080-8085", "port ranges"),
@@ -332,6 +376,53 @@ mod tests {
             let err = parse_upstream(text).unwrap_err();
             assert!(err.starts_with(start), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn unix_socket_upstreams_keep_their_path_absolute_or_relative() {
+        let path = |text: &str| parse_unix_upstream(text).map(Result::unwrap);
+        assert_eq!(path("unix//run/moshi.sock"), Some(PathBuf::from("/run/moshi.sock")));
+        assert_eq!(path("unix/moshi.sock"), Some(PathBuf::from("moshi.sock")));
+        assert_eq!(path("unix/./run/a:b.sock"), Some(PathBuf::from("./run/a:b.sock")));
+        assert_eq!(path("localhost:8080"), None);
+        assert_eq!(path("unixhost:80"), None);
+    }
+
+    #[test]
+    fn bad_unix_socket_upstreams_say_why() {
+        let cases = [
+            ("unix//", "unix socket upstream 'unix//' has no socket path"),
+            ("unix/", "unix socket upstream 'unix/' has no socket path"),
+            ("unix//run/", "unix socket upstream 'unix//run/' has no socket path"),
+            (
+                "unix//x:80",
+                "unix socket upstream 'unix//x:80' has a port; a unix socket has none (remove \
+                 ':80')",
+            ),
+            (
+                "unix/@moshi",
+                "abstract unix sockets ('unix/@moshi') are not supported by ringproxy \
+                 (supported: unix//absolute/path, unix/relative/path)",
+            ),
+            (
+                "unix/{env.SOCK}",
+                "placeholders in upstream addresses ('unix/{env.SOCK}') are not supported by \
+                 ringproxy: upstreams are resolved when the configuration is loaded",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_unix_upstream(text), Some(Err(want.to_string())), "{text}");
+        }
+        let longest = format!("unix//{}", "a".repeat(106));
+        assert!(matches!(parse_unix_upstream(&longest), Some(Ok(_))));
+        let long = format!("unix//{}", "a".repeat(107));
+        assert_eq!(
+            parse_unix_upstream(&long),
+            Some(Err(format!(
+                "unix socket upstream '{long}': the path is 108 bytes long, longer than the 107 \
+                 a unix socket address holds"
+            )))
+        );
     }
 
     #[test]

@@ -107,6 +107,15 @@ pub const DEFAULT_FAIL_DURATION: Duration = Duration::ZERO;
 /// Passive health: failures within `fail_duration` before an upstream is marked down.
 pub const DEFAULT_MAX_FAILS: u32 = 1;
 
+/// The wait between two tries of a request (`lb_try_interval`) when `lb_try_duration` is set
+/// and the interval is not: Caddy's 250 ms, so that a retry loop against a local upstream that
+/// refuses at once does not spin for the whole duration. With only `lb_retries`, Caddy waits
+/// nothing between tries, and neither does ringproxy.
+pub const DEFAULT_LB_TRY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The longest unix socket path `connect(2)` takes: `sun_path` holds 108 bytes with the NUL.
+pub const MAX_UNIX_SOCKET_PATH: usize = 107;
+
 /// Active health checks: interval and per-check timeout (Caddy: 30 s and 5 s).
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -19,7 +19,7 @@
 //! matchers, handler directives, `reverse_proxy`, listener assembly); its doc maps them.
 //!
 //! Workers never re-parse strings: addresses are resolved, matchers are compiled to
-//! [`PathPattern`]s, placeholders to [`Template`]s and upstreams to [`SocketAddr`] lists before a
+//! [`PathPattern`]s, placeholders to [`Template`]s and upstreams to [`DialAddr`] lists before a
 //! worker sees the config. A `Config` is immutable once built; a reload builds a new one and
 //! workers hand it to connections accepted afterwards (connections keep the snapshot they started
 //! with).
@@ -621,7 +621,29 @@ pub struct UpstreamSet {
     /// upgrade, at a frame boundary with a 1001 close frame to both sides (`stream_timeout`;
     /// `None`, the default as in Caddy: never).
     pub stream_timeout: Option<Duration>,
+    /// Whether and how long a request that could not be delivered is tried again
+    /// (`lb_retries`, `lb_try_duration`, `lb_try_interval`).
+    pub retries: Retries,
     pub origin: Origin,
+}
+
+/// Trying a request again after it could not be delivered (see `proxy::forward` for what
+/// counts). Caddy's rules: no retries unless `count` or `duration` is set; with both, tries
+/// stop at whichever ends first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retries {
+    /// Tries after the first (`lb_retries`); 0: as many as `duration` allows.
+    pub count: u32,
+    /// No try starts once this long has passed since the first (`lb_try_duration`).
+    pub duration: Option<Duration>,
+    /// The wait before each retry (`lb_try_interval`); see `limits::DEFAULT_LB_TRY_INTERVAL`.
+    pub interval: Duration,
+}
+
+impl Retries {
+    pub fn enabled(&self) -> bool {
+        self.count > 0 || self.duration.is_some()
+    }
 }
 
 impl Default for UpstreamSet {
@@ -638,6 +660,7 @@ impl Default for UpstreamSet {
             header_down: Vec::new(),
             transport: Transport::default(),
             stream_timeout: None,
+            retries: Retries::default(),
             origin: Origin::default(),
         }
     }
@@ -646,10 +669,51 @@ impl Default for UpstreamSet {
 /// One upstream, resolved at config time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    /// As written (`localhost:8080`), for logs and `{upstream_hostport}`.
+    /// As written (`localhost:8080`, `unix//run/moshi.sock`), for logs, metrics labels and the
+    /// admin API.
     pub display: String,
-    /// Addresses to dial, in order (e.g. `127.0.0.1:8080` then `[::1]:8080` for localhost).
-    pub addrs: Vec<SocketAddr>,
+    /// Addresses to dial, in order (e.g. `127.0.0.1:8080` then `[::1]:8080` for localhost; a
+    /// unix socket upstream has exactly one).
+    pub addrs: Vec<DialAddr>,
+}
+
+impl Upstream {
+    /// `{upstream_hostport}`: the address as written for TCP; for a unix socket, its path
+    /// (Caddy's `http.reverse_proxy.upstream.hostport`, which has no `unix/` prefix).
+    pub fn hostport(&self) -> &str {
+        upstream_hostport(&self.display)
+    }
+
+    /// A unix socket upstream: its requests need a `Host` of our choosing where TCP ones use
+    /// the address (health checks send `localhost`, as Caddy does).
+    pub fn is_unix(&self) -> bool {
+        matches!(self.addrs.first(), Some(DialAddr::Unix(_)))
+    }
+}
+
+/// `{upstream_hostport}` of the upstream written as `display` (see [`Upstream::hostport`]). An
+/// address written `unix/…` is always a unix socket (the parser takes every one as such), so
+/// the text alone decides, and what keeps an upstream's name needs nothing more.
+pub fn upstream_hostport(display: &str) -> &str {
+    display.strip_prefix("unix/").unwrap_or(display)
+}
+
+/// Where a connection to an upstream is dialled: a TCP address, or a unix stream socket's
+/// path (`unix//run/moshi.sock`, or `unix/moshi.sock`, relative to the working directory as
+/// in Caddy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for DialAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialAddr::Tcp(addr) => addr.fmt(f),
+            DialAddr::Unix(path) => write!(f, "unix/{}", path.display()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,9 +113,18 @@ pub fn summary(config: &Config) -> String {
             Some(h) => format!(", health {} every {:?}", h.uri, h.interval),
             None => String::new(),
         };
+        let retries = &set.retries;
+        let retries = match (retries.count, retries.duration) {
+            (0, None) => String::new(),
+            (count, duration) => {
+                let count = if count > 0 { format!(" {count}") } else { String::new() };
+                let within = duration.map_or(String::new(), |d| format!(" within {d:?}"));
+                format!(", retries{count}{within} every {:?}", retries.interval)
+            }
+        };
         let _ = writeln!(
             out,
-            "upstreams #{i} ({}): {} policy {:?}{health}",
+            "upstreams #{i} ({}): {} policy {:?}{health}{retries}",
             set.origin,
             ups.join(", "),
             set.lb_policy,
@@ -270,5 +279,20 @@ mod tests {
         let plain =
             summary(&parse_caddyfile(":8080 {\n\trespond ok\n}\n", "C", Path::new("/")).unwrap());
         assert!(!plain.contains("proxy_protocol") && !plain.contains("trusted_proxies"), "{plain}");
+    }
+
+    #[test]
+    fn unix_upstreams_and_retries_are_summarized_with_their_set() {
+        let text = ":8080 {\n\treverse_proxy unix//run/a.sock 127.0.0.1:9 {\n\t\tlb_retries 2\n\
+                    \t\tlb_try_duration 5s\n\t}\n\treverse_proxy /x 127.0.0.1:10\n}\n";
+        let shown = summary(&parse_caddyfile(text, "Caddyfile", Path::new("/")).unwrap());
+        assert!(
+            shown.contains(
+                "upstreams #0 (Caddyfile:2): unix//run/a.sock [unix//run/a.sock], 127.0.0.1:9 \
+                 [127.0.0.1:9] policy Random, retries 2 within 5s every 250ms\n"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("127.0.0.1:10 [127.0.0.1:10] policy Random\n"), "{shown}");
     }
 }

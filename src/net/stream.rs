@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
 
 use super::sys;
 
@@ -28,32 +28,55 @@ pub trait Stream {
     fn readable(&self) -> impl Future<Output = io::Result<()>>;
     /// Resolves when `try_write`/`try_flush` may make progress (may be spurious).
     fn writable(&self) -> impl Future<Output = io::Result<()>>;
-    /// Half-close the write direction (TLS: close_notify, then TCP shutdown).
+    /// Half-close the write direction (TLS: close_notify, then the socket's shutdown).
     fn shutdown_write(&self) -> io::Result<()>;
     /// The socket, for splice(2) and logging. TLS streams return `None` from
     /// [`Stream::plaintext_fd`] since their bytes are not the wire bytes.
     fn plaintext_fd(&self) -> Option<BorrowedFd<'_>>;
 }
 
-/// A plaintext TCP socket in nonblocking mode, waited on through monoio's driver.
+/// A plaintext stream socket in nonblocking mode, waited on through monoio's driver: TCP (every
+/// client, most upstreams) or unix (`unix//path` upstreams).
+///
+/// Reads and writes go through the descriptor alike for both; only the readiness waits need
+/// the runtime's own type, so TCP pays one predictable branch per wait, and no allocation.
 pub struct PlainStream {
-    socket: TcpStream,
+    socket: Socket,
+}
+
+enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
 impl PlainStream {
-    /// Take ownership of a connected socket: nonblocking, TCP_NODELAY.
+    /// Take ownership of a connected TCP socket: nonblocking, TCP_NODELAY.
     pub fn new(socket: TcpStream) -> io::Result<Self> {
         sys::set_nonblocking(sys::borrow(&socket))?;
         socket.set_nodelay(true)?;
-        Ok(PlainStream { socket })
+        Ok(PlainStream { socket: Socket::Tcp(socket) })
     }
 
-    pub fn socket(&self) -> &TcpStream {
-        &self.socket
+    /// Take ownership of a connected unix stream socket: nonblocking (there is no Nagle to turn
+    /// off).
+    pub fn unix(socket: UnixStream) -> io::Result<Self> {
+        sys::set_nonblocking(sys::borrow(&socket))?;
+        Ok(PlainStream { socket: Socket::Unix(socket) })
+    }
+
+    /// The TCP socket (addresses, socket options); `None` for a unix socket.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match &self.socket {
+            Socket::Tcp(socket) => Some(socket),
+            Socket::Unix(_) => None,
+        }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
-        sys::borrow(&self.socket)
+        match &self.socket {
+            Socket::Tcp(socket) => sys::borrow(socket),
+            Socket::Unix(socket) => sys::borrow(socket),
+        }
     }
 }
 
@@ -73,11 +96,17 @@ impl Stream for PlainStream {
     async fn readable(&self) -> io::Result<()> {
         // relaxed = false: on the legacy driver, re-check with poll(2) so a stale readiness
         // bit after our own EAGAIN does not spin.
-        self.socket.readable(false).await
+        match &self.socket {
+            Socket::Tcp(socket) => socket.readable(false).await,
+            Socket::Unix(socket) => socket.readable(false).await,
+        }
     }
 
     async fn writable(&self) -> io::Result<()> {
-        self.socket.writable(false).await
+        match &self.socket {
+            Socket::Tcp(socket) => socket.writable(false).await,
+            Socket::Unix(socket) => socket.writable(false).await,
+        }
     }
 
     fn shutdown_write(&self) -> io::Result<()> {

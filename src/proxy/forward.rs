@@ -1,5 +1,6 @@
 //! Forwarding one request to an upstream and its response back: the [`Exchange`], the choice
-//! of connection, and the one retry on a fresh connection.
+//! of connection, the one replay on a fresh connection, and the retries `lb_retries` /
+//! `lb_try_duration` ask for.
 //!
 //! Order of events for one request:
 //! 1. Pick upstreams in policy order; take a pooled connection or dial, and write the rewritten
@@ -14,12 +15,21 @@
 //! then fails before any response byte. Such an attempt is sent once more on a fresh
 //! connection when `may_replay` allows it, and only then.
 //!
+//! Steps 1 to 3 (with that replay) are one *try*. When the set has `lb_retries` or
+//! `lb_try_duration` (Caddy's options) and a try could not deliver the request (no upstream
+//! reached, or a connection lost before any response byte whose request `may_retry` allows
+//! sending again), the request is tried again from step 1, after `lb_try_interval`, with the
+//! attempt order picked anew: up to `lb_retries` more tries and while `lb_try_duration` has not
+//! passed since the first. A graceful stop ends the wait, and the tries.
+//!
 //! Owns: the order of attempts, the pool's bookkeeping (in-flight counts, passive health,
-//! returning connections) and the replay decision. Does not own: the bytes of either message
-//! (`upload`, `response`) or what the client is told after a failure (the connection driver).
+//! returning connections) and the replay and retry decisions. Does not own: the bytes of either
+//! message (`upload`, `response`) or what the client is told after a failure (the connection
+//! driver).
 
+use std::future::Future;
 use std::iter;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::io::write_all;
 use super::ConnCtx;
@@ -94,7 +104,9 @@ pub(super) fn after_response(error: impl Into<ProxyError>) -> ForwardError {
 /// One upstream connection during an exchange: what the upload and the response share.
 pub(super) struct Attempt<'c> {
     pub(super) upstream: &'c PlainStream,
-    /// The upstream as configured, for errors and logs.
+    /// The upstream as configured, for errors and logs; `{upstream_hostport}` is derived from
+    /// it (`config::upstream_hostport`) rather than kept beside it, as every request's future
+    /// holds an `Attempt`.
     pub(super) name: &'c str,
     /// Bytes from the upstream not forwarded yet: part of a head, or body bytes behind one.
     pub(super) received: Vec<u8>,
@@ -204,6 +216,15 @@ fn may_replay(attempted: &Attempted, replayable: bool) -> bool {
     attempted.looks_stale() && (!attempted.head_sent || replayable)
 }
 
+/// Whether a request whose try failed may be tried again (`lb_retries`, `lb_try_duration`): no
+/// upstream was reached (nothing was sent), or the connection was lost before any byte of a
+/// response came (so nothing reached the client) and sending the request again does no harm:
+/// the upstream never had the whole head, or the request is `replayable`. A body that was
+/// streamed is never sent again: such a request is not replayable.
+fn may_retry(attempted: Option<&Attempted>, replayable: bool) -> bool {
+    attempted.is_none_or(|a| a.connection_lost && !a.response_seen && (!a.head_sent || replayable))
+}
+
 /// Where `connect_and_send` takes its connections from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Connect {
@@ -212,37 +233,90 @@ enum Connect {
     Dialled,
 }
 
-impl<S: Stream> Exchange<'_, S> {
+impl<'a, S: Stream> Exchange<'a, S> {
     /// Forward the request and its body, then its response back to the client.
-    pub async fn forward(mut self) -> Result<Outcome, ForwardError> {
-        let mut order = self.pool.attempt_order(self.ctx.peer.ip()).into_iter();
-        let replayable = is_replayable(self.request);
-        let bodyless = is_bodyless(self.request.head());
-        let mut head = Vec::with_capacity(self.request.head().head_len + 256);
-        let first =
-            match self.connect_and_send(&mut order, Connect::PooledOrDialled, &mut head).await {
-                Ok(conn) => self.exchange_on(conn).await,
-                Err(failed) => Err(failed),
-            };
-        let stale = match first {
-            Ok(outcome) => return Ok(outcome),
-            Err(Failed { attempted: Some(attempted), .. })
-                if may_replay(&attempted, replayable) =>
-            {
-                attempted.upstream
+    ///
+    /// Each pass of the loop is one try (see the module doc), written out here rather than as
+    /// an `async fn` of its own, and the body is an `async` block rather than an `async fn`:
+    /// either would keep `self` twice in the state every request's future carries.
+    #[allow(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice")]
+    pub fn forward(mut self) -> impl Future<Output = Result<Outcome, ForwardError>> + 'a {
+        async move {
+            let replayable = is_replayable(self.request);
+            let bodyless = is_bodyless(self.request.head());
+            let mut head = Vec::with_capacity(self.request.head().head_len + 256);
+            let started = Instant::now();
+            let mut retried = 0;
+            loop {
+                let mut order = self.pool.attempt_order(self.ctx.peer.ip()).into_iter();
+                let first = match self
+                    .connect_and_send(&mut order, Connect::PooledOrDialled, &mut head)
+                    .await
+                {
+                    Ok(conn) => self.exchange_on(conn).await,
+                    Err(failed) => Err(failed),
+                };
+                let failed = match first {
+                    Ok(outcome) => return Ok(outcome),
+                    Err(Failed { attempted: Some(attempted), .. })
+                        if may_replay(&attempted, replayable) =>
+                    {
+                        let stale = attempted.upstream;
+                        tracing::debug!(
+                            conn = self.ctx.id,
+                            upstream = %self.pool.upstream(stale).display,
+                            "pooled connection was closed by the upstream; retrying on a fresh one"
+                        );
+                        let mut again = iter::once(stale).chain(order);
+                        let replayed = match self
+                            .connect_and_send(&mut again, Connect::Dialled, &mut head)
+                            .await
+                        {
+                            Ok(conn) => self.exchange_on(conn).await,
+                            Err(failed) => Err(failed),
+                        };
+                        match replayed {
+                            Ok(outcome) => return Ok(outcome),
+                            Err(failed) => failed,
+                        }
+                    }
+                    Err(failed) => failed,
+                };
+                if !may_retry(failed.attempted.as_ref(), replayable)
+                    || !self.wait_to_retry(started, retried).await
+                {
+                    return Err(failed.into_error(bodyless));
+                }
+                retried += 1;
+                tracing::debug!(
+                    conn = self.ctx.id,
+                    retry = retried,
+                    "request not delivered ({}); trying again",
+                    failed.error.error
+                );
             }
-            Err(failed) => return Err(failed.into_error(bodyless)),
-        };
-        tracing::debug!(
-            conn = self.ctx.id,
-            upstream = %self.pool.upstream(stale).display,
-            "pooled connection was closed by the upstream; retrying on a fresh one"
-        );
-        let mut again = iter::once(stale).chain(order);
-        match self.connect_and_send(&mut again, Connect::Dialled, &mut head).await {
-            Ok(conn) => self.exchange_on(conn).await.map_err(|f| f.into_error(bodyless)),
-            Err(failed) => Err(failed.into_error(bodyless)),
         }
+    }
+
+    /// Whether the set's retry options allow another try after `retried` retries of a request
+    /// first tried at `started`; if so, returns after `lb_try_interval` (Caddy's order: the
+    /// limits are checked, then the wait runs). A graceful stop beginning (or begun) ends the
+    /// wait with `false`: the client is answered now rather than held through the grace
+    /// period for an upstream that is not there.
+    async fn wait_to_retry(&self, started: Instant, retried: u32) -> bool {
+        let retries = self.pool.set.retries;
+        let out_of_time = retries.duration.is_some_and(|d| started.elapsed() >= d);
+        let out_of_tries = retries.count > 0 && retried >= retries.count;
+        let worker = &self.ctx.worker;
+        if !retries.enabled() || out_of_time || out_of_tries || worker.draining.is_set() {
+            return false;
+        }
+        if retries.interval.is_zero() {
+            return true;
+        }
+        // The worker's deadline table keeps the wait (no runtime timer per waiting request);
+        // it expiring is the interval passing.
+        worker.deadlines.within(retries.interval, worker.draining.wait()).await.is_err()
     }
 
     /// The placeholders' view of this request, sent to `upstream`.
@@ -289,7 +363,7 @@ impl<S: Stream> Exchange<'_, S> {
             };
             head.clear();
             write_request_head(
-                &self.forward_context(&upstream.display),
+                &self.forward_context(upstream.hostport()),
                 &self.pool.set.header_up,
                 head,
             );
@@ -453,6 +527,29 @@ mod tests {
         let answered = Attempted { response_seen: true, ..STALE };
         assert!(!may_replay(&answered, true));
         assert!(!answered.looks_stale());
+    }
+
+    #[test]
+    fn a_request_that_reached_no_upstream_may_always_be_tried_again() {
+        assert!(may_retry(None, false));
+    }
+
+    #[test]
+    fn a_lost_fresh_connection_is_retried_only_if_the_head_never_got_there_or_it_is_replayable() {
+        let fresh = Attempted { pooled: false, ..STALE };
+        assert!(may_retry(Some(&fresh), true), "a GET on a fresh connection that was reset");
+        assert!(!may_retry(Some(&fresh), false), "a POST the upstream may have acted on");
+        let unsent = Attempted { head_sent: false, body_read: false, ..fresh };
+        assert!(may_retry(Some(&unsent), false), "nothing of it reached the upstream");
+    }
+
+    #[test]
+    fn nothing_is_retried_after_a_response_began_or_a_failure_other_than_a_lost_connection() {
+        let answered = Attempted { response_seen: true, ..STALE };
+        let timed_out = Attempted { connection_lost: false, ..STALE };
+        for attempted in [answered, timed_out] {
+            assert!(!may_retry(Some(&attempted), true), "{attempted:?}");
+        }
     }
 
     #[test]

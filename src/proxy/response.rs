@@ -16,7 +16,7 @@ use super::forward::{
 };
 use super::io::{pump_body, read_append, write_all, BodyFraming, PumpError};
 use super::upload::BodySent;
-use crate::config::{limits, Coding, Encode};
+use crate::config::{limits, upstream_hostport, Coding, Encode};
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::encode::{self, ResponseFacts, StreamEncoder};
@@ -95,7 +95,7 @@ pub(super) async fn receive<S: Stream>(
     sent: BodySent,
 ) -> Result<Ended, ForwardError> {
     let request = ex.request.head();
-    let ctx = ex.forward_context(attempt.name);
+    let ctx = ex.forward_context(upstream_hostport(attempt.name));
     let ops = &ex.pool.set.header_down;
     let deadline = ex.pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
@@ -160,7 +160,7 @@ async fn deliver<S: Stream>(
     // Room for the rewritten head and the body bytes behind it, so that writing the head does
     // not grow the buffer field by field.
     out.reserve(attempt.received.len() + 64);
-    let ctx = ex.forward_context(attempt.name);
+    let ctx = ex.forward_context(upstream_hostport(attempt.name));
     write_response_head(&attempt.received, response, ops, &ctx, close_client, &mut out);
     if let Some(coding) = ex.encode.and_then(|encode| encoding_for(ex, encode, response, attempt)) {
         attempt.received.drain(..response.head_len);

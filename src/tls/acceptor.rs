@@ -315,7 +315,8 @@ impl TlsAcceptor {
 /// The address the client connected to, as a site would name it: what stands in for the
 /// server name of a ClientHello without SNI.
 fn local_ip_name(sock: &PlainStream) -> Option<String> {
-    sock.socket().local_addr().ok().map(|a| canonical_ip(a.ip()).to_string())
+    let local = sock.tcp()?.local_addr().ok()?;
+    Some(canonical_ip(local.ip()).to_string())
 }
 
 /// A finished handshake.

@@ -13,9 +13,9 @@ use ringproxy::config::lexer::{line_count, tokenize};
 use ringproxy::config::route::{resolve, select_site, RequestView, Resolution};
 use ringproxy::config::summary::summary;
 use ringproxy::config::{
-    parse_bytes, parse_file, Admin, AutoHttps, Config, Handler, HeaderOp, HostPattern, LbPolicy,
-    ListenerConfig, ListenerKind, LogFormat, LogOutput, ParseOptions, Placeholder, Template,
-    TemplatePart, TlsPolicy,
+    parse_bytes, parse_file, Admin, AutoHttps, Config, DialAddr, Handler, HeaderOp, HostPattern,
+    LbPolicy, ListenerConfig, ListenerKind, LogFormat, LogOutput, ParseOptions, Placeholder,
+    Template, TemplatePart, TlsPolicy,
 };
 
 const SEED: &str = include_str!("config_cases/seed.Caddyfile");
@@ -164,6 +164,11 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A TCP upstream address.
+fn tcp(s: &str) -> DialAddr {
+    DialAddr::Tcp(sa(s))
+}
+
 // ---- the seed ------------------------------------------------------------------------------
 
 #[test]
@@ -175,7 +180,7 @@ fn seed_proxies_everything_to_8080_over_acme_https_with_a_redirect() {
         assert_eq!(proxied(&c, 443, "stt.fullen.dev", path), ["localhost:8080"]);
     }
     assert_eq!(c.upstream_sets.len(), 1);
-    assert_eq!(c.upstream_sets[0].upstreams[0].addrs, [sa("127.0.0.1:8080"), sa("[::1]:8080")]);
+    assert_eq!(c.upstream_sets[0].upstreams[0].addrs, [tcp("127.0.0.1:8080"), tcp("[::1]:8080")]);
     assert_eq!(https_redirect(&c, "stt.fullen.dev"), None);
     assert_eq!(https_redirect(&c, "anything.else"), None);
     assert!(select_site(listener(&c, 443), "other.host").is_none());
@@ -454,14 +459,14 @@ const VALID: &[(&str, &str, Check)] = &[
         assert_eq!(t.keepalive_idle_conns, 8);
     }),
     ("upstream forms resolve at load time", ":80 {\n\treverse_proxy 127.0.0.1:3001 http://127.0.0.2:9000 [::1]:8080 10.1.1.1 backend.internal:7000 {\n\t\tto :4000\n\t}\n}\n", |c| {
-        let addrs: Vec<Vec<SocketAddr>> = c.upstream_sets[0].upstreams.iter().map(|u| u.addrs.clone()).collect();
+        let addrs: Vec<Vec<DialAddr>> = c.upstream_sets[0].upstreams.iter().map(|u| u.addrs.clone()).collect();
         assert_eq!(addrs, vec![
-            vec![sa("127.0.0.1:3001")],
-            vec![sa("127.0.0.2:9000")],
-            vec![sa("[::1]:8080")],
-            vec![sa("10.1.1.1:80")],
-            vec![sa("10.0.0.7:7000"), sa("[fd00::7]:7000")],
-            vec![sa("127.0.0.1:4000"), sa("[::1]:4000")],
+            vec![tcp("127.0.0.1:3001")],
+            vec![tcp("127.0.0.2:9000")],
+            vec![tcp("[::1]:8080")],
+            vec![tcp("10.1.1.1:80")],
+            vec![tcp("10.0.0.7:7000"), tcp("[fd00::7]:7000")],
+            vec![tcp("127.0.0.1:4000"), tcp("[::1]:4000")],
         ]);
     }),
     ("environment variables with defaults", "{$SITE} {\n\treverse_proxy localhost:{$UPSTREAM_PORT} localhost:{$MISSING:9002}\n}\n", |c| {
@@ -564,8 +569,8 @@ const INVALID: &[(&str, &str)] = &[
         "Caddyfile:2 - global option 'debug' is not supported by ringproxy (supported: acme_ca, acme_ca_root, acme_challenges, admin, auto_https, email, grace_period, http_port, https_port, limits, local_certs, servers, shutdown_delay, storage)",
     ),
     (
-        ":80 {\n\treverse_proxy :9000 {\n\t\tlb_try_duration 5s\n\t}\n}\n",
-        "Caddyfile:3 - subdirective 'lb_try_duration' of reverse_proxy is not supported by ringproxy (supported: fail_duration, flush_interval, header_down, header_up, health_interval, health_timeout, health_uri, lb_policy, max_fails, stream_close_delay, stream_timeout, to, transport)",
+        ":80 {\n\treverse_proxy :9000 {\n\t\tlb_retry_match {\n\t\t\tmethod POST\n\t\t}\n\t}\n}\n",
+        "Caddyfile:3 - subdirective 'lb_retry_match' of reverse_proxy is not supported by ringproxy (supported: fail_duration, flush_interval, header_down, header_up, health_interval, health_timeout, health_uri, lb_policy, lb_retries, lb_try_duration, lb_try_interval, max_fails, stream_close_delay, stream_timeout, to, transport)",
     ),
     (
         ":80 {\n\treverse_proxy :9000 {\n\t\tlb_policy cookie\n\t}\n}\n",
@@ -576,8 +581,12 @@ const INVALID: &[(&str, &str)] = &[
         "Caddyfile:2 - HTTPS upstreams ('https://api.example.com') are not supported by ringproxy: upstreams are reached over plaintext HTTP (supported: host:port, http://host:port)",
     ),
     (
-        ":80 {\n\treverse_proxy unix//run/app.sock\n}\n",
-        "Caddyfile:2 - unix socket upstreams ('unix//run/app.sock') are not supported by ringproxy",
+        ":80 {\n\treverse_proxy unix//run/app.sock:8080\n}\n",
+        "Caddyfile:2 - unix socket upstream 'unix//run/app.sock:8080' has a port; a unix socket has none (remove ':8080')",
+    ),
+    (
+        ":80 {\n\treverse_proxy :9000 {\n\t\tlb_retries -1\n\t}\n}\n",
+        "Caddyfile:3 - invalid lb_retries '-1': must be 0 or a positive integer",
     ),
     (
         ":80 {\n\treverse_proxy {http.request.header.X-Up}\n}\n",

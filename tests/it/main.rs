@@ -33,6 +33,8 @@ mod stalls;
 mod tls;
 mod tls_datapath;
 mod tls_options;
+mod unix_upstreams;
 mod upstream_hardening;
+mod upstream_retries;
 mod uring_setup;
 mod websocket;

@@ -196,7 +196,7 @@ per_driver! {
 /// Upgrade on `/halfclose`, send 1 MB, shut down our write side: the backend answers only once
 /// it has read EOF, so its answer proves the half-close went through and that the other
 /// direction stayed open.
-fn half_close_reaches_the_backend_and_its_answer_still_arrives(
+pub(crate) fn half_close_reaches_the_backend_and_its_answer_still_arrives(
     proxy: &crate::support::proxy::Proxy,
 ) {
     let mut conn: HttpConn = proxy.connect();

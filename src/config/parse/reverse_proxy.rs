@@ -1,7 +1,7 @@
 //! `reverse_proxy [<matcher>] [<upstreams…>] [{ … }]` → an [`UpstreamSet`]: upstreams
-//! (resolved now, through `ParseOptions`' resolver), load balancing, passive and active health,
-//! header operations and `transport http`. One row of [`PROXY_OPTIONS`] (or of
-//! [`HTTP_TRANSPORT_OPTIONS`]) and one function per subdirective.
+//! (TCP ones resolved now, through `ParseOptions`' resolver; unix socket paths), load balancing
+//! and retries, passive and active health, header operations and `transport http`. One row of
+//! [`PROXY_OPTIONS`] (or of [`HTTP_TRANSPORT_OPTIONS`]) and one function per subdirective.
 //!
 //! Owns the rules between subdirectives (health checks need `health_uri`) and the set's index
 //! in `Config::upstream_sets`; defaults are `UpstreamSet::default()`'s. How upstreams are
@@ -14,8 +14,8 @@ use super::{is_token_byte, Parser, Table};
 use crate::config::lexer::Token;
 use crate::config::placeholder::{self, Context};
 use crate::config::{
-    address, limits, ConfigError, Handler, HeaderOp, HealthCheck, LbPolicy, Transport, Upstream,
-    UpstreamSet,
+    address, limits, ConfigError, DialAddr, Handler, HeaderOp, HealthCheck, LbPolicy, Transport,
+    Upstream, UpstreamSet,
 };
 
 /// Reads one `reverse_proxy { … }` subdirective.
@@ -31,6 +31,9 @@ const PROXY_OPTIONS: &Table<ProxyOption> = &[
     ("health_timeout", health_timeout),
     ("health_uri", health_uri),
     ("lb_policy", lb_policy),
+    ("lb_retries", lb_retries),
+    ("lb_try_duration", lb_try_duration),
+    ("lb_try_interval", lb_try_interval),
     ("max_fails", max_fails),
     ("stream_close_delay", stream_close_delay),
     ("stream_timeout", stream_timeout),
@@ -74,6 +77,8 @@ struct ProxyDraft {
     /// Value and line, so that an interval without a URI can be pointed at.
     health_interval: Option<(Duration, usize)>,
     health_timeout: Option<(Duration, usize)>,
+    /// `lb_try_interval` as written; its default depends on `lb_try_duration`.
+    try_interval: Option<Duration>,
 }
 
 /// `reverse_proxy`: adds an upstream set to the config; the handler refers to it by index.
@@ -87,6 +92,7 @@ pub(super) fn reverse_proxy(
         health_uri: None,
         health_interval: None,
         health_timeout: None,
+        try_interval: None,
     };
     for arg in args {
         draft.set.upstreams.push(p.upstream(arg)?);
@@ -101,6 +107,11 @@ pub(super) fn reverse_proxy(
         return Err(p.err(d.line(), "reverse_proxy needs at least one upstream"));
     }
     let mut set = draft.set;
+    set.retries.interval = match (draft.try_interval, set.retries.duration) {
+        (Some(interval), _) => interval,
+        (None, Some(_)) => limits::DEFAULT_LB_TRY_INTERVAL,
+        (None, None) => Duration::ZERO,
+    };
     match draft.health_uri {
         Some(uri) => {
             set.health = Some(HealthCheck {
@@ -126,10 +137,15 @@ pub(super) fn reverse_proxy(
 
 impl Parser<'_> {
     fn upstream(&self, token: &Token) -> Result<Upstream, ConfigError> {
+        if let Some(path) = address::parse_unix_upstream(&token.text) {
+            let path = path.map_err(|m| self.err(token.line, m))?;
+            return Ok(Upstream { display: token.text.clone(), addrs: vec![DialAddr::Unix(path)] });
+        }
         let parsed = address::parse_upstream(&token.text).map_err(|m| self.err(token.line, m))?;
         let addrs = address::resolve_upstream(&parsed, &*self.options.resolver).map_err(|e| {
             self.err(token.line, format!("cannot resolve upstream '{}': {e}", token.text))
         })?;
+        let addrs = addrs.into_iter().map(DialAddr::Tcp).collect();
         Ok(Upstream { display: token.text.clone(), addrs })
     }
 
@@ -186,6 +202,37 @@ fn lb_policy(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<()
     let policy = &p.some_args(d)?[0];
     draft.set.lb_policy = *p.pick(LB_POLICIES, "lb_policy", policy)?;
     p.args(d, 1)?;
+    Ok(())
+}
+
+/// `lb_retries <n>`: tries after the first. Caddy takes a negative count as "no limit"
+/// (retrying forever without `lb_try_duration`); ringproxy refuses it.
+fn lb_retries(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<(), ConfigError> {
+    let n = p.one_arg(d)?;
+    draft.set.retries.count = n.text.parse::<u32>().map_err(|_| {
+        p.err(n.line, format!("invalid lb_retries '{}': must be 0 or a positive integer", n.text))
+    })?;
+    Ok(())
+}
+
+/// `lb_try_duration <duration>`: `0` is off, as in Caddy.
+fn lb_try_duration(
+    p: &Parser<'_>,
+    d: &Directive,
+    draft: &mut ProxyDraft,
+) -> Result<(), ConfigError> {
+    draft.set.retries.duration = Some(p.duration(p.one_arg(d)?)?).filter(|t| !t.is_zero());
+    Ok(())
+}
+
+/// `lb_try_interval <duration>`: `0` is the default, as in Caddy (which cannot be told not to
+/// wait when `lb_try_duration` is set).
+fn lb_try_interval(
+    p: &Parser<'_>,
+    d: &Directive,
+    draft: &mut ProxyDraft,
+) -> Result<(), ConfigError> {
+    draft.try_interval = Some(p.duration(p.one_arg(d)?)?).filter(|t| !t.is_zero());
     Ok(())
 }
 
@@ -344,7 +391,7 @@ mod tests {
 
     use super::super::test_support::{parse, parse_err};
     use super::*;
-    use crate::config::Origin;
+    use crate::config::{Origin, Retries};
     use crate::config::{Template, TemplatePart};
 
     /// The only upstream set of `:80 { reverse_proxy <rest> }`.
@@ -363,7 +410,11 @@ mod tests {
     }
 
     fn addrs(upstream: &Upstream) -> Vec<SocketAddr> {
-        upstream.addrs.clone()
+        let tcp = |a: &DialAddr| match a {
+            DialAddr::Tcp(addr) => *addr,
+            DialAddr::Unix(path) => panic!("unix socket {path:?}"),
+        };
+        upstream.addrs.iter().map(tcp).collect()
     }
 
     #[test]
@@ -438,12 +489,105 @@ mod tests {
     #[test]
     fn unknown_subdirectives_list_the_supported_ones() {
         assert_eq!(
-            err("\t\tlb_try_duration 5s\n"),
-            "Caddyfile:3 - subdirective 'lb_try_duration' of reverse_proxy is not supported by \
+            err("\t\tlb_retry_match {\n\t\t\tmethod POST\n\t\t}\n"),
+            "Caddyfile:3 - subdirective 'lb_retry_match' of reverse_proxy is not supported by \
              ringproxy (supported: fail_duration, flush_interval, header_down, header_up, \
-             health_interval, health_timeout, health_uri, lb_policy, max_fails, \
-             stream_close_delay, stream_timeout, \
+             health_interval, health_timeout, health_uri, lb_policy, lb_retries, \
+             lb_try_duration, lb_try_interval, max_fails, stream_close_delay, stream_timeout, \
              to, transport)"
+        );
+    }
+
+    #[test]
+    fn unix_socket_upstreams_mix_with_tcp_ones_in_arguments_and_to_lines() {
+        let s =
+            set("unix//run/moshi.sock localhost:8080 {\n\t\tto unix/{$UPSTREAM_PORT}.sock\n\t}");
+        let dialled: Vec<String> =
+            s.upstreams.iter().flat_map(|u| u.addrs.iter().map(ToString::to_string)).collect();
+        assert_eq!(
+            dialled,
+            ["unix//run/moshi.sock", "127.0.0.1:8080", "[::1]:8080", "unix/9001.sock"]
+        );
+        assert_eq!(s.upstreams[0].addrs, [DialAddr::Unix("/run/moshi.sock".into())]);
+        assert_eq!(s.upstreams[2].addrs, [DialAddr::Unix("9001.sock".into())]);
+        let hostports: Vec<&str> = s.upstreams.iter().map(Upstream::hostport).collect();
+        assert_eq!(hostports, ["/run/moshi.sock", "localhost:8080", "9001.sock"]);
+    }
+
+    #[test]
+    fn bad_unix_socket_upstreams_point_at_their_line() {
+        assert_eq!(
+            parse_err(":80 {\n\treverse_proxy :9000 {\n\t\tto unix//\n\t}\n}\n"),
+            "Caddyfile:3 - unix socket upstream 'unix//' has no socket path"
+        );
+        assert_eq!(
+            parse_err(":80 {\n\treverse_proxy unix//x:80\n}\n"),
+            "Caddyfile:2 - unix socket upstream 'unix//x:80' has a port; a unix socket has none \
+             (remove ':80')"
+        );
+    }
+
+    #[test]
+    fn retries_are_off_by_default_and_wait_only_with_a_try_duration() {
+        let retries = |options: &str| block(options).retries;
+        assert_eq!(retries(""), Retries::default());
+        assert!(!retries("").enabled());
+        assert_eq!(
+            retries("\t\tlb_retries 3\n"),
+            Retries { count: 3, duration: None, interval: Duration::ZERO }
+        );
+        assert_eq!(
+            retries("\t\tlb_try_duration 2s\n"),
+            Retries {
+                count: 0,
+                duration: Some(Duration::from_secs(2)),
+                interval: limits::DEFAULT_LB_TRY_INTERVAL
+            }
+        );
+        assert_eq!(
+            retries("\t\tlb_retries 2\n\t\tlb_try_duration 5s\n\t\tlb_try_interval 100ms\n"),
+            Retries {
+                count: 2,
+                duration: Some(Duration::from_secs(5)),
+                interval: Duration::from_millis(100)
+            }
+        );
+        assert_eq!(
+            retries("\t\tlb_retries 1\n\t\tlb_try_interval 50ms\n").interval,
+            Duration::from_millis(50)
+        );
+        let zeros = retries("\t\tlb_try_duration 0\n\t\tlb_try_interval 0\n\t\tlb_retries 0\n");
+        assert_eq!(zeros, Retries::default(), "0 turns each off, as in Caddy");
+        assert_eq!(
+            retries("\t\tlb_try_duration 1s\n\t\tlb_try_interval 0\n").interval,
+            limits::DEFAULT_LB_TRY_INTERVAL,
+            "Caddy never retries without a wait while a try duration runs"
+        );
+    }
+
+    #[test]
+    fn retry_option_errors() {
+        assert_eq!(
+            err("\t\tlb_retries -1\n"),
+            "Caddyfile:3 - invalid lb_retries '-1': must be 0 or a positive integer"
+        );
+        assert_eq!(
+            err("\t\tlb_retries many\n"),
+            "Caddyfile:3 - invalid lb_retries 'many': must be 0 or a positive integer"
+        );
+        assert_eq!(
+            err("\t\tlb_retries\n"),
+            "Caddyfile:3 - wrong argument count or unexpected line ending after 'lb_retries'"
+        );
+        assert_eq!(err("\t\tlb_try_duration abc\n"), "Caddyfile:3 - invalid duration 'abc'");
+        assert_eq!(
+            err("\t\tlb_try_duration -1s\n"),
+            "Caddyfile:3 - invalid duration '-1s': must not be negative"
+        );
+        assert_eq!(err("\t\tlb_try_interval soon\n"), "Caddyfile:3 - invalid duration 'soon'");
+        assert_eq!(
+            err("\t\tlb_try_interval 1s 2s\n"),
+            "Caddyfile:3 - wrong argument count or unexpected line ending after '1s'"
         );
     }
 

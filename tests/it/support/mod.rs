@@ -14,6 +14,7 @@ pub mod payload;
 pub mod pebble;
 pub mod proxy;
 pub mod scripted;
+pub mod sock;
 pub mod streams;
 pub mod temp;
 pub mod tls_client;

@@ -26,9 +26,13 @@
 //!
 //! Every response carries `X-Origin: <name>`. `Expect: 100-continue` is answered with
 //! `100 Continue` before the body is read.
+//!
+//! It listens on TCP loopback ([`Origin::start`], [`Origin::start_on`]) or on a unix socket
+//! ([`Origin::start_unix`]); [`Origin::upstream`] names it in a Caddyfile either way.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -37,6 +41,7 @@ use std::time::{Duration, Instant};
 use super::client::find;
 use super::net::IO_TIMEOUT;
 use super::payload::{self, Hasher};
+use super::sock::{Conn, Listener};
 
 /// Request bodies up to this size are recorded whole; larger ones by length and checksum.
 const RECORD_BODY: u64 = 1 << 20;
@@ -57,6 +62,7 @@ pub struct Recorded {
     pub trailers: Vec<(String, String)>,
     /// Which accepted connection (0, 1, ...) carried it: shows upstream keep-alive reuse.
     pub conn: usize,
+    /// `0.0.0.0:0` when the origin listens on a unix socket.
     pub peer: SocketAddr,
 }
 
@@ -87,9 +93,12 @@ struct Shared {
     open: AtomicUsize,
 }
 
-/// A running origin. Dropping it stops accepting and releases hanging handlers.
+/// A running origin. Dropping it stops accepting and releases hanging handlers (and removes
+/// its unix socket).
 pub struct Origin {
+    /// The TCP address (`0.0.0.0:0` for an origin on a unix socket: see [`Origin::upstream`]).
     pub addr: SocketAddr,
+    upstream: String,
     shared: Arc<Shared>,
     acceptors: Vec<JoinHandle<()>>,
 }
@@ -98,7 +107,19 @@ impl Origin {
     /// An origin on `127.0.0.1:<ephemeral>`.
     pub fn start(name: &str) -> Origin {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        Origin::serve(name, vec![listener])
+        Origin::serve(name, vec![Listener::tcp(listener)])
+    }
+
+    /// An origin on `127.0.0.1:port` (a port reserved earlier, for an upstream that comes up
+    /// late).
+    pub fn start_on(name: &str, port: u16) -> Origin {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+        Origin::serve(name, vec![Listener::tcp(listener)])
+    }
+
+    /// An origin on a unix socket at `path`, which must not exist yet.
+    pub fn start_unix(name: &str, path: &Path) -> Origin {
+        Origin::serve(name, vec![Listener::unix(path)])
     }
 
     /// An origin on `127.0.0.1:P` and, when that port is free there too, `[::1]:P`, so that
@@ -107,15 +128,16 @@ impl Origin {
     pub fn start_localhost(name: &str) -> Origin {
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let port = v4.local_addr().unwrap().port();
-        let mut listeners = vec![v4];
+        let mut listeners = vec![Listener::tcp(v4)];
         if let Ok(v6) = TcpListener::bind((Ipv6Addr::LOCALHOST, port)) {
-            listeners.push(v6);
+            listeners.push(Listener::tcp(v6));
         }
         Origin::serve(name, listeners)
     }
 
-    fn serve(name: &str, listeners: Vec<TcpListener>) -> Origin {
-        let addr = listeners[0].local_addr().unwrap();
+    fn serve(name: &str, listeners: Vec<Listener>) -> Origin {
+        let addr = listeners[0].local_addr();
+        let upstream = listeners[0].upstream();
         let shared = Arc::new(Shared {
             name: name.to_string(),
             log: Mutex::new(Vec::new()),
@@ -133,11 +155,16 @@ impl Origin {
                     .unwrap()
             })
             .collect();
-        Origin { addr, shared, acceptors }
+        Origin { addr, upstream, shared, acceptors }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// This origin as a Caddyfile upstream: `127.0.0.1:P`, or `unix/PATH`.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
     }
 
     /// Every request received so far, in arrival order.
@@ -183,13 +210,12 @@ impl Drop for Origin {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     // Nonblocking accept polled against the stop flag, so that Drop can join this thread.
     listener.set_nonblocking(true).unwrap();
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, peer)) => {
-                stream.set_nonblocking(false).unwrap();
                 let conn = shared.conns.fetch_add(1, Ordering::SeqCst);
                 shared.open.fetch_add(1, Ordering::SeqCst);
                 let shared = shared.clone();
@@ -211,7 +237,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// A buffered reader over the connection with a per-read timeout.
 struct Wire {
-    stream: TcpStream,
+    stream: Conn,
     buf: Vec<u8>,
 }
 
@@ -259,14 +285,12 @@ impl Wire {
 }
 
 fn serve_connection(
-    stream: TcpStream,
+    stream: Conn,
     peer: SocketAddr,
     conn: usize,
     shared: &Shared,
 ) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    stream.set_nodelay(true)?;
+    stream.prepare(IO_TIMEOUT)?;
     let mut wire = Wire { stream, buf: Vec::new() };
     loop {
         // Head.
@@ -384,7 +408,7 @@ fn path_num(path: &str, prefix: &str) -> Option<u64> {
 }
 
 /// Write `len` pattern bytes in bounded pieces.
-fn write_pattern(stream: &mut TcpStream, len: u64) -> io::Result<()> {
+fn write_pattern(stream: &mut Conn, len: u64) -> io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut offset = 0;
     while offset < len {
@@ -397,7 +421,7 @@ fn write_pattern(stream: &mut TcpStream, len: u64) -> io::Result<()> {
 }
 
 /// Answer one request. Returns whether the connection may carry another request.
-fn respond(stream: &mut TcpStream, rec: &Recorded, shared: &Shared) -> io::Result<bool> {
+fn respond(stream: &mut Conn, rec: &Recorded, shared: &Shared) -> io::Result<bool> {
     let name = &shared.name;
     let head_only = rec.method == "HEAD";
     let path = rec.path().to_string();

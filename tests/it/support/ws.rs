@@ -9,10 +9,12 @@
 //!   bytes can still flow back afterwards;
 //! - anything else: echoes every text and binary message as received.
 //!
-//! It records each handshake request so that tests can check what the proxy forwarded.
+//! It records each handshake request so that tests can check what the proxy forwarded. It
+//! listens on TCP loopback, or on a unix socket ([`WsOrigin::start_unix`]).
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -26,6 +28,7 @@ use tungstenite::{Message, WebSocket};
 use super::client::ClientStream;
 use super::net::IO_TIMEOUT;
 use super::payload::Hasher;
+use super::sock::{Conn, Listener};
 
 /// A handshake request as the WebSocket origin received it.
 #[derive(Debug, Clone)]
@@ -52,7 +55,9 @@ struct Shared {
 }
 
 pub struct WsOrigin {
+    /// The TCP address (`0.0.0.0:0` on a unix socket: see [`WsOrigin::upstream`]).
     pub addr: SocketAddr,
+    upstream: String,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -60,7 +65,16 @@ pub struct WsOrigin {
 impl WsOrigin {
     pub fn start() -> WsOrigin {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
+        WsOrigin::serve(Listener::tcp(listener))
+    }
+
+    /// A WebSocket origin on a unix socket at `path`, which must not exist yet.
+    pub fn start_unix(path: &Path) -> WsOrigin {
+        WsOrigin::serve(Listener::unix(path))
+    }
+
+    fn serve(listener: Listener) -> WsOrigin {
+        let (addr, upstream) = (listener.local_addr(), listener.upstream());
         let shared = Arc::new(Shared {
             handshakes: Mutex::new(Vec::new()),
             echoed: AtomicUsize::new(0),
@@ -75,11 +89,16 @@ impl WsOrigin {
                 .spawn(move || accept_loop(listener, shared))
                 .unwrap()
         };
-        WsOrigin { addr, shared, acceptor: Some(acceptor) }
+        WsOrigin { addr, upstream, shared, acceptor: Some(acceptor) }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// This origin as a Caddyfile upstream: `127.0.0.1:P`, or `unix/PATH`.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
     }
 
     pub fn handshakes(&self) -> Vec<Handshake> {
@@ -109,12 +128,11 @@ impl Drop for WsOrigin {
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+fn accept_loop(listener: Listener, shared: Arc<Shared>) {
     listener.set_nonblocking(true).unwrap();
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                stream.set_nonblocking(false).unwrap();
                 let shared = shared.clone();
                 // Small stacks: the 500-connection test runs one thread per connection.
                 let spawned = thread::Builder::new()
@@ -146,10 +164,8 @@ fn query_num(path: &str, key: &str, default: u64) -> u64 {
 
 // tungstenite fixes the callback's error type (an HTTP response), which clippy finds large.
 #[allow(clippy::result_large_err)]
-fn serve(stream: TcpStream, shared: &Shared) -> Result<(), Box<dyn std::error::Error>> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    stream.set_nodelay(true)?;
+fn serve(stream: Conn, shared: &Shared) -> Result<(), Box<dyn std::error::Error>> {
+    stream.prepare(IO_TIMEOUT)?;
     let mut path = String::new();
     let mut ws = tungstenite::accept_hdr(stream, |req: &Request, resp: Response| {
         path = req.uri().to_string();
@@ -198,7 +214,7 @@ fn serve(stream: TcpStream, shared: &Shared) -> Result<(), Box<dyn std::error::E
     echo(&mut ws, shared)
 }
 
-fn echo(ws: &mut WebSocket<TcpStream>, shared: &Shared) -> Result<(), Box<dyn std::error::Error>> {
+fn echo(ws: &mut WebSocket<Conn>, shared: &Shared) -> Result<(), Box<dyn std::error::Error>> {
     loop {
         match ws.read() {
             Ok(msg @ (Message::Text(_) | Message::Binary(_))) => {
@@ -218,7 +234,7 @@ fn echo(ws: &mut WebSocket<TcpStream>, shared: &Shared) -> Result<(), Box<dyn st
     }
 }
 
-fn half_close(stream: &mut TcpStream) -> Result<(), Box<dyn std::error::Error>> {
+fn half_close(stream: &mut Conn) -> Result<(), Box<dyn std::error::Error>> {
     let mut hasher = Hasher::default();
     let mut buf = [0u8; 16 * 1024];
     loop {
