@@ -23,6 +23,7 @@ pub mod acme;
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;

@@ -167,6 +167,9 @@ fn handler(config: &Config, h: &Handler) -> String {
         Handler::Metrics => "metrics".to_string(),
         Handler::RequestBody { max_size: Some(max) } => format!("request_body max_size {max}"),
         Handler::RequestBody { max_size: None } => "request_body".to_string(),
+        Handler::Root(path) => format!("root {}", path.display()),
+        Handler::TryFiles(try_files) => try_files.summary(),
+        Handler::FileServer(server) => server.summary(),
     }
 }
 
