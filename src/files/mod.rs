@@ -17,7 +17,7 @@ pub mod io;
 pub mod mime;
 pub mod path;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::files::{FileServer, Precompressed, TryCandidate, TryFiles};
 use crate::config::Handler;
@@ -50,7 +50,6 @@ enum Found {
         path: ServedPath,
         index: bool,
     },
-    Directory,
     Missing,
     Forbidden,
 }
@@ -65,13 +64,15 @@ pub async fn serve<S: Stream>(
     server: &FileServer,
     close: bool,
 ) -> Served {
-    let mut out = Vec::with_capacity(CHUNK + 512);
+    let mut out = Vec::with_capacity(512);
     let reply = Reply { close, head_only: request.head().method == Method::Head };
     // Where the root leads now (it may be a symlink, `/srv/client -> releases/42`), read once
     // per request: every file served must be inside it once its own symlinks are resolved.
-    let Ok(root) = io::open(root_of(server, middleware)).await.map(|dir| dir.meta.real) else {
+    let given = root_of(server, middleware);
+    let Ok(real) = io::open(given.clone()).await.map(|dir| dir.meta.real) else {
         return reply.status(client, 404, &[], &mut out).await;
     };
+    let root = Root { given, real };
     let Some(requested) = ServedPath::of_request(request.path(), strip) else {
         return reply.status(client, 404, &[], &mut out).await;
     };
@@ -80,24 +81,22 @@ pub async fn serve<S: Stream>(
         Handler::TryFiles(t) => Some(t),
         _ => None,
     }) {
-        match try_candidates(try_files, &path, &root, server).await {
+        match try_candidates(try_files, &path, &root).await {
             Tried::Rewrite(to) => path = to,
             Tried::Status(status) => return reply.status(client, status, &[], &mut out).await,
             Tried::NoMatch => {}
         }
     }
-    // Caddy's canonical URIs: a directory is served at its path with a trailing slash, a file
-    // without one; only when the last segment was not rewritten (a rewrite chose its path).
+    // Caddy's canonical URIs: a directory's index is served at the directory's path with a
+    // trailing slash, a file at its path without one. As the request had it, and only when
+    // the last segment was not rewritten (a rewrite chose its path).
     let canonical = path.with_slash(false).file_name() == requested.with_slash(false).file_name();
     let (file, served) = match find(&root, &path, server).await {
-        Found::File { index: false, .. } if path.ends_with_slash() && canonical => {
-            return reply.redirect(client, request, false, &mut out).await;
+        Found::File { index, .. } if canonical && index != requested.ends_with_slash() => {
+            return reply.redirect(client, request, index, &mut out).await;
         }
         Found::File { file, path: served, .. } => (file, served),
-        Found::Directory if canonical => {
-            return reply.redirect(client, request, true, &mut out).await
-        }
-        Found::Directory | Found::Missing => return reply.status(client, 404, &[], &mut out).await,
+        Found::Missing => return reply.status(client, 404, &[], &mut out).await,
         Found::Forbidden => return reply.status(client, 403, &[], &mut out).await,
     };
     if !matches!(request.head().method, Method::Get | Method::Head) {
@@ -124,6 +123,14 @@ fn root_of(server: &FileServer, middleware: &[&Handler]) -> PathBuf {
     set.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")))
 }
 
+/// The directory files are served from.
+struct Root {
+    /// As configured: what `hide` paths are written against.
+    given: PathBuf,
+    /// Where it leads now, symlinks resolved: every file served must be under it.
+    real: PathBuf,
+}
+
 /// What `try_files` decided.
 enum Tried {
     Rewrite(ServedPath),
@@ -134,12 +141,7 @@ enum Tried {
 /// The first candidate that exists: a file for a candidate without a trailing `/`, a
 /// directory for one with it (Caddy's `first_exist`, which cleans `{path}` first, so `/sub/`
 /// through `{path}` needs a file).
-async fn try_candidates(
-    try_files: &TryFiles,
-    path: &ServedPath,
-    root: &Path,
-    server: &FileServer,
-) -> Tried {
+async fn try_candidates(try_files: &TryFiles, path: &ServedPath, root: &Root) -> Tried {
     let request_path = path.with_slash(false);
     for candidate in &try_files.candidates {
         let template = match candidate {
@@ -156,9 +158,9 @@ async fn try_candidates(
         }
         let Some(candidate) = ServedPath::decode(&raw) else { continue };
         let want_dir = candidate.ends_with_slash();
-        let exists = match open_under(root, &candidate, server).await {
-            Some(file) => file.meta.is_dir == want_dir,
-            None => false,
+        let exists = match opened_under(root, &candidate, None).await {
+            Ok(file) => file.meta.is_dir == want_dir,
+            Err(_) => false,
         };
         if exists {
             return Tried::Rewrite(candidate);
@@ -167,30 +169,29 @@ async fn try_candidates(
     Tried::NoMatch
 }
 
-/// Opens what `path` names under `root` (the root's real path), if it may be served: not
-/// hidden, and inside the root once symlinks are resolved.
-async fn open_under(root: &Path, path: &ServedPath, server: &FileServer) -> Option<OpenFile> {
-    opened_under(root, path, server).await.ok()
-}
-
-/// [`open_under`] with the reason it failed.
+/// Opens what `path` names under `root`, if it is inside the root once symlinks are
+/// resolved and, with `hide` given, not hidden. `try_files` passes none: as in Caddy, its
+/// candidates see every file, and the file server then refuses a hidden one.
 async fn opened_under(
-    root: &Path,
+    root: &Root,
     path: &ServedPath,
-    server: &FileServer,
+    hide: Option<&[String]>,
 ) -> Result<OpenFile, Found> {
-    if path.is_hidden(&server.hide) {
-        return Err(Found::Missing);
-    }
-    let target = path.under(root);
-    if path::is_hidden_file(&target, &server.hide) {
+    let target = path.under(&root.real);
+    let hidden = hide.is_some_and(|hide| {
+        path.is_hidden(hide)
+            || path::is_hidden_file(&target, hide)
+            || path::is_hidden_file(&path.under(&root.given), hide)
+    });
+    let hide = hide.unwrap_or(&[]);
+    if hidden {
         return Err(Found::Missing);
     }
     let file = io::open(target).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => Found::Forbidden,
         _ => Found::Missing,
     })?;
-    if !file.meta.real.starts_with(root) || path::is_hidden_file(&file.meta.real, &server.hide) {
+    if !file.meta.real.starts_with(&root.real) || path::is_hidden_file(&file.meta.real, hide) {
         tracing::debug!(path = %file.meta.real.display(), "refused: outside the root or hidden");
         return Err(Found::Missing);
     }
@@ -198,22 +199,19 @@ async fn opened_under(
 }
 
 /// The file `path` leads to: itself, or a directory's index file.
-async fn find(root: &Path, path: &ServedPath, server: &FileServer) -> Found {
-    let file = match opened_under(root, path, server).await {
+async fn find(root: &Root, path: &ServedPath, server: &FileServer) -> Found {
+    let file = match opened_under(root, path, Some(&server.hide)).await {
         Ok(file) => file,
         Err(found) => return found,
     };
     if !file.meta.is_dir {
         return Found::File { file, path: path.with_slash(false), index: false };
     }
-    if !path.ends_with_slash() {
-        return Found::Directory;
-    }
     for index in &server.index {
-        let mut raw = path.as_bytes().to_vec();
+        let mut raw = path.with_slash(true).as_bytes().to_vec();
         raw.extend_from_slice(index.as_bytes());
         let Some(candidate) = ServedPath::decode(&raw) else { continue };
-        if let Ok(file) = opened_under(root, &candidate, server).await {
+        if let Ok(file) = opened_under(root, &candidate, Some(&server.hide)).await {
             if !file.meta.is_dir {
                 return Found::File { file, path: candidate, index: true };
             }
@@ -226,7 +224,7 @@ async fn find(root: &Path, path: &ServedPath, server: &FileServer) -> Found {
 /// highest `q` among the configured encodings, ties going to the configured order.
 async fn sidecar(
     request: &Request,
-    root: &Path,
+    root: &Root,
     served: &ServedPath,
     server: &FileServer,
 ) -> Option<(OpenFile, Precompressed)> {
@@ -251,7 +249,7 @@ async fn sidecar(
         let mut raw = served.as_bytes().to_vec();
         raw.extend_from_slice(encoding.suffix().as_bytes());
         let Some(path) = ServedPath::decode(&raw) else { continue };
-        if let Ok(file) = opened_under(root, &path, server).await {
+        if let Ok(file) = opened_under(root, &path, Some(&server.hide)).await {
             if !file.meta.is_dir {
                 return Some((file, encoding));
             }

@@ -220,3 +220,26 @@ per_driver! {
         assert_eq!(resp.body_sha256, sha256_hex(&big[1_000_000..]));
     }
 }
+
+per_driver! {
+    fn try_files_tries_files_then_directories_then_answers_its_status(setup) {
+        let dir = client_app();
+        let caddyfile = format!(
+            "$SITE {{\n\troot * {}\n\ttry_files {{path}} {{path}}/ =410\n\tfile_server {{\n\t\thide assets\n\t}}\n}}\n",
+            site_dir(&dir)
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        let host = proxy.host();
+        assert_eq!(conn.get(&host, "/ten.txt").text(), "0123456789");
+        // `{path}/` matched: the index is served, behind the canonical redirect (as in Caddy,
+        // which judges the trailing slash by the request, not by the rewrite).
+        let docs = conn.get(&host, "/docs");
+        assert_eq!((docs.status, docs.header("location")), (308, Some("/docs/")));
+        assert_eq!(conn.get(&host, "/docs/").text(), "docs\n");
+        assert_eq!(conn.get(&host, "/nope").status, 410);
+        assert_eq!(conn.get(&host, "/empty/").status, 404, "a directory without an index");
+        // As in Caddy, a candidate may be a hidden file; the file server then refuses it.
+        assert_eq!(conn.get(&host, "/assets/app.js").status, 404);
+    }
+}
