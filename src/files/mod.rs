@@ -231,21 +231,9 @@ async fn sidecar(
     if server.precompressed.is_empty() {
         return None;
     }
-    let accepted = accept_encoding(request);
-    let mut ranked: Vec<(Precompressed, u16)> = server
-        .precompressed
-        .iter()
-        .filter_map(|&e| {
-            accepted
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(e.coding()))
-                .map(|&(_, q)| (e, q))
-        })
-        .filter(|&(_, q)| q > 0)
-        .collect();
-    // A stable sort: equal weights keep the configured order.
-    ranked.sort_by_key(|&(_, q)| std::cmp::Reverse(q));
-    for (encoding, _) in ranked {
+    let ranked =
+        preferred(&accept_encoding(request.values("accept-encoding")), &server.precompressed);
+    for encoding in ranked {
         let mut raw = served.as_bytes().to_vec();
         raw.extend_from_slice(encoding.suffix().as_bytes());
         let Some(path) = ServedPath::decode(&raw) else { continue };
@@ -258,10 +246,26 @@ async fn sidecar(
     None
 }
 
-/// Every coding `Accept-Encoding` names, with its weight in thousandths.
-fn accept_encoding(request: &Request) -> Vec<(String, u16)> {
+/// The configured encodings the client accepts (`q` above 0), highest `q` first, ties in the
+/// configured order.
+fn preferred(accepted: &[(String, u16)], configured: &[Precompressed]) -> Vec<Precompressed> {
+    let weight = |e: Precompressed| {
+        accepted.iter().find(|(name, _)| name.eq_ignore_ascii_case(e.coding())).map(|&(_, q)| q)
+    };
+    let mut ranked: Vec<(Precompressed, u16)> = configured
+        .iter()
+        .filter_map(|&e| weight(e).map(|q| (e, q)))
+        .filter(|&(_, q)| q > 0)
+        .collect();
+    // A stable sort: equal weights keep the configured order.
+    ranked.sort_by_key(|&(_, q)| std::cmp::Reverse(q));
+    ranked.into_iter().map(|(e, _)| e).collect()
+}
+
+/// Every coding the `Accept-Encoding` values name, with its weight in thousandths.
+fn accept_encoding<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<(String, u16)> {
     let mut accepted = Vec::new();
-    for value in request.values("accept-encoding") {
+    for value in values {
         let Ok(value) = std::str::from_utf8(value) else { continue };
         for item in value.split(',') {
             let mut params = item.split(';');
@@ -464,4 +468,25 @@ fn took(read: usize, left: u64) -> std::io::Result<usize> {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
     Ok(read.min(usize::try_from(left).unwrap_or(usize::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preferred_for(header: &str, configured: &[Precompressed]) -> Vec<Precompressed> {
+        preferred(&accept_encoding(std::iter::once(header.as_bytes())), configured)
+    }
+
+    #[test]
+    fn sidecars_follow_q_then_the_configured_order() {
+        use Precompressed::{Br, Gzip, Zstd};
+        assert_eq!(preferred_for("gzip, br", &[Br, Gzip]), [Br, Gzip]);
+        assert_eq!(preferred_for("gzip, br", &[Gzip, Br]), [Gzip, Br]);
+        assert_eq!(preferred_for("br;q=0.5, gzip", &[Br, Gzip]), [Gzip, Br]);
+        assert_eq!(preferred_for("br;q=0, gzip;Q=0.1", &[Br, Gzip]), [Gzip]);
+        assert_eq!(preferred_for("identity", &[Br, Zstd, Gzip]), []);
+        assert_eq!(preferred_for("GZIP , zstd;q=1.0", &[Br, Zstd, Gzip]), [Zstd, Gzip]);
+        assert_eq!(preferred_for("", &[Br]), []);
+    }
 }

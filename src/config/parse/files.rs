@@ -235,7 +235,7 @@ fn absolute_text(path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{parse_err, routes_of};
+    use super::super::test_support::{describe, parse_err, routes_of};
     use crate::config::files::{FileServer, Precompressed, TryCandidate};
     use crate::config::Handler;
     use std::path::PathBuf;
@@ -265,6 +265,16 @@ mod tests {
         }
         let routes = routes_of(":80 {\n\troot /app/* /srv/app\n}\n");
         assert!(routes[0].matcher.is_some());
+    }
+
+    #[test]
+    fn the_three_directives_sort_in_caddys_order() {
+        let routes = routes_of(
+            ":80 {\n\tfile_server\n\ttry_files {path} /index.html\n\trespond /health 200\n\t\
+             redir /old /new\n\troot * /srv\n}\n",
+        );
+        let order = ["root /srv", "redir 302", "try_files", "respond 200", "file_server"];
+        assert_eq!(describe(&routes), order);
     }
 
     #[test]
