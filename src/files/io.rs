@@ -8,16 +8,23 @@
 //! ([`blocking_pool`], attached with [`with_blocking_pool`]) and the worker awaits its
 //! result.
 //!
+//! Files are opened with `O_NONBLOCK`: opening a FIFO someone left under a root would
+//! otherwise wait for a writer (on a ring worker or a pool thread) forever. It changes nothing
+//! for regular files, and only regular files and directories are served.
+//!
 //! The real path of an opened file (what symlinks led to) is read back from
 //! `/proc/self/fd/<n>`: procfs answers from the kernel's dentry cache, without disk I/O.
 
 use std::cell::Cell;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
+
+/// Flags every open adds to `O_RDONLY | O_CLOEXEC` (see the module doc).
+const OPEN_FLAGS: i32 = libc::O_NONBLOCK | libc::O_NOCTTY;
 
 /// Threads of the pool that does the epoll workers' file I/O.
 const POOL_THREADS: usize = 4;
@@ -47,6 +54,8 @@ pub fn with_blocking_pool(
 pub struct Meta {
     pub len: u64,
     pub is_dir: bool,
+    /// A regular file (not a directory, FIFO, socket or device).
+    pub is_file: bool,
     pub modified: SystemTime,
     /// The path the kernel opened, symlinks resolved.
     pub real: PathBuf,
@@ -67,11 +76,12 @@ enum Handle {
 pub async fn open(path: PathBuf) -> io::Result<OpenFile> {
     if POOLED.with(Cell::get) {
         let opened = monoio::spawn_blocking(move || {
-            let file = std::fs::File::open(&path)?;
+            let mut options = std::fs::OpenOptions::new();
+            let file = options.read(true).custom_flags(OPEN_FLAGS).open(&path)?;
             let stat = file.metadata()?;
-            let real = real_path(&file)?;
+            let (len, is_dir, is_file) = (stat.len(), stat.is_dir(), stat.is_file());
             let meta =
-                Meta { len: stat.len(), is_dir: stat.is_dir(), modified: stat.modified()?, real };
+                Meta { len, is_dir, is_file, modified: stat.modified()?, real: real_path(&file)? };
             Ok::<_, io::Error>((file, meta))
         })
         .await
@@ -79,10 +89,11 @@ pub async fn open(path: PathBuf) -> io::Result<OpenFile> {
         let (file, meta) = opened?;
         return Ok(OpenFile { file: Handle::Pool(Arc::new(file)), meta });
     }
-    let file = monoio::fs::File::open(&path).await?;
+    let mut options = monoio::fs::OpenOptions::new();
+    let file = options.read(true).custom_flags(OPEN_FLAGS).open(&path).await?;
     let stat = file.metadata().await?;
-    let real = real_path(&file)?;
-    let meta = Meta { len: stat.len(), is_dir: stat.is_dir(), modified: stat.modified()?, real };
+    let (len, is_dir, is_file) = (stat.len(), stat.is_dir(), stat.is_file());
+    let meta = Meta { len, is_dir, is_file, modified: stat.modified()?, real: real_path(&file)? };
     Ok(OpenFile { file: Handle::Ring(file), meta })
 }
 
@@ -149,7 +160,7 @@ mod tests {
             Box::pin(async move {
                 let file = open(path).await.unwrap();
                 assert_eq!(file.meta.len, 10);
-                assert!(!file.meta.is_dir);
+                assert!(!file.meta.is_dir && file.meta.is_file);
                 assert_eq!(file.meta.real, real);
                 let (n, buf) = file.read_at(Vec::with_capacity(4), 3).await;
                 assert_eq!((n.unwrap(), &buf[..]), (4, &b"3456"[..]));
@@ -160,15 +171,20 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_file_is_not_found_and_a_directory_says_so() {
+    fn a_missing_file_is_not_found_and_directories_and_fifos_say_what_they_are() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
+        let fifo = root.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
         on_both_drivers(|| {
-            let root = root.clone();
+            let (root, fifo) = (root.clone(), fifo.clone());
             Box::pin(async move {
                 let missing = open(root.join("nope")).await.err().unwrap();
                 assert_eq!(missing.kind(), io::ErrorKind::NotFound);
-                assert!(open(root).await.unwrap().meta.is_dir);
+                assert!(open(root.clone()).await.unwrap().meta.is_dir);
+                // A FIFO without a writer opens at once (and is not a regular file).
+                assert!(!open(fifo).await.unwrap().meta.is_file);
             })
         });
     }

@@ -159,7 +159,7 @@ async fn try_candidates(try_files: &TryFiles, path: &ServedPath, root: &Root) ->
         let Some(candidate) = ServedPath::decode(&raw) else { continue };
         let want_dir = candidate.ends_with_slash();
         let exists = match opened_under(root, &candidate, None).await {
-            Ok(file) => file.meta.is_dir == want_dir,
+            Ok(file) => (file.meta.is_dir && want_dir) || (file.meta.is_file && !want_dir),
             Err(_) => false,
         };
         if exists {
@@ -204,15 +204,18 @@ async fn find(root: &Root, path: &ServedPath, server: &FileServer) -> Found {
         Ok(file) => file,
         Err(found) => return found,
     };
-    if !file.meta.is_dir {
+    if file.meta.is_file {
         return Found::File { file, path: path.with_slash(false), index: false };
+    }
+    if !file.meta.is_dir {
+        return Found::Missing;
     }
     for index in &server.index {
         let mut raw = path.with_slash(true).as_bytes().to_vec();
         raw.extend_from_slice(index.as_bytes());
         let Some(candidate) = ServedPath::decode(&raw) else { continue };
         if let Ok(file) = opened_under(root, &candidate, Some(&server.hide)).await {
-            if !file.meta.is_dir {
+            if file.meta.is_file {
                 return Found::File { file, path: candidate, index: true };
             }
         }
@@ -238,7 +241,7 @@ async fn sidecar(
         raw.extend_from_slice(encoding.suffix().as_bytes());
         let Some(path) = ServedPath::decode(&raw) else { continue };
         if let Ok(file) = opened_under(root, &path, Some(&server.hide)).await {
-            if !file.meta.is_dir {
+            if file.meta.is_file {
                 return Some((file, encoding));
             }
         }
