@@ -403,8 +403,15 @@ impl Reply {
         push_field(out, vary.0, vary.1);
         self.end_head(out);
         let len = if self.head_only { 0 } else { len };
-        match send_file(client, std::mem::take(out), file, start, len).await {
+        let head = std::mem::take(out);
+        match send_file(client, head, file, start, len).await {
             Ok(()) => Served { status, bytes: len, complete: true },
+            Err(e @ SendError::BeforeHead(_)) => {
+                tracing::warn!(path = %file.meta.real.display(), error = %e, "file unreadable");
+                let closing = Reply { close: true, head_only: self.head_only };
+                let answered = closing.status(client, 500, &[], out).await;
+                Served { complete: false, ..answered }
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "file download ended early");
                 Served { status, bytes: 0, complete: false }
@@ -433,6 +440,17 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// How a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The first read failed: nothing was sent, the request can still be answered.
+    #[error("reading the file: {0}")]
+    BeforeHead(std::io::Error),
+    /// The head (and maybe part of the body) went out: the connection must close.
+    #[error("sending the file: {0}")]
+    Midway(std::io::Error),
+}
+
 /// Writes `head`, then `len` bytes of `file` from `start`, one [`CHUNK`] at a time; the first
 /// chunk goes out with the head, so a small file is one write.
 pub async fn send_file<S: Stream>(
@@ -441,24 +459,24 @@ pub async fn send_file<S: Stream>(
     file: &OpenFile,
     start: u64,
     len: u64,
-) -> std::io::Result<()> {
+) -> Result<(), SendError> {
     let end = start + len;
     let mut pos = start;
     let mut buf = Vec::with_capacity(CHUNK);
     if len > 0 {
         let (read, filled) = file.read_at(buf, pos).await;
         buf = filled;
-        let take = took(read?, end - pos)?;
+        let take = read.and_then(|n| took(n, end - pos)).map_err(SendError::BeforeHead)?;
         head.extend_from_slice(&buf[..take]);
         pos += take as u64;
     }
-    write_all(client, &head).await?;
+    write_all(client, &head).await.map_err(SendError::Midway)?;
     drop(head);
     while pos < end {
         let (read, filled) = file.read_at(buf, pos).await;
         buf = filled;
-        let take = took(read?, end - pos)?;
-        write_all(client, &buf[..take]).await?;
+        let take = read.and_then(|n| took(n, end - pos)).map_err(SendError::Midway)?;
+        write_all(client, &buf[..take]).await.map_err(SendError::Midway)?;
         pos += take as u64;
     }
     Ok(())

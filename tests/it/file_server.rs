@@ -243,3 +243,22 @@ per_driver! {
         assert_eq!(conn.get(&host, "/assets/app.js").status, 404);
     }
 }
+
+per_driver! {
+    fn handle_path_serves_the_app_under_a_prefix(setup) {
+        let dir = client_app();
+        let caddyfile = format!(
+            "$SITE {{\n\thandle_path /client/* {{\n\t\troot * {}\n\t\ttry_files {{path}} /index.html\n\t\tfile_server\n\t}}\n\trespond 404\n}}\n",
+            site_dir(&dir)
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        let host = proxy.host();
+        assert_eq!(conn.get(&host, "/client/ten.txt").text(), "0123456789");
+        assert_eq!(conn.get(&host, "/client/deep/link").text(), INDEX);
+        // `{path}` matches files only (as in Caddy), so a directory falls back to the app too.
+        assert_eq!(conn.get(&host, "/client/docs").text(), INDEX);
+        assert_eq!(conn.get(&host, "/client/docs/").text(), INDEX);
+        assert_eq!(conn.get(&host, "/ten.txt").status, 404, "outside the prefix");
+    }
+}
