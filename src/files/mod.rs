@@ -68,7 +68,9 @@ pub async fn serve<S: Stream>(
     let reply = Reply { close, head_only: request.head().method == Method::Head };
     // Where the root leads now (it may be a symlink, `/srv/client -> releases/42`), read once
     // per request: every file served must be inside it once its own symlinks are resolved.
-    let given = root_of(server, middleware);
+    let Some(given) = root_of(server, middleware) else {
+        return reply.status(client, 404, &[], &mut out).await;
+    };
     let Ok(real) = io::open(given.clone()).await.map(|dir| dir.meta.real) else {
         return reply.status(client, 404, &[], &mut out).await;
     };
@@ -111,16 +113,16 @@ pub async fn serve<S: Stream>(
 }
 
 /// The root: `file_server`'s own, else the last `root` that matched, else the working
-/// directory (Caddy's default).
-fn root_of(server: &FileServer, middleware: &[&Handler]) -> PathBuf {
+/// directory (Caddy's default; none if it cannot be read, so nothing is served).
+fn root_of(server: &FileServer, middleware: &[&Handler]) -> Option<PathBuf> {
     if let Some(root) = &server.root {
-        return root.clone();
+        return Some(root.clone());
     }
     let set = middleware.iter().rev().find_map(|m| match m {
         Handler::Root(root) => Some(root.clone()),
         _ => None,
     });
-    set.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")))
+    set.or_else(|| std::env::current_dir().ok())
 }
 
 /// The directory files are served from.
