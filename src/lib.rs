@@ -6,7 +6,8 @@
 //!    epoll where io_uring is refused).
 //! 2. A TLS port wraps the socket in a rustls session driven by hand (`tls`).
 //! 3. `proxy::conn` reads a request head (`http::head`), routes it (`config::route`), and either
-//!    answers directly (`http::response`) or forwards it (`proxy::forward`).
+//!    answers directly (`http::response`), serves a file (`files`) or forwards it
+//!    (`proxy::forward`).
 //! 4. `upstream` picks an upstream by policy, reusing a per-worker keep-alive connection.
 //! 5. Bodies stream by their framing (`http::chunked`), never buffered whole.
 //! 6. A `101 Switching Protocols` turns the pair into a two-way relay (`proxy::relay`).
@@ -23,6 +24,7 @@ pub mod acme;
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;

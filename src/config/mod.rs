@@ -25,6 +25,7 @@
 //! with).
 
 mod address;
+pub mod files;
 pub mod lexer;
 pub mod limits;
 mod matcher;
@@ -424,6 +425,12 @@ pub enum Handler {
     /// `request_body { max_size }` (middleware): a request body longer than this many bytes
     /// is refused with `413`; `None` limits nothing.
     RequestBody { max_size: Option<u64> },
+    /// `root` (middleware): the directory the file server serves from. Absolute.
+    Root(std::path::PathBuf),
+    /// `try_files` (middleware): the path the file server serves instead of the request's.
+    TryFiles(files::TryFiles),
+    /// `file_server`: answers from the files under the root.
+    FileServer(Box<files::FileServer>),
     /// `basic_auth` (middleware): a request without one of these accounts' credentials gets
     /// `401`.
     BasicAuth(BasicAuth),
@@ -504,7 +511,14 @@ impl Handler {
     /// Whether this handler answers the request and so ends the route chain. The others are
     /// middleware: routing collects them and goes on (see [`route`]).
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Handler::RequestBody { .. } | Handler::BasicAuth(_) | Handler::Encode(_))
+        !matches!(
+            self,
+            Handler::RequestBody { .. }
+                | Handler::BasicAuth(_)
+                | Handler::Encode(_)
+                | Handler::Root(_)
+                | Handler::TryFiles(_)
+        )
     }
 }
 

@@ -184,6 +184,9 @@ fn handler(config: &Config, h: &Handler) -> String {
             let users: Vec<&str> = auth.accounts.iter().map(|a| a.user.as_str()).collect();
             format!("basic_auth realm {:?} users {}", auth.realm, users.join(" "))
         }
+        Handler::Root(path) => format!("root {}", path.display()),
+        Handler::TryFiles(try_files) => try_files.summary(),
+        Handler::FileServer(server) => server.summary(),
     }
 }
 

@@ -458,12 +458,17 @@ async fn handle_request<S: Stream>(
             let bytes = if head_only { 0 } else { text.len() as u64 };
             finish_direct(client, out, close, 200, bytes).await
         }
+        Some(Handler::FileServer(server)) => {
+            serve_files(client, ctx, request, &strip, &middleware, server).await
+        }
         // Middleware never ends a route chain (see `route::resolve`).
         Some(
             Handler::Subroute { .. }
             | Handler::RequestBody { .. }
             | Handler::BasicAuth(_)
-            | Handler::Encode(_),
+            | Handler::Encode(_)
+            | Handler::Root(_)
+            | Handler::TryFiles(_),
         )
         | None => {
             let head = request.head();
@@ -524,6 +529,23 @@ fn max_body(middleware: &[&Handler]) -> Option<u64> {
             _ => None,
         })
         .min()
+}
+
+/// `file_server` (see `crate::files`). As for our other answers, a request with a body closes
+/// the connection afterwards: the body is never read.
+async fn serve_files<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    request: &Request,
+    strip: &[&str],
+    middleware: &[&Handler],
+    server: &crate::config::files::FileServer,
+) -> Handled {
+    let head = request.head();
+    let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
+    let served = crate::files::serve(client, request, strip, middleware, server, close).await;
+    let keep_alive = served.complete && !close;
+    Handled { keep_alive, status: served.status, bytes: served.bytes, upgraded: None }
 }
 
 /// Answer `answer` and end the connection.

@@ -1,5 +1,6 @@
 //! The one pool of threads that runs what must not run on a worker: CPU-heavy work such as a
-//! bcrypt check (tens to hundreds of milliseconds), during which a worker would hold every
+//! bcrypt check (tens to hundreds of milliseconds), and on the epoll driver file opens, stats
+//! and reads (which could wait on a disk), during either of which a worker would hold every
 //! stream it serves.
 //!
 //! Every worker's runtime hands `monoio::spawn_blocking` work to this pool; the worker's task
@@ -7,16 +8,18 @@
 //! threads start with the first worker and block on the queue while there is nothing to do, so
 //! a proxy without such work spends nothing on them.
 //!
-//! Owns: the threads and their queue. Does not own: what runs on them (`proxy::basic_auth`).
+//! Owns: the threads and their queue. Does not own: what runs on them (`proxy::basic_auth`,
+//! `files::io`).
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use monoio::blocking::{BlockingTask, ThreadPool};
 
-/// Threads in the pool. Two keep a bcrypt check from waiting behind another on a two-core
-/// machine without letting a flood of checks take more than that from the workers.
-const BLOCKING_THREADS: usize = 2;
+/// Threads in the pool: enough that a file read waiting on the disk, or a bcrypt check, does
+/// not hold up the others; few enough that a flood of checks (bounded by
+/// `limits::MAX_PENDING_PASSWORD_CHECKS`) cannot take more than that from the workers.
+const BLOCKING_THREADS: usize = 4;
 
 /// A handle on the pool, one per worker runtime; all of them feed the same queue.
 #[derive(Clone)]

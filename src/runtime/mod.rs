@@ -177,10 +177,9 @@ pub fn run_worker(setup: WorkerSetup) {
             }
         }
         Driver::Epoll => {
-            let builder = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                .enable_timer()
-                .attach_thread_pool(Box::new(blocking::BlockingPool::shared()));
-            match builder.build() {
+            // monoio's epoll driver would run file reads on the worker: they go to a pool.
+            let builder = crate::files::io::with_blocking_pool(monoio::RuntimeBuilder::new());
+            match builder.enable_timer().build() {
                 Ok(mut rt) => return rt.block_on(worker_main(setup)),
                 Err(e) => e,
             }

@@ -17,6 +17,7 @@ mod config;
 mod descriptors;
 mod encode;
 mod failures;
+mod file_server;
 mod graceful_stop;
 mod headers;
 mod idle_memory;

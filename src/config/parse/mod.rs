@@ -14,6 +14,7 @@
 //! | `handlers` | `respond`, `redir`, `tls`, `log` |
 //! | `guards` | `request_body`, `basic_auth` |
 //! | `encode` | `encode`: codings, levels, which responses |
+//! | `files` | `root`, `try_files`, `file_server` |
 //! | `reverse_proxy` | upstreams, load balancing, health checks, header ops, transport |
 //! | `listeners` | each site address's port and TLS policy, automatic redirects, site order |
 //!
@@ -25,6 +26,7 @@
 //! mistake, so users can search for it.
 
 mod encode;
+mod files;
 mod globals;
 mod guards;
 mod handlers;

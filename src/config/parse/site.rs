@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::matchers::{MatcherDef, Scopes};
 use super::syntax::{self, Directive};
-use super::{encode, guards, handlers, reverse_proxy, Parser, Table};
+use super::{encode, files, guards, handlers, reverse_proxy, Parser, Table};
 use crate::config::address::{self, SiteAddress};
 use crate::config::lexer::Token;
 use crate::config::matcher::compile_path;
@@ -48,6 +48,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
     // Caddy 2.6's name, which 2.11 still takes.
     ("basicauth", DirectiveKind::Handler(Order::BasicAuth, guards::basic_auth)),
     ("encode", DirectiveKind::Handler(Order::Encode, encode::encode)),
+    ("file_server", DirectiveKind::Handler(Order::FileServer, files::file_server)),
     ("handle", DirectiveKind::Nested(Order::Handle, handle)),
     ("handle_path", DirectiveKind::Nested(Order::Handle, handle_path)),
     ("log", DirectiveKind::Setting(handlers::log)),
@@ -56,19 +57,23 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
     ("request_body", DirectiveKind::Handler(Order::RequestBody, guards::request_body)),
     ("respond", DirectiveKind::Handler(Order::Respond, handlers::respond)),
     ("reverse_proxy", DirectiveKind::Handler(Order::ReverseProxy, reverse_proxy::reverse_proxy)),
+    ("root", DirectiveKind::Nested(Order::Root, files::root)),
     ("route", DirectiveKind::Nested(Order::Route, route)),
     ("tls", DirectiveKind::Setting(handlers::tls)),
+    ("try_files", DirectiveKind::Handler(Order::TryFiles, files::try_files)),
 ];
 
 /// A route's place in Caddy's directive order (`httpcaddyfile.directiveOrder`); variants are
 /// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
-/// to come, Caddy's order around ours is: `root`, `header`, *request_body*, *redir*,
-/// `try_files`, *basic_auth*, `forward_auth`, *encode*, *handle*, *route*, *respond*,
-/// *metrics*, *reverse_proxy*, `file_server`.
+/// to come, Caddy's order around ours is: *root*, `header`, *request_body*, *redir*,
+/// *try_files*, *basic_auth*, `forward_auth`, *encode*, *handle*, *route*, *respond*,
+/// *metrics*, *reverse_proxy*, *file_server*.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Order {
+    Root,
     RequestBody,
     Redir,
+    TryFiles,
     BasicAuth,
     Encode,
     Handle,
@@ -76,6 +81,7 @@ pub(super) enum Order {
     Respond,
     Metrics,
     ReverseProxy,
+    FileServer,
 }
 
 /// Site-level settings that are not routes.
@@ -359,7 +365,7 @@ mod tests {
     #[test]
     fn an_unknown_directive_lists_the_supported_ones() {
         let supported = super::super::supported(DIRECTIVES);
-        assert!(supported.contains(", handle, handle_path, "), "{supported}");
+        assert!(supported.contains("handle, handle_path, "), "{supported}");
         assert_eq!(
             parse_err("a.com {\n\treverse_proxy :9000\n\tphp_fastcgi :9001\n}\n"),
             format!(

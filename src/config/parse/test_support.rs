@@ -66,6 +66,9 @@ pub(super) fn describe(routes: &[Route]) -> Vec<String> {
             Handler::Metrics => "metrics".to_string(),
             Handler::BasicAuth(auth) => format!("basic_auth {}", auth.accounts.len()),
             Handler::Encode(encode) => format!("encode {:?}", encode.prefer),
+            Handler::Root(path) => format!("root {}", path.display()),
+            Handler::TryFiles(_) => "try_files".to_string(),
+            Handler::FileServer(_) => "file_server".to_string(),
             Handler::RequestBody { max_size } => match max_size {
                 Some(max) => format!("request_body {max}"),
                 None => "request_body".to_string(),
