@@ -3,6 +3,7 @@
 //! share one driver.
 
 pub mod access_log;
+mod auth;
 pub mod conn;
 pub mod forward;
 pub mod guard;

@@ -557,7 +557,7 @@ fn valid_caddyfiles_produce_the_expected_configs() {
 const INVALID: &[(&str, &str)] = &[
     (
         "a.com {\n\treverse_proxy :9000\n\tphp_fastcgi :9001\n}\n",
-        "Caddyfile:3 - directive 'php_fastcgi' is not supported by ringproxy (supported: handle, handle_path, log, metrics, redir, request_body, respond, reverse_proxy, route, tls)",
+        "Caddyfile:3 - directive 'php_fastcgi' is not supported by ringproxy (supported: forward_auth, handle, handle_path, log, metrics, redir, request_body, respond, reverse_proxy, route, tls)",
     ),
     (
         "{\n\tdebug\n}\n",

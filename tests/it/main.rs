@@ -15,6 +15,7 @@ mod bodies;
 mod config;
 mod descriptors;
 mod failures;
+mod forward_auth;
 mod graceful_stop;
 mod headers;
 mod idle_memory;

@@ -13,6 +13,7 @@
 //! | `matchers` | named (`@name …`) and inline (`*`, `/path`, `@name`) matchers |
 //! | `handlers` | `respond`, `redir`, `tls`, `log` |
 //! | `guards` | `request_body` |
+//! | `forward_auth` | `forward_auth`'s own subdirectives (the rest are `reverse_proxy`'s) |
 //! | `reverse_proxy` | upstreams, load balancing, health checks, header ops, transport |
 //! | `listeners` | each site address's port and TLS policy, automatic redirects, site order |
 //!
@@ -23,6 +24,7 @@
 //! is silently ignored. Caddy's wording is reused where Caddy has a message for the same
 //! mistake, so users can search for it.
 
+mod forward_auth;
 mod globals;
 mod guards;
 mod handlers;

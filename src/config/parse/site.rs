@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::matchers::{MatcherDef, Scopes};
 use super::syntax::{self, Directive};
-use super::{guards, handlers, reverse_proxy, Parser, Table};
+use super::{forward_auth, guards, handlers, reverse_proxy, Parser, Table};
 use crate::config::address::{self, SiteAddress};
 use crate::config::lexer::Token;
 use crate::config::matcher::compile_path;
@@ -44,6 +44,7 @@ enum DirectiveKind {
 
 /// Every directive ringproxy supports.
 const DIRECTIVES: &Table<DirectiveKind> = &[
+    ("forward_auth", DirectiveKind::Handler(Order::ForwardAuth, forward_auth::forward_auth)),
     ("handle", DirectiveKind::Nested(Order::Handle, handle)),
     ("handle_path", DirectiveKind::Nested(Order::Handle, handle_path)),
     ("log", DirectiveKind::Setting(handlers::log)),
@@ -59,12 +60,13 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
 /// A route's place in Caddy's directive order (`httpcaddyfile.directiveOrder`); variants are
 /// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
 /// to come, Caddy's order around ours is: `root`, `header`, *request_body*, *redir*,
-/// `try_files`, `basic_auth`, `forward_auth`, `encode`, *handle*, *route*, *respond*,
+/// `try_files`, `basic_auth`, *forward_auth*, `encode`, *handle*, *route*, *respond*,
 /// *metrics*, *reverse_proxy*, `file_server`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Order {
     RequestBody,
     Redir,
+    ForwardAuth,
     Handle,
     Route,
     Respond,
@@ -353,7 +355,7 @@ mod tests {
     #[test]
     fn an_unknown_directive_lists_the_supported_ones() {
         let supported = super::super::supported(DIRECTIVES);
-        assert!(supported.starts_with("handle, handle_path, "), "{supported}");
+        assert!(supported.starts_with("forward_auth, handle, handle_path, "), "{supported}");
         assert_eq!(
             parse_err("a.com {\n\treverse_proxy :9000\n\tphp_fastcgi :9001\n}\n"),
             format!(
