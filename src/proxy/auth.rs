@@ -66,7 +66,9 @@ pub(super) async fn authorize<S: Stream>(
     let mut copied = Vec::new();
     for m in middleware {
         let Handler::ForwardAuth(auth) = m else { continue };
-        match ask(client, ctx, request, strip_prefixes, auth).await? {
+        // Boxed: the auth exchange's state would otherwise widen every request's future,
+        // guarded or not.
+        match Box::pin(ask(client, ctx, request, strip_prefixes, auth)).await? {
             Verdict::Allow(ops) => copied.extend(ops),
             deny @ Verdict::Deny(_) => return Ok(deny),
         }

@@ -6,7 +6,8 @@
 //!
 //! The auth server is [`AuthServer`], written here: a thread-per-connection HTTP/1.1 server
 //! that allows a request whose `Authorization` is `Bearer good` (with `X-User-Id: 42` and
-//! `X-Plan: pro`) or `Bearer anon` (with neither), and answers anything else 401 with a
+//! `X-Plan: pro`) or `Bearer anon` (with neither), answers `Bearer garbage` with an invalid
+//! status line, never answers `Bearer hang`, and answers anything else 401 with a
 //! `WWW-Authenticate` challenge and a chunked body.
 
 use std::io::{BufRead, BufReader, Write};
@@ -133,6 +134,13 @@ fn serve(stream: TcpStream, conn: usize, shared: &Shared) {
                     .to_string()
             }
             Some("Bearer anon") => "HTTP/1.1 204 No Content\r\n\r\n".to_string(),
+            Some("Bearer garbage") => "HTTP/1.1 2OO OK\r\n\r\n".to_string(),
+            Some("Bearer hang") => {
+                shared.asked.lock().unwrap().push(asked);
+                // Longer than the tests' response_header_timeout; then the connection ends.
+                thread::sleep(Duration::from_secs(3));
+                return;
+            }
             _ => format!(
                 "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"voice\"\r\n\
                  X-User-Id: 42\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{DENIED}\r\n0\r\n\r\n",
@@ -362,6 +370,41 @@ per_driver! {
         conn.send(&get(&proxy, "/api/chat", "Authorization: Bearer good\r\n"));
         assert_eq!(conn.response("GET").status, 502);
         assert!(origin.requests().is_empty());
+    }
+}
+
+per_driver! {
+    fn an_auth_server_that_breaks_or_times_out_is_a_502_or_504_and_never_lets_through(setup) {
+        let (auth, origin) = (AuthServer::start(), Origin::start("speech"));
+        let caddyfile = guarded_site(auth.addr, origin.addr);
+        let timeout = "\t\ttransport http {\n\t\t\tresponse_header_timeout 500ms\n\t\t}\n";
+        let caddyfile =
+            caddyfile.replace("\t}\n\treverse_proxy", &format!("{timeout}\t}}\n\treverse_proxy"));
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        conn.send(&get(&proxy, "/api/chat", "Authorization: Bearer garbage\r\n"));
+        assert_eq!(conn.response("GET").status, 502);
+        conn.send(&get(&proxy, "/api/chat", "Authorization: Bearer hang\r\n"));
+        assert_eq!(conn.response("GET").status, 504);
+        assert!(origin.requests().is_empty());
+    }
+}
+
+per_driver! {
+    fn forward_auth_guards_a_respond_too(setup) {
+        let auth = AuthServer::start();
+        let caddyfile = format!(
+            "$SITE {{\n\tforward_auth {} {{\n\t\turi /verify\n\t}}\n\trespond \"secret\" 200\n}}\n",
+            auth.addr
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        conn.send(&get(&proxy, "/", "Authorization: Bearer stolen\r\n"));
+        let resp = conn.response("GET");
+        assert_eq!((resp.status, resp.text().as_str()), (401, DENIED));
+        conn.send(&get(&proxy, "/", "Authorization: Bearer good\r\n"));
+        let resp = conn.response("GET");
+        assert_eq!((resp.status, resp.text().as_str()), (200, "secret"));
     }
 }
 
