@@ -125,6 +125,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000)]
         every_ms: u64,
     },
+    /// One request, then one upgrade, at a time, each timed (what a per-request step adds).
+    Sequential {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, default_value_t = 5_000)]
+        rounds: usize,
+        #[arg(long, default_value_t = 2_000)]
+        upgrades: usize,
+        #[arg(long, default_value_t = 200)]
+        warmup: usize,
+    },
     /// Renders collected results into the marked region of a markdown document.
     Report {
         /// Tab-separated `round target scenario proto metric value` lines.
@@ -214,6 +225,9 @@ fn run(cmd: Cmd) -> Result<(), ToolError> {
                 let reloads =
                     scenarios::Reloads { admin, configs, every: Duration::from_millis(every_ms) };
                 scenarios::reload(&Target::new(&target)?, load, reloads).await
+            }
+            Cmd::Sequential { target, rounds, upgrades, warmup } => {
+                scenarios::sequential(&Target::new(&target)?, rounds, upgrades, warmup).await
             }
             Cmd::Wrk { .. } | Cmd::Report { .. } => Ok(client::Metrics::default()),
         }

@@ -8,7 +8,9 @@
 //! - `bulk`: one large download;
 //! - `idle`: many open, idle WebSockets and the proxy's RSS growth per connection;
 //! - `reload`: paced streams while the target's config is reloaded every second through its
-//!   admin endpoint: frames lost, streams closed, the longest stall.
+//!   admin endpoint: frames lost, streams closed, the longest stall;
+//! - `sequential`: one request or one upgrade at a time, each timed: what a per-request step
+//!   (such as `forward_auth`'s auth round trip) adds, without queueing in the figure.
 //!
 //! Proxy CPU is read from /proc around each measured window and reported per unit of work.
 
@@ -526,6 +528,75 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<u64, ToolError> {
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
         .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
         .ok_or_else(|| ToolError::Http("no valid Content-Length".into()))
+}
+
+/// One request or upgrade at a time: `rounds` `GET /small` on one keep-alive connection, then
+/// `upgrades` WebSocket upgrades of `/ws`, each on a fresh connection whose connect (and TLS
+/// handshake) is not timed. Reports `get_p50_us`/`get_p99_us` (request written to response
+/// read) and `upgrade_p50_us`/`upgrade_p99_us` (upgrade request written to `101` read).
+pub async fn sequential(
+    t: &Target,
+    rounds: usize,
+    upgrades: usize,
+    warmup: usize,
+) -> Result<Metrics, ToolError> {
+    let mut m = Metrics::default();
+    let req = format!("GET /small HTTP/1.1\r\nHost: {}\r\n\r\n", t.host_header());
+    let mut c = t.connect().await?;
+    let mut gets = Vec::with_capacity(rounds);
+    let mut resp = Vec::with_capacity(512);
+    for i in 0..warmup + rounds {
+        let sent = Instant::now();
+        c.write_all(req.as_bytes()).await?;
+        c.flush().await?;
+        read_small_response(&mut c, &mut resp).await?;
+        if i >= warmup {
+            gets.push(sent.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(c);
+    let mut ups = Vec::with_capacity(upgrades);
+    for i in 0..warmup + upgrades {
+        let mut c = t.connect().await?;
+        let sent = Instant::now();
+        ws::client_upgrade(&mut c, &t.host_header(), "/ws").await?;
+        if i >= warmup {
+            ups.push(sent.elapsed().as_nanos() as u64);
+        }
+    }
+    for (name, samples) in [("get", &mut gets), ("upgrade", &mut ups)] {
+        samples.sort_unstable();
+        for (p_name, p) in [("p50_us", 50.0), ("p99_us", 99.0)] {
+            if let Some(ns) = percentile(samples, p) {
+                m.put(&format!("{name}_{p_name}"), ns as f64 / 1000.0);
+            }
+        }
+        m.put(&format!("{name}_samples"), samples.len() as f64);
+    }
+    Ok(m)
+}
+
+/// Read one whole `/small` response (head and Content-Length body) into `resp`, and check it.
+async fn read_small_response(c: &mut Conn, resp: &mut Vec<u8>) -> Result<(), ToolError> {
+    resp.clear();
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = c.read(&mut buf).await?;
+        if n == 0 {
+            return Err(ToolError::Http("closed before the response ended".into()));
+        }
+        resp.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head_len)) = r.parse(resp) {
+            if (resp.len() - head_len) as u64 >= content_length(r.headers)? {
+                return check_small_response(resp);
+            }
+        }
+        if resp.len() > 64 * 1024 {
+            return Err(ToolError::Http("response larger than expected".into()));
+        }
+    }
 }
 
 /// Scenario 5: download `bytes` bytes on one connection.

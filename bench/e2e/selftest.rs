@@ -198,6 +198,19 @@ fn connrate_counts_complete_responses_only() {
 }
 
 #[test]
+fn sequential_times_every_request_and_every_upgrade() {
+    for tls in [false, true] {
+        let m = block_on(async { scenarios::sequential(&target(tls), 50, 20, 5).await });
+        assert_eq!((m.get("get_samples"), m.get("upgrade_samples")), (Some(50.0), Some(20.0)));
+        for name in ["get", "upgrade"] {
+            let p50 = m.get(&format!("{name}_p50_us")).unwrap();
+            let p99 = m.get(&format!("{name}_p99_us")).unwrap();
+            assert!(0.0 < p50 && p50 <= p99, "{m:?}");
+        }
+    }
+}
+
+#[test]
 fn bulk_reads_exactly_the_requested_bytes() {
     for tls in [false, true] {
         let m = block_on(async { scenarios::bulk(&target(tls), 20_000_000).await });

@@ -436,6 +436,8 @@ pub enum Handler {
     BasicAuth(BasicAuth),
     /// `encode` (middleware): compress responses the client accepts compressed.
     Encode(Encode),
+    /// `forward_auth` (middleware): the request is first asked of an auth server.
+    ForwardAuth(ForwardAuth),
 }
 
 /// A content coding `encode` can apply (RFC 9110 §8.4.1).
@@ -507,6 +509,27 @@ impl std::fmt::Debug for BasicAccount {
     }
 }
 
+/// `forward_auth UPSTREAM { uri …; copy_headers … }`: a bodiless `GET` copy of each request
+/// goes to the auth server first; a 2xx lets the request on with `copy_headers` set from the
+/// auth response, anything else is the client's answer.
+#[derive(Debug, Clone)]
+pub struct ForwardAuth {
+    /// The auth server's upstreams: an index into [`Config::upstream_sets`].
+    pub set: usize,
+    /// The auth request's target (`uri`), rendered against the client's request.
+    pub uri: Template,
+    pub copy_headers: Vec<CopyHeader>,
+}
+
+/// One `copy_headers` entry, `From>To` or just `Name` (both the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyHeader {
+    /// The auth response's field.
+    pub from: String,
+    /// The field set on the request that goes on.
+    pub to: String,
+}
+
 impl Handler {
     /// Whether this handler answers the request and so ends the route chain. The others are
     /// middleware: routing collects them and goes on (see [`route`]).
@@ -515,6 +538,7 @@ impl Handler {
             self,
             Handler::RequestBody { .. }
                 | Handler::BasicAuth(_)
+                | Handler::ForwardAuth(_)
                 | Handler::Encode(_)
                 | Handler::Root(_)
                 | Handler::TryFiles(_)

@@ -154,6 +154,26 @@ fn routes(out: &mut String, config: &Config, routes: &[Route], indent: usize) {
     }
 }
 
+/// `forward_auth #1 (localhost:3001) uri /verify copy X-User-Id X-Plan>X-User-Plan`.
+fn forward_auth(config: &Config, auth: &crate::config::ForwardAuth) -> String {
+    let upstreams = config
+        .upstream_sets
+        .get(auth.set)
+        .map(|s| s.upstreams.iter().map(|u| u.display.as_str()).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let mut text = format!("forward_auth #{} ({upstreams}) uri {}", auth.set, template(&auth.uri));
+    if !auth.copy_headers.is_empty() {
+        text.push_str(" copy");
+        for copy in &auth.copy_headers {
+            match copy.from == copy.to {
+                true => text.push_str(&format!(" {}", copy.from)),
+                false => text.push_str(&format!(" {}>{}", copy.from, copy.to)),
+            }
+        }
+    }
+    text
+}
+
 fn handler(config: &Config, h: &Handler) -> String {
     match h {
         Handler::Proxy(i) => {
@@ -187,6 +207,7 @@ fn handler(config: &Config, h: &Handler) -> String {
         Handler::Root(path) => format!("root {}", path.display()),
         Handler::TryFiles(try_files) => try_files.summary(),
         Handler::FileServer(server) => server.summary(),
+        Handler::ForwardAuth(auth) => forward_auth(config, auth),
     }
 }
 
@@ -259,6 +280,20 @@ mod tests {
 
     use super::summary;
     use crate::config::parse_caddyfile;
+
+    #[test]
+    fn forward_auth_shows_its_auth_server_uri_and_copied_headers() {
+        let text = ":8080 {\n\tforward_auth 127.0.0.1:3001 {\n\t\turi /verify?u={uri}\n\t\t\
+                    copy_headers X-User-Id X-Plan>X-User-Plan\n\t}\n\trespond ok\n}\n";
+        let shown = summary(&parse_caddyfile(text, "Caddyfile", Path::new("/")).unwrap());
+        assert!(
+            shown.contains(
+                "forward_auth #0 (127.0.0.1:3001) uri /verify?u={uri} copy X-User-Id \
+                 X-Plan>X-User-Plan\n"
+            ),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn the_proxy_protocol_and_trusted_proxies_are_summarized_only_when_set() {

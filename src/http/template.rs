@@ -67,7 +67,7 @@ pub fn render_template(template: &Template, ctx: &ForwardContext<'_>, out: &mut 
 }
 
 /// The request target for the upstream, with `handle_path` prefixes removed.
-pub(super) fn write_target(request: &Request, prefixes: &[&str], out: &mut Vec<u8>) {
+pub fn write_target(request: &Request, prefixes: &[&str], out: &mut Vec<u8>) {
     let target = request.target();
     if prefixes.is_empty() || target == b"*" {
         out.extend_from_slice(target);

@@ -7,6 +7,9 @@
 //!              └──────────── keep-alive: next request (pipelined bytes stay in `buf`) ◀─┘
 //! ```
 //!
+//! Between routing and the handler, the route's middleware applies: a `forward_auth` asks its
+//! auth server first (`proxy::auth`), and its denial is the answer.
+//!
 //! The read buffer holds only the current head (plus whatever the client sent after it). Once
 //! the head is complete the buffer moves into the [`Request`], which keeps the head's bytes for
 //! as long as the request is served and hands back what follows them; the buffer is released
@@ -16,8 +19,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::access_log;
-use super::basic_auth::{self, Verdict};
-use super::forward::{Exchange, Upgraded};
+use super::auth::{self, Verdict};
+use super::basic_auth;
+use super::forward::{Exchange, ForwardError, Outcome, Upgraded};
 use super::io::{close_write, lingering_close, read_append, write_all};
 use super::relay::{relay, RelayLimits};
 use super::ConnCtx;
@@ -359,6 +363,17 @@ impl Handled {
     const CLOSED: Handled = Handled { keep_alive: false, status: 0, bytes: 0, upgraded: None };
 }
 
+impl From<Outcome> for Handled {
+    fn from(outcome: Outcome) -> Handled {
+        Handled {
+            keep_alive: outcome.keep_alive,
+            status: outcome.status,
+            bytes: outcome.bytes,
+            upgraded: outcome.upgraded,
+        }
+    }
+}
+
 async fn handle_request<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
@@ -386,6 +401,11 @@ async fn handle_request<S: Stream>(
     if let Some(refused) = guard(client, ctx, request, &middleware).await {
         return refused;
     }
+    let copied = match auth::authorize(client, ctx, request, &strip, &middleware).await {
+        Ok(Verdict::Allow(copied)) => copied,
+        Ok(Verdict::Deny(answered)) => return Handled::from(answered),
+        Err(e) => return answer_failure(client, ctx, request.head(), e).await,
+    };
     match handler {
         Some(Handler::Proxy(index)) => {
             let max_body = max_body(&middleware);
@@ -397,42 +417,25 @@ async fn handle_request<S: Stream>(
                 }
             }
             let pool = ctx.snapshot.pools[*index].clone();
-            let strip_prefixes = &strip;
+            let header_up = auth::header_up(copied, &pool.set.header_up);
             let encode = middleware.iter().find_map(|m| match m {
                 Handler::Encode(encode) => Some(encode),
                 _ => None,
             });
-            let exchange =
-                Exchange { client, ctx, request, strip_prefixes, pool: &pool, max_body, encode };
+            let exchange = Exchange {
+                client,
+                ctx,
+                request,
+                strip_prefixes: &strip,
+                pool: &pool,
+                max_body,
+                header_up: &header_up,
+                authorizing: None,
+                encode,
+            };
             match exchange.forward().await {
-                Ok(outcome) => Handled {
-                    keep_alive: outcome.keep_alive,
-                    status: outcome.status,
-                    bytes: outcome.bytes,
-                    upgraded: outcome.upgraded,
-                },
-                Err(e) => {
-                    error::log(&e.error, ctx.id);
-                    if e.response_started {
-                        return Handled::CLOSED;
-                    }
-                    let Some(answer) = error::response_for(&e.error) else {
-                        return Handled::CLOSED;
-                    };
-                    // After an upstream's failure the client did nothing wrong: when its
-                    // request was read whole, the connection goes on (as in Caddy and nginx).
-                    let head = request.head();
-                    let keep_alive = e.request_read
-                        && head.keep_alive
-                        && matches!(e.error, ProxyError::Upstream(_))
-                        && !ctx.worker.draining.is_set();
-                    let mut out = Vec::new();
-                    write_answer_to(answer, head.method == Method::Head, !keep_alive, &mut out);
-                    if write_all(client, &out).await.is_err() {
-                        return Handled::CLOSED;
-                    }
-                    Handled { keep_alive, status: answer.status(), bytes: 0, upgraded: None }
-                }
+                Ok(outcome) => Handled::from(outcome),
+                Err(e) => answer_failure(client, ctx, request.head(), e).await,
             }
         }
         Some(Handler::Respond { status, body }) => {
@@ -466,6 +469,7 @@ async fn handle_request<S: Stream>(
             Handler::Subroute { .. }
             | Handler::RequestBody { .. }
             | Handler::BasicAuth(_)
+            | Handler::ForwardAuth(_)
             | Handler::Encode(_)
             | Handler::Root(_)
             | Handler::TryFiles(_),
@@ -492,9 +496,11 @@ async fn guard<S: Stream>(
     for m in middleware {
         if let Handler::BasicAuth(auth) = m {
             match basic_auth::check(auth, request, &ctx.worker.password_checks).await {
-                Verdict::Allowed => {}
-                Verdict::Refused => return Some(unauthorized(client, ctx, request, auth).await),
-                Verdict::Busy => {
+                basic_auth::Verdict::Allowed => {}
+                basic_auth::Verdict::Refused => {
+                    return Some(unauthorized(client, ctx, request, auth).await)
+                }
+                basic_auth::Verdict::Busy => {
                     let head = request.head();
                     return Some(refuse(client, head, Answer::ServiceUnavailable).await);
                 }
@@ -517,6 +523,35 @@ async fn unauthorized<S: Stream>(
     write_unauthorized(&auth.realm, head.method == Method::Head, close, &mut out);
     let bytes = if head.method == Method::Head { 0 } else { out.len() as u64 };
     finish_direct(client, out, close, 401, bytes).await
+}
+
+/// Answer a failed exchange with the error's status when no response byte reached the client
+/// yet; otherwise (or when the error has no answer) the connection just ends.
+async fn answer_failure<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    head: &RequestHead,
+    e: ForwardError,
+) -> Handled {
+    error::log(&e.error, ctx.id);
+    if e.response_started {
+        return Handled::CLOSED;
+    }
+    let Some(answer) = error::response_for(&e.error) else {
+        return Handled::CLOSED;
+    };
+    // After an upstream's failure the client did nothing wrong: when its request was read
+    // whole, the connection goes on (as in Caddy and nginx).
+    let keep_alive = e.request_read
+        && head.keep_alive
+        && matches!(e.error, ProxyError::Upstream(_))
+        && !ctx.worker.draining.is_set();
+    let mut out = Vec::new();
+    write_answer_to(answer, head.method == Method::Head, !keep_alive, &mut out);
+    if write_all(client, &out).await.is_err() {
+        return Handled::CLOSED;
+    }
+    Handled { keep_alive, status: answer.status(), bytes: 0, upgraded: None }
 }
 
 /// The smallest `request_body max_size` among the request's middleware: every one of them

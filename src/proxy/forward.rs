@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use super::io::write_all;
 use super::ConnCtx;
-use crate::config::Encode;
+use crate::config::{CopyHeader, Encode, HeaderOp};
 use crate::error::{ProxyError, UpstreamError};
 use crate::http::head::{Method, RequestBody, RequestHead};
 use crate::http::request::Request;
@@ -58,6 +58,12 @@ pub struct Exchange<'a, S> {
     pub max_body: Option<u64>,
     /// The route's `encode`, for the response.
     pub encode: Option<&'a Encode>,
+    /// The ops applied to the forwarded head: the set's `header_up`, after any a
+    /// `forward_auth` added for this request (`auth::header_up`).
+    pub header_up: &'a [HeaderOp],
+    /// Set when this is a `forward_auth` request, with its `copy_headers`: a 2xx is not
+    /// delivered but absorbed (`auth::absorb`), and no interim head reaches the client.
+    pub authorizing: Option<&'a [CopyHeader]>,
 }
 
 /// A completed exchange: how the client connection continues, and what the access log
@@ -70,6 +76,9 @@ pub struct Outcome {
     /// Set after a `101`: the caller relays once everything the request needed is freed, so an
     /// idle WebSocket holds nothing of its upgrade request.
     pub upgraded: Option<Upgraded>,
+    /// Set when an auth request was answered 2xx: the header ops the request that goes on
+    /// gets (nothing reached the client).
+    pub authorized: Option<Vec<HeaderOp>>,
 }
 
 /// The upstream side of an upgraded connection, ready for the relay. The client side's early
@@ -183,7 +192,7 @@ impl Failed {
 
 /// A request without a body: read whole once its head is, and sendable again without keeping
 /// a body.
-fn is_bodyless(head: &RequestHead) -> bool {
+pub(super) fn is_bodyless(head: &RequestHead) -> bool {
     matches!(head.body, RequestBody::None | RequestBody::Length(0))
 }
 
@@ -362,11 +371,7 @@ impl<'a, S: Stream> Exchange<'a, S> {
                 },
             };
             head.clear();
-            write_request_head(
-                &self.forward_context(upstream.hostport()),
-                &self.pool.set.header_up,
-                head,
-            );
+            write_request_head(&self.forward_context(upstream.hostport()), self.header_up, head);
             let limit = self.pool.set.transport.write_timeout;
             let writing = Stalling::writes(&conn.stream, limit, &self.ctx.worker.deadlines);
             let Err(source) = write_all(&writing, head).await else {
@@ -423,6 +428,7 @@ impl<'a, S: Stream> Exchange<'a, S> {
                     upstream_rest,
                     stream_timeout: self.pool.set.stream_timeout,
                 }),
+                authorized: None,
             }),
             Err(error) => {
                 let connection_lost = matches!(

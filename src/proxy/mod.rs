@@ -3,6 +3,7 @@
 //! share one driver.
 
 pub mod access_log;
+mod auth;
 pub mod basic_auth;
 pub mod conn;
 mod encoded;

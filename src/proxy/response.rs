@@ -68,12 +68,7 @@ struct Delivery {
 
 fn plan_delivery(request: &RequestHead, sent: BodySent, response: &ResponseHead) -> Delivery {
     let request_complete = sent == BodySent::Complete;
-    let framing = match response.body {
-        ResponseBody::None => BodyFraming::Length(0),
-        ResponseBody::Length(n) => BodyFraming::Length(n),
-        ResponseBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
-        ResponseBody::CloseDelimited => BodyFraming::UntilEof,
-    };
+    let framing = body_framing(response);
     let close_delimited = matches!(framing, BodyFraming::UntilEof);
     Delivery {
         // An abandoned upload leaves the rest of its body unread on the client connection.
@@ -85,6 +80,16 @@ fn plan_delivery(request: &RequestHead, sent: BodySent, response: &ResponseHead)
             && !close_delimited
             && !request.websocket_upgrade,
         framing,
+    }
+}
+
+/// How a response's body is delimited on the upstream connection.
+pub(super) fn body_framing(response: &ResponseHead) -> BodyFraming {
+    match response.body {
+        ResponseBody::None => BodyFraming::Length(0),
+        ResponseBody::Length(n) => BodyFraming::Length(n),
+        ResponseBody::Chunked => BodyFraming::Chunked(ChunkedTracker::new()),
+        ResponseBody::CloseDelimited => BodyFraming::UntilEof,
     }
 }
 
@@ -112,6 +117,8 @@ pub(super) async fn receive<S: Stream>(
                 return Err(before_response(UpstreamError::UnexpectedUpgrade { upstream }));
             }
             Step::DropInterim => {}
+            // The auth server's interim heads are not the client's business.
+            Step::PassInterim if ex.authorizing.is_some() => {}
             Step::Upgrade => {
                 let keys = ex.request.values("sec-websocket-key");
                 if let Err(reason) = check_switch(keys, &response, &attempt.received) {
@@ -132,6 +139,9 @@ pub(super) async fn receive<S: Stream>(
                     .map_err(|e| after_response(ClientError::from_io(e)))?;
             }
             Step::Deliver => {
+                if let Some(copy) = ex.authorizing.filter(|_| response.status / 100 == 2) {
+                    return super::auth::absorb(ex, attempt, &response, copy).await;
+                }
                 let delivery = plan_delivery(request, sent, &response);
                 return deliver(ex, attempt, &response, delivery, out).await;
             }
@@ -186,8 +196,13 @@ async fn deliver<S: Stream>(
     let upstream = Stalling::reads(attempt.upstream, limit, &ex.ctx.worker.deadlines);
     let pumped = pump_body(&upstream, client, &mut attempt.received, &mut framing).await;
     let bytes = pumped.map_err(|e| pump_failed(attempt, e))? + take as u64;
-    let outcome =
-        Outcome { keep_alive: !close_client, status: response.status, bytes, upgraded: None };
+    let outcome = Outcome {
+        keep_alive: !close_client,
+        status: response.status,
+        bytes,
+        upgraded: None,
+        authorized: None,
+    };
     let reusable = upstream_reusable && attempt.received.is_empty();
     Ok(Ended::Complete { outcome, reusable })
 }
@@ -257,7 +272,8 @@ async fn deliver_encoded<S: Stream>(
             .await;
     let bytes = pumped.map_err(|e| pump_failed(attempt, e))?;
     let keep_alive = !close_client && chunked;
-    let outcome = Outcome { keep_alive, status: response.status, bytes, upgraded: None };
+    let outcome =
+        Outcome { keep_alive, status: response.status, bytes, upgraded: None, authorized: None };
     let reusable = upstream_reusable && attempt.received.is_empty();
     Ok(Ended::Complete { outcome, reusable })
 }

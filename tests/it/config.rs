@@ -562,7 +562,7 @@ fn valid_caddyfiles_produce_the_expected_configs() {
 const INVALID: &[(&str, &str)] = &[
     (
         "a.com {\n\treverse_proxy :9000\n\tphp_fastcgi :9001\n}\n",
-        "Caddyfile:3 - directive 'php_fastcgi' is not supported by ringproxy (supported: basic_auth, basicauth, encode, file_server, handle, handle_path, log, metrics, redir, request_body, respond, reverse_proxy, root, route, tls, try_files)",
+        "Caddyfile:3 - directive 'php_fastcgi' is not supported by ringproxy (supported: basic_auth, basicauth, encode, file_server, forward_auth, handle, handle_path, log, metrics, redir, request_body, respond, reverse_proxy, root, route, tls, try_files)",
     ),
     (
         "{\n\tdebug\n}\n",

@@ -18,6 +18,7 @@ mod descriptors;
 mod encode;
 mod failures;
 mod file_server;
+mod forward_auth;
 mod graceful_stop;
 mod headers;
 mod idle_memory;

@@ -13,6 +13,7 @@
 //! | `matchers` | named (`@name …`) and inline (`*`, `/path`, `@name`) matchers |
 //! | `handlers` | `respond`, `redir`, `tls`, `log` |
 //! | `guards` | `request_body`, `basic_auth` |
+//! | `forward_auth` | `forward_auth`'s own subdirectives (the rest are `reverse_proxy`'s) |
 //! | `encode` | `encode`: codings, levels, which responses |
 //! | `files` | `root`, `try_files`, `file_server` |
 //! | `reverse_proxy` | upstreams, load balancing, health checks, header ops, transport |
@@ -27,6 +28,7 @@
 
 mod encode;
 mod files;
+mod forward_auth;
 mod globals;
 mod guards;
 mod handlers;

@@ -69,9 +69,9 @@ const HTTP_TRANSPORT_OPTIONS: &Table<TransportOption> = &[
     ("write_timeout", write_timeout),
 ];
 
-/// A `reverse_proxy` being read: the set, and the health-check options that only make sense
-/// together.
-struct ProxyDraft {
+/// A `reverse_proxy` (or `forward_auth`, whose block takes the same subdirectives) being
+/// read: the set, and the health-check options that only make sense together.
+pub(super) struct ProxyDraft {
     set: UpstreamSet,
     health_uri: Option<String>,
     /// Value and line, so that an interval without a URI can be pointed at.
@@ -81,58 +81,90 @@ struct ProxyDraft {
     try_interval: Option<Duration>,
 }
 
+impl ProxyDraft {
+    /// A set written at `d`, with the upstreams given as `args`.
+    pub(super) fn new(p: &Parser<'_>, d: &Directive, args: &[Token]) -> Result<Self, ConfigError> {
+        let mut draft = ProxyDraft {
+            set: UpstreamSet { origin: p.origin(d.line()), ..UpstreamSet::default() },
+            health_uri: None,
+            health_interval: None,
+            health_timeout: None,
+            try_interval: None,
+        };
+        for arg in args {
+            draft.set.upstreams.push(p.upstream(arg)?);
+        }
+        Ok(draft)
+    }
+
+    /// Read `sub` if it is a `reverse_proxy` subdirective; `None` when it is not one.
+    pub(super) fn option(
+        &mut self,
+        p: &Parser<'_>,
+        sub: &Directive,
+    ) -> Option<Result<(), ConfigError>> {
+        let option = super::lookup(PROXY_OPTIONS, &sub.name.text)?;
+        Some(option(p, sub, self))
+    }
+
+    /// Check the rules between subdirectives and add the set to the config; its index.
+    pub(super) fn finish(self, p: &mut Parser<'_>, d: &Directive) -> Result<usize, ConfigError> {
+        if self.set.upstreams.is_empty() {
+            let message = format!("{} needs at least one upstream", d.name.text);
+            return Err(p.err(d.line(), message));
+        }
+        let mut set = self.set;
+        set.retries.interval = match (self.try_interval, set.retries.duration) {
+            (Some(interval), _) => interval,
+            (None, Some(_)) => limits::DEFAULT_LB_TRY_INTERVAL,
+            (None, None) => Duration::ZERO,
+        };
+        match self.health_uri {
+            Some(uri) => {
+                set.health = Some(HealthCheck {
+                    uri,
+                    interval: self
+                        .health_interval
+                        .map_or(limits::DEFAULT_HEALTH_INTERVAL, |(v, _)| v),
+                    timeout: self.health_timeout.map_or(limits::DEFAULT_HEALTH_TIMEOUT, |(v, _)| v),
+                });
+            }
+            None => {
+                if let Some((_, line)) = self.health_interval.or(self.health_timeout) {
+                    return Err(p.err(
+                        line,
+                        "active health checks need health_uri (health_interval and \
+                         health_timeout have no effect without it)",
+                    ));
+                }
+            }
+        }
+        let index = p.upstream_sets.len();
+        p.upstream_sets.push(set);
+        Ok(index)
+    }
+}
+
+/// The names of every `reverse_proxy` subdirective, for the lists of directives that share
+/// them.
+pub(super) fn option_names() -> impl Iterator<Item = &'static str> {
+    PROXY_OPTIONS.iter().map(|(name, _)| *name)
+}
+
 /// `reverse_proxy`: adds an upstream set to the config; the handler refers to it by index.
 pub(super) fn reverse_proxy(
     p: &mut Parser<'_>,
     d: &Directive,
     args: &[Token],
 ) -> Result<Handler, ConfigError> {
-    let mut draft = ProxyDraft {
-        set: UpstreamSet { origin: p.origin(d.line()), ..UpstreamSet::default() },
-        health_uri: None,
-        health_interval: None,
-        health_timeout: None,
-        try_interval: None,
-    };
-    for arg in args {
-        draft.set.upstreams.push(p.upstream(arg)?);
-    }
+    let mut draft = ProxyDraft::new(p, d, args)?;
     if let Some(block) = &d.block {
         for sub in &block.items {
             let option = p.pick_sub(PROXY_OPTIONS, "reverse_proxy", sub)?;
             option(p, sub, &mut draft)?;
         }
     }
-    if draft.set.upstreams.is_empty() {
-        return Err(p.err(d.line(), "reverse_proxy needs at least one upstream"));
-    }
-    let mut set = draft.set;
-    set.retries.interval = match (draft.try_interval, set.retries.duration) {
-        (Some(interval), _) => interval,
-        (None, Some(_)) => limits::DEFAULT_LB_TRY_INTERVAL,
-        (None, None) => Duration::ZERO,
-    };
-    match draft.health_uri {
-        Some(uri) => {
-            set.health = Some(HealthCheck {
-                uri,
-                interval: draft.health_interval.map_or(limits::DEFAULT_HEALTH_INTERVAL, |(v, _)| v),
-                timeout: draft.health_timeout.map_or(limits::DEFAULT_HEALTH_TIMEOUT, |(v, _)| v),
-            });
-        }
-        None => {
-            if let Some((_, line)) = draft.health_interval.or(draft.health_timeout) {
-                return Err(p.err(
-                    line,
-                    "active health checks need health_uri (health_interval and health_timeout \
-                     have no effect without it)",
-                ));
-            }
-        }
-    }
-    let index = p.upstream_sets.len();
-    p.upstream_sets.push(set);
-    Ok(Handler::Proxy(index))
+    Ok(Handler::Proxy(draft.finish(p, d)?))
 }
 
 impl Parser<'_> {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::matchers::{MatcherDef, Scopes};
 use super::syntax::{self, Directive};
-use super::{encode, files, guards, handlers, reverse_proxy, Parser, Table};
+use super::{encode, files, forward_auth, guards, handlers, reverse_proxy, Parser, Table};
 use crate::config::address::{self, SiteAddress};
 use crate::config::lexer::Token;
 use crate::config::matcher::compile_path;
@@ -49,6 +49,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
     ("basicauth", DirectiveKind::Handler(Order::BasicAuth, guards::basic_auth)),
     ("encode", DirectiveKind::Handler(Order::Encode, encode::encode)),
     ("file_server", DirectiveKind::Handler(Order::FileServer, files::file_server)),
+    ("forward_auth", DirectiveKind::Handler(Order::ForwardAuth, forward_auth::forward_auth)),
     ("handle", DirectiveKind::Nested(Order::Handle, handle)),
     ("handle_path", DirectiveKind::Nested(Order::Handle, handle_path)),
     ("log", DirectiveKind::Setting(handlers::log)),
@@ -66,7 +67,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
 /// A route's place in Caddy's directive order (`httpcaddyfile.directiveOrder`); variants are
 /// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
 /// to come, Caddy's order around ours is: *root*, `header`, *request_body*, *redir*,
-/// *try_files*, *basic_auth*, `forward_auth`, *encode*, *handle*, *route*, *respond*,
+/// *try_files*, *basic_auth*, *forward_auth*, *encode*, *handle*, *route*, *respond*,
 /// *metrics*, *reverse_proxy*, *file_server*.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Order {
@@ -75,6 +76,7 @@ pub(super) enum Order {
     Redir,
     TryFiles,
     BasicAuth,
+    ForwardAuth,
     Encode,
     Handle,
     Route,
