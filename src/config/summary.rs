@@ -167,6 +167,7 @@ fn handler(config: &Config, h: &Handler) -> String {
         Handler::Metrics => "metrics".to_string(),
         Handler::RequestBody { max_size: Some(max) } => format!("request_body max_size {max}"),
         Handler::RequestBody { max_size: None } => "request_body".to_string(),
+        Handler::Header(h) => format!("header ({} ops)", h.immediate.len() + h.deferred.len()),
     }
 }
 

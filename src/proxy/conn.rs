@@ -24,6 +24,7 @@ use crate::config::route::{resolve, select_site, RequestView};
 use crate::config::{Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
+use crate::http::header_ops::{rewrite_own_response, HeaderMiddleware, OpSeq, ResponseOps};
 use crate::http::request::Request;
 use crate::http::response::{write_answer, write_answer_to, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
@@ -364,7 +365,8 @@ async fn handle_request<S: Stream>(
     kind: ListenerKind,
 ) -> Handled {
     if let Some(answer) = acme_http_challenge(ctx, request, kind) {
-        return answer_direct(client, ctx, request.head(), 200, None, answer.as_bytes()).await;
+        let (out, close, bytes) = answer_direct(ctx, request.head(), 200, None, answer.as_bytes());
+        return finish_direct(client, out, close, 200, bytes).await;
     }
     if let Some(required) = site.and_then(|s| s.tls_options.client_auth.as_ref()) {
         // The Host header can name any site on the listener, whatever the handshake was for:
@@ -380,6 +382,7 @@ async fn handle_request<S: Stream>(
         Some(resolution) => (resolution.handler, resolution.strip_prefixes, resolution.middleware),
         None => (None, Vec::new(), Vec::new()),
     };
+    let headers = header_middleware(&middleware);
     match handler {
         Some(Handler::Proxy(index)) => {
             let max_body = max_body(&middleware);
@@ -387,12 +390,25 @@ async fn handle_request<S: Stream>(
                 if declared > max {
                     // Refused before the upstream sees a byte; the body is still coming, so
                     // the connection ends (with a lingering close).
-                    return refuse(client, request.head(), Answer::ContentTooLarge).await;
+                    let mut out = Vec::new();
+                    write_answer_to(Answer::ContentTooLarge, head_only(request), true, &mut out);
+                    shape(&mut out, &headers.immediate_only(), ctx, request, &strip);
+                    let sent = write_all(client, &out).await.is_ok();
+                    let status = if sent { Answer::ContentTooLarge.status() } else { 0 };
+                    return Handled { status, ..Handled::CLOSED };
                 }
             }
             let pool = ctx.snapshot.pools[*index].clone();
             let strip_prefixes = &strip;
-            let exchange = Exchange { client, ctx, request, strip_prefixes, pool: &pool, max_body };
+            let exchange = Exchange {
+                client,
+                ctx,
+                request,
+                strip_prefixes,
+                pool: &pool,
+                max_body,
+                headers: &headers,
+            };
             match exchange.forward().await {
                 Ok(outcome) => Handled {
                     keep_alive: outcome.keep_alive,
@@ -417,6 +433,7 @@ async fn handle_request<S: Stream>(
                         && !ctx.worker.draining.is_set();
                     let mut out = Vec::new();
                     write_answer_to(answer, head.method == Method::Head, !keep_alive, &mut out);
+                    shape(&mut out, &headers.immediate_only(), ctx, request, &strip);
                     if write_all(client, &out).await.is_err() {
                         return Handled::CLOSED;
                     }
@@ -427,12 +444,16 @@ async fn handle_request<S: Stream>(
         Some(Handler::Respond { status, body }) => {
             let mut rendered = Vec::new();
             render_template(body, &ctx.forward_context(request, &strip, ""), &mut rendered);
-            answer_direct(client, ctx, request.head(), *status, None, &rendered).await
+            let mut out = answer_direct(ctx, request.head(), *status, None, &rendered);
+            shape(&mut out.0, &headers, ctx, request, &strip);
+            finish_direct(client, out.0, out.1, *status, out.2).await
         }
         Some(Handler::Redirect { to, status }) => {
             let mut location = Vec::new();
             render_template(to, &ctx.forward_context(request, &strip, ""), &mut location);
-            answer_direct(client, ctx, request.head(), *status, Some(&location), b"").await
+            let mut out = answer_direct(ctx, request.head(), *status, Some(&location), b"");
+            shape(&mut out.0, &headers, ctx, request, &strip);
+            finish_direct(client, out.0, out.1, *status, out.2).await
         }
         Some(Handler::HttpsRedirect { port }) => https_redirect(client, request, *port).await,
         Some(Handler::Metrics) => {
@@ -444,16 +465,20 @@ async fn handle_request<S: Stream>(
             let mut out = Vec::with_capacity(text.len() + 160);
             let kind = crate::metrics::export::CONTENT_TYPE;
             write_typed(200, None, kind, text.as_bytes(), head_only, close, &mut out);
+            shape(&mut out, &headers, ctx, request, &strip);
             let bytes = if head_only { 0 } else { text.len() as u64 };
             finish_direct(client, out, close, 200, bytes).await
         }
         // Middleware never ends a route chain (see `route::resolve`).
-        Some(Handler::Subroute { .. } | Handler::RequestBody { .. }) | None => {
+        Some(Handler::Subroute { .. } | Handler::RequestBody { .. } | Handler::Header(_))
+        | None => {
             let head = request.head();
             let close =
                 !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
             let mut out = Vec::new();
             write_answer(Answer::EmptyOk, close, &mut out);
+            // Caddy finishes this answer past every handler: only immediate ops reach it.
+            shape(&mut out, &headers.immediate_only(), ctx, request, &strip);
             finish_direct(client, out, close, 200, 0).await
         }
     }
@@ -469,6 +494,35 @@ fn max_body(middleware: &[&Handler]) -> Option<u64> {
             _ => None,
         })
         .min()
+}
+
+/// The request's `header` middleware, in route order.
+fn header_middleware<'c>(middleware: &[&'c Handler]) -> HeaderMiddleware<'c> {
+    HeaderMiddleware::gather(middleware.iter().filter_map(|m| match m {
+        Handler::Header(h) => Some(h),
+        _ => None,
+    }))
+}
+
+/// Applies `headers` to a response this proxy wrote into `out`; nothing to do without them.
+fn shape(
+    out: &mut Vec<u8>,
+    headers: &HeaderMiddleware<'_>,
+    ctx: &ConnCtx,
+    request: &Request,
+    strip: &[&str],
+) {
+    if headers.is_empty() {
+        return;
+    }
+    let down = OpSeq::default();
+    let ops =
+        ResponseOps { immediate: &headers.immediate, down: &down, deferred: &headers.deferred };
+    rewrite_own_response(out, 0, ops, &ctx.forward_context(request, strip, ""));
+}
+
+fn head_only(request: &Request) -> bool {
+    request.head().method == Method::Head
 }
 
 /// Answer `answer` and end the connection.
@@ -517,21 +571,21 @@ fn acme_http_challenge(
     certs.http_challenge(std::str::from_utf8(token).ok()?)
 }
 
-/// Answer a request ourselves. A request that carries a body gets `Connection: close`: we do
-/// not read bodies we have no use for, so the connection cannot be reused.
-async fn answer_direct<S: Stream>(
-    client: &S,
+/// An answer of our own: the response, whether the connection closes after it, and the body
+/// bytes it sends. A request that carries a body gets `Connection: close`: we do not read
+/// bodies we have no use for, so the connection cannot be reused.
+fn answer_direct(
     ctx: &ConnCtx,
     head: &RequestHead,
     status: u16,
     location: Option<&[u8]>,
     body: &[u8],
-) -> Handled {
+) -> (Vec<u8>, bool, u64) {
     let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
     let mut out = Vec::new();
     write_simple(status, location, body, head.method == Method::Head, close, &mut out);
     let bytes = if head.method == Method::Head { 0 } else { body.len() as u64 };
-    finish_direct(client, out, close, status, bytes).await
+    (out, close, bytes)
 }
 
 async fn finish_direct<S: Stream>(

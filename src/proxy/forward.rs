@@ -18,6 +18,7 @@
 //! returning connections) and the replay decision. Does not own: the bytes of either message
 //! (`upload`, `response`) or what the client is told after a failure (the connection driver).
 
+use crate::http::header_ops::HeaderMiddleware;
 use std::iter;
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Exchange<'a, S> {
     pub pool: &'a UpstreamPool,
     /// The route's `request_body max_size`, for a chunked body (the upload enforces it).
     pub max_body: Option<u64>,
+    /// The route's `header` ops, for the response heads.
+    pub headers: &'a HeaderMiddleware<'a>,
 }
 
 /// A completed exchange: how the client connection continues, and what the access log

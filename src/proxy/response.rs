@@ -19,7 +19,8 @@ use crate::config::limits;
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
-use crate::http::rewrite::write_response_head;
+use crate::http::header_ops::{OpSeq, ResponseOps};
+use crate::http::rewrite::write_response_head_with;
 use crate::http::upgrade::check_switch;
 use crate::net::deadline::Deadlines;
 use crate::net::stall::{stalled, Stalled, Stalling};
@@ -86,6 +87,14 @@ fn plan_delivery(request: &RequestHead, sent: BodySent, response: &ResponseHead)
     }
 }
 
+impl<'a, S> Exchange<'a, S> {
+    /// The ops for this exchange's response heads: the route's `header` ones around
+    /// `header_down`.
+    fn response_ops<'o>(&'o self, down: &'o OpSeq<'a>) -> ResponseOps<'o, 'a> {
+        ResponseOps { immediate: &self.headers.immediate, down, deferred: &self.headers.deferred }
+    }
+}
+
 /// Read and forward the response to a request whose body went out as `sent`.
 pub(super) async fn receive<S: Stream>(
     ex: &Exchange<'_, S>,
@@ -94,7 +103,8 @@ pub(super) async fn receive<S: Stream>(
 ) -> Result<Ended, ForwardError> {
     let request = ex.request.head();
     let ctx = ex.forward_context(attempt.name);
-    let ops = &ex.pool.set.header_down;
+    let down = OpSeq::one(&ex.pool.set.header_down);
+    let ops = ex.response_ops(&down);
     let deadline = ex.pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
     loop {
@@ -117,14 +127,23 @@ pub(super) async fn receive<S: Stream>(
                     return Err(before_response(UpstreamError::BadUpgrade { upstream, reason }));
                 }
                 out.clear();
-                write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
+                write_response_head_with(&attempt.received, &response, ops, &ctx, false, &mut out);
                 write_all(ex.client, &out)
                     .await
                     .map_err(|e| after_response(ClientError::from_io(e)))?;
             }
             Step::PassInterim => {
+                // Interim heads get header_down only: the `header` ops are for the response.
+                let interim = ResponseOps { down: &down, ..ResponseOps::NONE };
                 out.clear();
-                write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
+                write_response_head_with(
+                    &attempt.received,
+                    &response,
+                    interim,
+                    &ctx,
+                    false,
+                    &mut out,
+                );
                 write_all(ex.client, &out)
                     .await
                     .map_err(|e| after_response(ClientError::from_io(e)))?;
@@ -153,13 +172,15 @@ async fn deliver<S: Stream>(
     let Delivery { close_client, mut framing, upstream_reusable } = delivery;
     // A stopping worker ends each kept-alive connection after its current response.
     let close_client = close_client || ex.ctx.worker.draining.is_set();
-    let (client, ops) = (ex.client, &ex.pool.set.header_down);
+    let client = ex.client;
+    let down = OpSeq::one(&ex.pool.set.header_down);
+    let ops = ex.response_ops(&down);
     out.clear();
     // Room for the rewritten head and the body bytes behind it, so that writing the head does
     // not grow the buffer field by field.
     out.reserve(attempt.received.len() + 64);
     let ctx = ex.forward_context(attempt.name);
-    write_response_head(&attempt.received, response, ops, &ctx, close_client, &mut out);
+    write_response_head_with(&attempt.received, response, ops, &ctx, close_client, &mut out);
     attempt.received.drain(..response.head_len);
     let take = match &mut framing {
         BodyFraming::Length(n) => {

@@ -16,6 +16,7 @@ mod config;
 mod descriptors;
 mod failures;
 mod graceful_stop;
+mod header;
 mod headers;
 mod idle_memory;
 mod no_spin;

@@ -13,6 +13,7 @@
 //! | `matchers` | named (`@name …`) and inline (`*`, `/path`, `@name`) matchers |
 //! | `handlers` | `respond`, `redir`, `tls`, `log` |
 //! | `guards` | `request_body` |
+//! | `headers` | `header` and the response ops it shares with `header_down` |
 //! | `reverse_proxy` | upstreams, load balancing, health checks, header ops, transport |
 //! | `listeners` | each site address's port and TLS policy, automatic redirects, site order |
 //!
@@ -26,6 +27,7 @@
 mod globals;
 mod guards;
 mod handlers;
+mod headers;
 mod listeners;
 mod matchers;
 mod reverse_proxy;

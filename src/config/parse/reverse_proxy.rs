@@ -101,6 +101,8 @@ pub(super) fn reverse_proxy(
         return Err(p.err(d.line(), "reverse_proxy needs at least one upstream"));
     }
     let mut set = draft.set;
+    // Caddy gathers every header_down line into one set of ops, applied by kind.
+    super::headers::caddy_order(&mut set.header_down);
     match draft.health_uri {
         Some(uri) => {
             set.health = Some(HealthCheck {
@@ -267,7 +269,7 @@ fn header_up(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<()
 }
 
 fn header_down(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<(), ConfigError> {
-    draft.set.header_down.push(p.header_op(d, Context::Response)?);
+    draft.set.header_down.push(p.header_down_op(d)?);
     Ok(())
 }
 

@@ -68,6 +68,7 @@ pub(super) fn describe(routes: &[Route]) -> Vec<String> {
                 Some(max) => format!("request_body {max}"),
                 None => "request_body".to_string(),
             },
+            Handler::Header(_) => "header".to_string(),
             Handler::Subroute { routes, strip_prefix } => {
                 let inner = describe(routes).join(", ");
                 match strip_prefix {
