@@ -38,10 +38,6 @@ pub struct OpSeq<'c> {
 }
 
 impl<'c> OpSeq<'c> {
-    pub fn one(ops: &'c [HeaderOp]) -> Self {
-        OpSeq { groups: if ops.is_empty() { Vec::new() } else { vec![ops] } }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
@@ -94,7 +90,7 @@ impl<'c> HeaderMiddleware<'c> {
 pub struct ResponseOps<'a, 'c> {
     pub immediate: &'a OpSeq<'c>,
     /// `header_down`: acts on the head's own fields only.
-    pub down: &'a OpSeq<'c>,
+    pub down: &'c [HeaderOp],
     pub deferred: &'a OpSeq<'c>,
 }
 
@@ -102,7 +98,7 @@ pub struct ResponseOps<'a, 'c> {
 static NO_OPS: OpSeq<'static> = OpSeq { groups: Vec::new() };
 
 impl ResponseOps<'static, 'static> {
-    pub const NONE: Self = ResponseOps { immediate: &NO_OPS, down: &NO_OPS, deferred: &NO_OPS };
+    pub const NONE: Self = ResponseOps { immediate: &NO_OPS, down: &[], deferred: &NO_OPS };
 }
 
 impl ResponseOps<'_, '_> {
@@ -223,10 +219,14 @@ fn first_producer<'c>(ops: impl Iterator<Item = &'c HeaderOp>, name: &str, index
         .is_some_and(|(i, _)| i == index)
 }
 
-/// Whether `seq` leaves `name` any value, given whether it had one.
-fn leaves_values(seq: &OpSeq<'_>, name: &[u8], had_values: bool) -> bool {
-    (fate(seq.iter(), name).keeps_existing && had_values)
-        || added(seq.iter(), name, had_values).next().is_some()
+/// Whether `ops` leave `name` any value, given whether it had one.
+fn leaves_values<'c>(
+    ops: impl Iterator<Item = &'c HeaderOp> + Clone,
+    name: &[u8],
+    had_values: bool,
+) -> bool {
+    (fate(ops.clone(), name).keeps_existing && had_values)
+        || added(ops, name, had_values).next().is_some()
 }
 
 /// Writes one field: `value` (rendered from a template or taken from the head), through each
@@ -359,8 +359,8 @@ where
                 continue;
             }
             let name = name.as_bytes();
-            let had_values = leaves_values(immediate, name, false)
-                || leaves_values(down, name, self.has_own(name));
+            let had_values = leaves_values(immediate.iter(), name, false)
+                || leaves_values(down.iter(), name, self.has_own(name));
             for (at, value) in added(deferred.iter(), name, had_values) {
                 let replaces = replacements(deferred.iter(), name, Some(at)).peekable();
                 write_rendered(out, self.ctx, name, value, replaces);
@@ -442,9 +442,8 @@ mod tests {
             Handler::Header(h) => Some(h),
             _ => None,
         }));
-        let down = OpSeq::one(&config.upstream_sets[0].header_down);
-        let ops =
-            ResponseOps { immediate: &headers.immediate, down: &down, deferred: &headers.deferred };
+        let down = &config.upstream_sets[0].header_down;
+        let ops = ResponseOps { immediate: &headers.immediate, down, deferred: &headers.deferred };
         let raw = b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n";
         let request = Request::new(parse_request(raw, 65536).unwrap().unwrap(), raw.to_vec());
         let ctx = ForwardContext {
@@ -549,9 +548,8 @@ mod tests {
             upstream_hostport: "",
             strip_prefixes: &[],
         };
-        let none = OpSeq::default();
         let ops =
-            ResponseOps { immediate: &headers.immediate, down: &none, deferred: &headers.deferred };
+            ResponseOps { immediate: &headers.immediate, down: &[], deferred: &headers.deferred };
         rewrite_own_response(&mut out, 1, ops, &ctx);
         assert_eq!(
             String::from_utf8(out).unwrap(),

@@ -21,7 +21,7 @@
 use std::io::Write as _;
 
 use super::head::{RequestBody, ResponseBody, ResponseHead, Version};
-use super::header_ops::{strip_controls, OpSeq, ResponseOps, Writer};
+use super::header_ops::{strip_controls, ResponseOps, Writer};
 use super::response::reason_phrase;
 use super::template::{render_template, write_target, ForwardContext};
 use super::{list_elements, HeaderField};
@@ -152,8 +152,7 @@ pub fn write_response_head(
     close_client: bool,
     out: &mut Vec<u8>,
 ) {
-    let (none, down) = (OpSeq::default(), OpSeq::one(header_down));
-    let ops = ResponseOps { immediate: &none, down: &down, deferred: &none };
+    let ops = ResponseOps { down: header_down, ..ResponseOps::NONE };
     write_response_head_with(buf, head, ops, ctx, close_client, out);
 }
 

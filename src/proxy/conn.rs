@@ -24,7 +24,7 @@ use crate::config::route::{resolve, select_site, RequestView};
 use crate::config::{Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
-use crate::http::header_ops::{rewrite_own_response, HeaderMiddleware, OpSeq, ResponseOps};
+use crate::http::header_ops::{rewrite_own_response, HeaderMiddleware, ResponseOps};
 use crate::http::request::Request;
 use crate::http::response::{write_answer, write_answer_to, write_simple, write_typed, Answer};
 use crate::http::template::render_template;
@@ -365,8 +365,8 @@ async fn handle_request<S: Stream>(
     kind: ListenerKind,
 ) -> Handled {
     if let Some(answer) = acme_http_challenge(ctx, request, kind) {
-        let (out, close, bytes) = answer_direct(ctx, request.head(), 200, None, answer.as_bytes());
-        return finish_direct(client, out, close, 200, bytes).await;
+        let own = answer_direct(ctx, request.head(), 200, None, answer.as_bytes());
+        return finish_direct(client, own.out, own.close, 200, own.bytes).await;
     }
     if let Some(required) = site.and_then(|s| s.tls_options.client_auth.as_ref()) {
         // The Host header can name any site on the listener, whatever the handshake was for:
@@ -385,75 +385,21 @@ async fn handle_request<S: Stream>(
     let headers = header_middleware(&middleware);
     match handler {
         Some(Handler::Proxy(index)) => {
-            let max_body = max_body(&middleware);
-            if let (Some(max), RequestBody::Length(declared)) = (max_body, request.head().body) {
-                if declared > max {
-                    // Refused before the upstream sees a byte; the body is still coming, so
-                    // the connection ends (with a lingering close).
-                    let mut out = Vec::new();
-                    write_answer_to(Answer::ContentTooLarge, head_only(request), true, &mut out);
-                    shape(&mut out, &headers.immediate_only(), ctx, request, &strip);
-                    let sent = write_all(client, &out).await.is_ok();
-                    let status = if sent { Answer::ContentTooLarge.status() } else { 0 };
-                    return Handled { status, ..Handled::CLOSED };
-                }
-            }
-            let pool = ctx.snapshot.pools[*index].clone();
-            let strip_prefixes = &strip;
-            let exchange = Exchange {
-                client,
-                ctx,
-                request,
-                strip_prefixes,
-                pool: &pool,
-                max_body,
-                headers: &headers,
-            };
-            match exchange.forward().await {
-                Ok(outcome) => Handled {
-                    keep_alive: outcome.keep_alive,
-                    status: outcome.status,
-                    bytes: outcome.bytes,
-                    upgraded: outcome.upgraded,
-                },
-                Err(e) => {
-                    error::log(&e.error, ctx.id);
-                    if e.response_started {
-                        return Handled::CLOSED;
-                    }
-                    let Some(answer) = error::response_for(&e.error) else {
-                        return Handled::CLOSED;
-                    };
-                    // After an upstream's failure the client did nothing wrong: when its
-                    // request was read whole, the connection goes on (as in Caddy and nginx).
-                    let head = request.head();
-                    let keep_alive = e.request_read
-                        && head.keep_alive
-                        && matches!(e.error, ProxyError::Upstream(_))
-                        && !ctx.worker.draining.is_set();
-                    let mut out = Vec::new();
-                    write_answer_to(answer, head.method == Method::Head, !keep_alive, &mut out);
-                    shape(&mut out, &headers.immediate_only(), ctx, request, &strip);
-                    if write_all(client, &out).await.is_err() {
-                        return Handled::CLOSED;
-                    }
-                    Handled { keep_alive, status: answer.status(), bytes: 0, upgraded: None }
-                }
-            }
+            proxy(client, ctx, request, *index, &strip, &middleware, &headers).await
         }
         Some(Handler::Respond { status, body }) => {
             let mut rendered = Vec::new();
             render_template(body, &ctx.forward_context(request, &strip, ""), &mut rendered);
-            let mut out = answer_direct(ctx, request.head(), *status, None, &rendered);
-            shape(&mut out.0, &headers, ctx, request, &strip);
-            finish_direct(client, out.0, out.1, *status, out.2).await
+            let mut own = answer_direct(ctx, request.head(), *status, None, &rendered);
+            shape(&mut own.out, &headers, ctx, request, &strip);
+            finish_direct(client, own.out, own.close, *status, own.bytes).await
         }
         Some(Handler::Redirect { to, status }) => {
             let mut location = Vec::new();
             render_template(to, &ctx.forward_context(request, &strip, ""), &mut location);
-            let mut out = answer_direct(ctx, request.head(), *status, Some(&location), b"");
-            shape(&mut out.0, &headers, ctx, request, &strip);
-            finish_direct(client, out.0, out.1, *status, out.2).await
+            let mut own = answer_direct(ctx, request.head(), *status, Some(&location), b"");
+            shape(&mut own.out, &headers, ctx, request, &strip);
+            finish_direct(client, own.out, own.close, *status, own.bytes).await
         }
         Some(Handler::HttpsRedirect { port }) => https_redirect(client, request, *port).await,
         Some(Handler::Metrics) => {
@@ -482,6 +428,68 @@ async fn handle_request<S: Stream>(
             finish_direct(client, out, close, 200, 0).await
         }
     }
+}
+
+/// `reverse_proxy`: the exchange with the upstream set `index`, or the answer in its place
+/// (`413` for a declared body over `request_body max_size`, `502`/`504` for a failed upstream).
+async fn proxy<S: Stream>(
+    client: &S,
+    ctx: &ConnCtx,
+    request: &mut Request,
+    index: usize,
+    strip_prefixes: &[&str],
+    middleware: &[&Handler],
+    headers: &HeaderMiddleware<'_>,
+) -> Handled {
+    let max_body = max_body(middleware);
+    if let (Some(max), RequestBody::Length(declared)) = (max_body, request.head().body) {
+        if declared > max {
+            // Refused before the upstream sees a byte; the body is still coming, so the
+            // connection ends (with a lingering close).
+            let mut out = Vec::new();
+            write_answer_to(Answer::ContentTooLarge, head_only(request), true, &mut out);
+            shape(&mut out, &headers.immediate_only(), ctx, request, strip_prefixes);
+            let sent = write_all(client, &out).await.is_ok();
+            let status = if sent { Answer::ContentTooLarge.status() } else { 0 };
+            return Handled { status, ..Handled::CLOSED };
+        }
+    }
+    let pool = ctx.snapshot.pools[index].clone();
+    let exchange =
+        Exchange { client, ctx, request, strip_prefixes, pool: &pool, max_body, headers };
+    let e = match exchange.forward().await {
+        Ok(outcome) => {
+            return Handled {
+                keep_alive: outcome.keep_alive,
+                status: outcome.status,
+                bytes: outcome.bytes,
+                upgraded: outcome.upgraded,
+            }
+        }
+        Err(e) => e,
+    };
+    error::log(&e.error, ctx.id);
+    if e.response_started {
+        return Handled::CLOSED;
+    }
+    let Some(answer) = error::response_for(&e.error) else {
+        return Handled::CLOSED;
+    };
+    // After an upstream's failure the client did nothing wrong: when its request was read
+    // whole, the connection goes on (as in Caddy and nginx).
+    let head = request.head();
+    let keep_alive = e.request_read
+        && head.keep_alive
+        && matches!(e.error, ProxyError::Upstream(_))
+        && !ctx.worker.draining.is_set();
+    let mut out = Vec::new();
+    write_answer_to(answer, head.method == Method::Head, !keep_alive, &mut out);
+    // Caddy writes an error answer past the deferring handlers: only immediate ops reach it.
+    shape(&mut out, &headers.immediate_only(), ctx, request, strip_prefixes);
+    if write_all(client, &out).await.is_err() {
+        return Handled::CLOSED;
+    }
+    Handled { keep_alive, status: answer.status(), bytes: 0, upgraded: None }
 }
 
 /// The smallest `request_body max_size` among the request's middleware: every one of them
@@ -515,9 +523,7 @@ fn shape(
     if headers.is_empty() {
         return;
     }
-    let down = OpSeq::default();
-    let ops =
-        ResponseOps { immediate: &headers.immediate, down: &down, deferred: &headers.deferred };
+    let ops = ResponseOps { immediate: &headers.immediate, down: &[], deferred: &headers.deferred };
     rewrite_own_response(out, 0, ops, &ctx.forward_context(request, strip, ""));
 }
 
@@ -571,21 +577,29 @@ fn acme_http_challenge(
     certs.http_challenge(std::str::from_utf8(token).ok()?)
 }
 
-/// An answer of our own: the response, whether the connection closes after it, and the body
-/// bytes it sends. A request that carries a body gets `Connection: close`: we do not read
-/// bodies we have no use for, so the connection cannot be reused.
+/// A response of our own, written but not yet sent.
+struct OwnAnswer {
+    out: Vec<u8>,
+    /// The connection closes after it.
+    close: bool,
+    /// Body bytes it sends.
+    bytes: u64,
+}
+
+/// Answer a request ourselves. A request that carries a body gets `Connection: close`: we do
+/// not read bodies we have no use for, so the connection cannot be reused.
 fn answer_direct(
     ctx: &ConnCtx,
     head: &RequestHead,
     status: u16,
     location: Option<&[u8]>,
     body: &[u8],
-) -> (Vec<u8>, bool, u64) {
+) -> OwnAnswer {
     let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
     let mut out = Vec::new();
     write_simple(status, location, body, head.method == Method::Head, close, &mut out);
     let bytes = if head.method == Method::Head { 0 } else { body.len() as u64 };
-    (out, close, bytes)
+    OwnAnswer { out, close, bytes }
 }
 
 async fn finish_direct<S: Stream>(

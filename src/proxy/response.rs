@@ -19,7 +19,7 @@ use crate::config::limits;
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
-use crate::http::header_ops::{OpSeq, ResponseOps};
+use crate::http::header_ops::ResponseOps;
 use crate::http::rewrite::write_response_head_with;
 use crate::http::upgrade::check_switch;
 use crate::net::deadline::Deadlines;
@@ -90,8 +90,9 @@ fn plan_delivery(request: &RequestHead, sent: BodySent, response: &ResponseHead)
 impl<'a, S> Exchange<'a, S> {
     /// The ops for this exchange's response heads: the route's `header` ones around
     /// `header_down`.
-    fn response_ops<'o>(&'o self, down: &'o OpSeq<'a>) -> ResponseOps<'o, 'a> {
-        ResponseOps { immediate: &self.headers.immediate, down, deferred: &self.headers.deferred }
+    fn response_ops(&self) -> ResponseOps<'_, '_> {
+        let (headers, down) = (self.headers, &self.pool.set.header_down);
+        ResponseOps { immediate: &headers.immediate, down, deferred: &headers.deferred }
     }
 }
 
@@ -103,8 +104,7 @@ pub(super) async fn receive<S: Stream>(
 ) -> Result<Ended, ForwardError> {
     let request = ex.request.head();
     let ctx = ex.forward_context(attempt.name);
-    let down = OpSeq::one(&ex.pool.set.header_down);
-    let ops = ex.response_ops(&down);
+    let ops = ex.response_ops();
     let deadline = ex.pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
     loop {
@@ -134,7 +134,7 @@ pub(super) async fn receive<S: Stream>(
             }
             Step::PassInterim => {
                 // Interim heads get header_down only: the `header` ops are for the response.
-                let interim = ResponseOps { down: &down, ..ResponseOps::NONE };
+                let interim = ResponseOps { down: &ex.pool.set.header_down, ..ResponseOps::NONE };
                 out.clear();
                 write_response_head_with(
                     &attempt.received,
@@ -172,9 +172,7 @@ async fn deliver<S: Stream>(
     let Delivery { close_client, mut framing, upstream_reusable } = delivery;
     // A stopping worker ends each kept-alive connection after its current response.
     let close_client = close_client || ex.ctx.worker.draining.is_set();
-    let client = ex.client;
-    let down = OpSeq::one(&ex.pool.set.header_down);
-    let ops = ex.response_ops(&down);
+    let (client, ops) = (ex.client, ex.response_ops());
     out.clear();
     // Room for the rewritten head and the body bytes behind it, so that writing the head does
     // not grow the buffer field by field.
