@@ -153,9 +153,8 @@ fn producing_name(op: &HeaderOp) -> Option<&str> {
     }
 }
 
-/// What `ops` leave of a name's values: whether the values it had stay (with every
-/// replacement in `ops` applied to them), and which values the ops add (each with the
-/// replacements after it).
+/// What `ops` do to the values a name had before them: they stay (each through every
+/// replacement in `ops`) unless an op drops them all; see [`added`] for what the ops add.
 struct Fate {
     keeps_existing: bool,
     /// Index (in `ops`) of the last op that dropped every value, if any.
