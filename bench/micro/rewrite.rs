@@ -1,6 +1,7 @@
 //! Question: how long does re-serializing a request head for the upstream and a response head
-//! for the client take (hop-by-hop filtering, X-Forwarded-*, header_up/header_down ops) when
-//! the output buffer is reused, as the connection driver does? Run:
+//! for the client take (hop-by-hop filtering, X-Forwarded-*, header_up/header_down ops, the
+//! `header` directive's HSTS block) when the output buffer is reused, as the connection driver
+//! does? Run:
 //! `cargo bench --bench rewrite`.
 
 #![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
@@ -8,10 +9,11 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringproxy::config::{HeaderOp, Placeholder, Template, TemplatePart};
+use ringproxy::config::{HeaderOp, Placeholder, ResponseHeaders, Template, TemplatePart};
 use ringproxy::http::head::{parse_request, parse_response};
+use ringproxy::http::header_ops::{HeaderMiddleware, ResponseOps};
 use ringproxy::http::request::Request;
-use ringproxy::http::rewrite::{write_request_head, write_response_head};
+use ringproxy::http::rewrite::{write_request_head, write_response_head, write_response_head_with};
 use ringproxy::http::template::ForwardContext;
 
 const REQUEST: &[u8] = b"POST /api/auth/login HTTP/1.1\r\n\
@@ -47,6 +49,19 @@ fn bench(c: &mut Criterion) {
         value: Template { parts: vec![TemplatePart::Placeholder(Placeholder::RemoteHost)] },
     }];
     let header_down = vec![HeaderOp::Remove { name: "Server".into() }];
+    let literal = |s: &str| Template { parts: vec![TemplatePart::Literal(s.into())] };
+    // docs/configuration.md's HSTS block, deferred as a whole because it deletes.
+    let hsts = ResponseHeaders {
+        immediate: Vec::new(),
+        deferred: vec![
+            HeaderOp::Set {
+                name: "Strict-Transport-Security".into(),
+                value: literal("max-age=31536000; includeSubDomains"),
+            },
+            HeaderOp::Set { name: "X-Content-Type-Options".into(), value: literal("nosniff") },
+            HeaderOp::Remove { name: "Server".into() },
+        ],
+    };
     let mut out = Vec::with_capacity(4096);
 
     let mut group = c.benchmark_group("rewrite");
@@ -61,6 +76,27 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             write_request_head(&ctx, &header_up, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("response_head/no_ops", |b| {
+        b.iter(|| {
+            out.clear();
+            write_response_head(RESPONSE, &response, &[], &ctx, false, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("response_head/header_hsts_block", |b| {
+        b.iter(|| {
+            // Gathered per request, as the connection driver does.
+            let headers = HeaderMiddleware::gather(std::iter::once(&hsts));
+            let ops = ResponseOps {
+                immediate: &headers.immediate,
+                down: &[],
+                deferred: &headers.deferred,
+            };
+            out.clear();
+            write_response_head_with(RESPONSE, &response, ops, &ctx, false, &mut out);
             black_box(out.len())
         })
     });

@@ -438,6 +438,8 @@ pub enum Handler {
     Encode(Encode),
     /// `forward_auth` (middleware): the request is first asked of an auth server.
     ForwardAuth(ForwardAuth),
+    /// `header` (middleware): operations on the response head.
+    Header(ResponseHeaders),
 }
 
 /// A content coding `encode` can apply (RFC 9110 §8.4.1).
@@ -537,6 +539,7 @@ impl Handler {
         !matches!(
             self,
             Handler::RequestBody { .. }
+                | Handler::Header(_)
                 | Handler::BasicAuth(_)
                 | Handler::ForwardAuth(_)
                 | Handler::Encode(_)
@@ -772,7 +775,7 @@ pub struct HealthCheck {
     pub timeout: Duration,
 }
 
-/// `header_up` / `header_down` operation.
+/// A `header_up`, `header_down` or `header` operation. `header_up` takes only the first three.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderOp {
     /// `Name value`: replace every existing value.
@@ -781,6 +784,59 @@ pub enum HeaderOp {
     Add { name: String, value: Template },
     /// `-Name`: remove every field with this name.
     Remove { name: String },
+    /// `-Prefix*`, `-*Suffix`, `-*Part*`, `-*`: remove every field whose name matches.
+    RemoveMatching { pattern: FieldPattern },
+    /// `?Name value`: set the field only if the head has none of that name.
+    Default { name: String, value: Template },
+    /// `Name find replace`: every value of the field (of every field for `*`) has each match
+    /// of `find` replaced (`$1` and `${name}` refer to its groups, as in Caddy).
+    Replace { name: String, find: FindPattern, replace: Template },
+}
+
+/// A field-name pattern with Caddy's wildcards: `*` alone, or at the start and/or the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPattern {
+    /// The name without its wildcards.
+    pub core: String,
+    pub any_prefix: bool,
+    pub any_suffix: bool,
+}
+
+impl FieldPattern {
+    /// Whether `name` matches, ASCII case-insensitively as field names compare.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        let core = self.core.as_bytes();
+        let eq = |a: &[u8]| a.eq_ignore_ascii_case(core);
+        match (self.any_prefix, self.any_suffix) {
+            (false, false) => eq(name),
+            (false, true) => name.len() >= core.len() && eq(&name[..core.len()]),
+            (true, false) => name.len() >= core.len() && eq(&name[name.len() - core.len()..]),
+            (true, true) => core.is_empty() || name.windows(core.len()).any(eq),
+        }
+    }
+}
+
+/// The `find` of a replace op: a regular expression over the value's bytes.
+#[derive(Debug, Clone)]
+pub struct FindPattern(pub regex::bytes::Regex);
+
+impl PartialEq for FindPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for FindPattern {}
+
+/// A `header` directive's response ops, split as Caddy applies them: `immediate` ones before
+/// the handler runs (to an empty head that the handler's fields are then added to) and
+/// `deferred` ones on the complete head just before it is written (see
+/// `http::header_ops`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResponseHeaders {
+    pub immediate: Vec<HeaderOp>,
+    /// In the order they apply.
+    pub deferred: Vec<HeaderOp>,
 }
 
 /// `transport http { ... }` options, with defaults from `limits`.

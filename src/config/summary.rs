@@ -208,6 +208,7 @@ fn handler(config: &Config, h: &Handler) -> String {
         Handler::TryFiles(try_files) => try_files.summary(),
         Handler::FileServer(server) => server.summary(),
         Handler::ForwardAuth(auth) => forward_auth(config, auth),
+        Handler::Header(h) => format!("header ({} ops)", h.immediate.len() + h.deferred.len()),
     }
 }
 

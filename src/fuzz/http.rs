@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{cut_points, seed};
 use crate::config::limits::{DEFAULT_MAX_HEADER_BYTES, MAX_HEADERS};
-use crate::config::{HeaderOp, Placeholder, Template, TemplatePart};
+use crate::config::{FieldPattern, FindPattern, HeaderOp, Placeholder, Template, TemplatePart};
 use crate::http::head::{
     parse_request, parse_response, HeadError, Method, RequestBody, RequestHead, ResponseBody,
     ResponseHead, Version,
@@ -231,6 +231,20 @@ fn rendering_ops() -> Vec<HeaderOp> {
     ]
 }
 
+/// `header_down` ops with every response form: the rendering ops, a default, a wildcard
+/// delete and a replacement in every field that writes the client's path into it.
+fn response_ops() -> Vec<HeaderOp> {
+    let mut ops = rendering_ops();
+    let path = Template { parts: vec![TemplatePart::Placeholder(Placeholder::Path)] };
+    ops.push(HeaderOp::Default { name: "X-Fuzz-Default".into(), value: path.clone() });
+    ops.push(HeaderOp::RemoveMatching {
+        pattern: FieldPattern { core: "-id".into(), any_prefix: true, any_suffix: false },
+    });
+    let find = FindPattern(regex::bytes::Regex::new("[a-f]").unwrap_or_else(|e| panic!("{e}")));
+    ops.push(HeaderOp::Replace { name: "*".into(), find, replace: path });
+    ops
+}
+
 /// Fields in a serialized head: its lines less the start line and the empty line.
 fn field_count(head: &[u8]) -> usize {
     head.windows(2).filter(|w| w == b"\r\n").count().saturating_sub(2)
@@ -302,7 +316,7 @@ fn assert_forwarded_response_reparses(
     close_client: bool,
 ) {
     let mut out = Vec::new();
-    let ops = rendering_ops();
+    let ops = response_ops();
     write_response_head(buf, head, &ops, &context(request, &[]), close_client, &mut out);
     let what = String::from_utf8_lossy(&out);
     let method = request.head().method;

@@ -9,6 +9,7 @@ pub mod chunked;
 pub mod client_ip;
 pub mod encode;
 pub mod head;
+pub mod header_ops;
 pub mod path;
 pub mod request;
 pub mod response;

@@ -1,6 +1,6 @@
-//! Head rewriting between client and upstream: hop-by-hop removal, X-Forwarded-*, header_up /
-//! header_down, prefix stripping. What a placeholder renders to is
-//! `template`'s.
+//! Head rewriting between client and upstream: hop-by-hop removal, X-Forwarded-*, header_up,
+//! prefix stripping; the response ops (`header_down`, `header`) through `header_ops`. What a
+//! placeholder renders to is `template`'s.
 //!
 //! Every head that crosses the proxy is re-serialized here from the validated spans, never
 //! copied as a block: the upstream sees one canonical framing field (`Content-Length: n` or
@@ -21,6 +21,7 @@
 use std::io::Write as _;
 
 use super::head::{RequestBody, ResponseBody, ResponseHead, Version};
+use super::header_ops::{strip_controls, ResponseOps, Writer};
 use super::response::reason_phrase;
 use super::template::{render_template, write_target, ForwardContext};
 use super::{list_elements, HeaderField};
@@ -141,16 +142,31 @@ fn write_prior_forwarded_for<'b>(values: impl Iterator<Item = &'b [u8]>, out: &m
 
 /// Write the head to send to the client into `out`: hop-by-hop fields removed (except the
 /// `Connection: upgrade`/`Upgrade` pair of a 101), `Connection: close` added when
-/// `close_client` is set, then `ops` applied. Framing fields are kept: bodies pass verbatim.
+/// `close_client` is set, `header_down` ops applied. Framing fields are kept: bodies pass
+/// verbatim. See [`write_response_head_with`] for the `header` directive's ops as well.
+pub fn write_response_head(
+    buf: &[u8],
+    head: &ResponseHead,
+    header_down: &[HeaderOp],
+    ctx: &ForwardContext<'_>,
+    close_client: bool,
+    out: &mut Vec<u8>,
+) {
+    let ops = ResponseOps { down: header_down, ..ResponseOps::NONE };
+    write_response_head_with(buf, head, ops, ctx, close_client, out);
+}
+
+/// [`write_response_head`] with every response op (`header`'s and `header_down`'s, as
+/// `header_ops` applies them). Without ops, fields are copied as they are checked.
 ///
 /// Also: a chunked response drops any Content-Length (RFC 9112 §6.3 rule 3); an HTTP/1.0 client
 /// that asked for keep-alive and keeps it gets `Connection: keep-alive` (without it a 1.0 client
 /// assumes close); interim (1xx) heads get no Connection field. The status line is always
 /// HTTP/1.1 (RFC 9110 §2.5: a server sends its own version); an empty reason is filled in.
-pub fn write_response_head(
+pub fn write_response_head_with(
     buf: &[u8],
     head: &ResponseHead,
-    ops: &[HeaderOp],
+    ops: ResponseOps<'_, '_>,
     ctx: &ForwardContext<'_>,
     close_client: bool,
     out: &mut Vec<u8>,
@@ -166,7 +182,7 @@ pub fn write_response_head(
 
     let switching = head.status == 101;
     let nominations = Nominations::new(&head.headers, buf);
-    for field in &head.headers {
+    let kept = head.headers.iter().filter_map(|field| {
         let name = field.name.get(buf);
         let keep_upgrade = switching && name.eq_ignore_ascii_case(b"upgrade");
         // Framing fields stay even if Connection names them: the body passes verbatim.
@@ -174,10 +190,15 @@ pub fn write_response_head(
             || name.eq_ignore_ascii_case(b"transfer-encoding");
         let hop = is_one_of(name, &HOP_BY_HOP) || (!framing && nominations.lists(name));
         let dropped = (!keep_upgrade && hop)
-            || (head.body == ResponseBody::Chunked && name.eq_ignore_ascii_case(b"content-length"))
-            || claimed_by_ops(ops, name);
-        if !dropped {
-            write_field(out, name, field.value.get(buf));
+            || (head.body == ResponseBody::Chunked && name.eq_ignore_ascii_case(b"content-length"));
+        (!dropped).then(|| (name, field.value.get(buf)))
+    });
+    let writer = (!ops.is_empty()).then(|| Writer::new(ops, ctx, kept.clone()));
+    match &writer {
+        None => kept.for_each(|(name, value)| write_field(out, name, value)),
+        Some(writer) => {
+            writer.leading(out);
+            kept.for_each(|(name, value)| writer.own(name, value, out));
         }
     }
     if switching {
@@ -189,7 +210,9 @@ pub fn write_response_head(
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
     }
-    apply_ops(ops, ctx, out);
+    if let Some(writer) = &writer {
+        writer.trailing(out);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -234,6 +257,11 @@ fn op_parts(op: &HeaderOp) -> (&str, Option<&Template>, OpKind) {
         }
         HeaderOp::Add { name, value } => (name, Some(value), OpKind::Add),
         HeaderOp::Remove { name } => (name, None, OpKind::Remove),
+        // Only `header_down` and `header` have the other forms (see `header_ops`); the
+        // parser never gives them to `header_up`.
+        HeaderOp::RemoveMatching { .. } | HeaderOp::Default { .. } | HeaderOp::Replace { .. } => {
+            ("", None, OpKind::Remove)
+        }
     }
 }
 
@@ -285,19 +313,6 @@ fn apply_ops(ops: &[HeaderOp], ctx: &ForwardContext<'_>, out: &mut Vec<u8>) {
         strip_controls(out, start);
         out.extend_from_slice(b"\r\n");
     }
-}
-
-/// Remove control characters (except HTAB) from `out[start..]` in place.
-fn strip_controls(out: &mut Vec<u8>, start: usize) {
-    let mut w = start;
-    for r in start..out.len() {
-        let b = out[r];
-        if b == b'\t' || !b.is_ascii_control() {
-            out[w] = b;
-            w += 1;
-        }
-    }
-    out.truncate(w);
 }
 
 fn is_tchar(b: u8) -> bool {

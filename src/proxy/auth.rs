@@ -25,6 +25,7 @@ use super::ConnCtx;
 use crate::config::{CopyHeader, ForwardAuth, Handler, HeaderOp, Template, TemplatePart};
 use crate::error::{ClientError, UpstreamError};
 use crate::http::head::{parse_request, HeadError, Method, ResponseHead, Version};
+use crate::http::header_ops::HeaderMiddleware;
 use crate::http::request::Request;
 use crate::http::template::{render_template, write_target, ForwardContext};
 use crate::net::stall::{stalled, Stalled, Stalling};
@@ -109,6 +110,7 @@ async fn ask<S: Stream>(
         header_up: &pool.set.header_up,
         authorizing: Some(&auth.copy_headers),
         encode: None,
+        headers: &HeaderMiddleware::default(),
     };
     match exchange.forward().await {
         Ok(Outcome { authorized: Some(ops), .. }) => Ok(Verdict::Allow(ops)),

@@ -29,6 +29,7 @@ use crate::config::route::{resolve, select_site, RequestView};
 use crate::config::{BasicAuth, Handler, ListenerKind, Site};
 use crate::error::{self, ClientError, ProxyError};
 use crate::http::head::{parse_request, Method, RequestBody, RequestHead};
+use crate::http::header_ops::{rewrite_own_response, HeaderMiddleware, ResponseOps};
 use crate::http::request::Request;
 use crate::http::response::{
     write_answer, write_answer_to, write_simple, write_typed, write_unauthorized, Answer,
@@ -382,7 +383,8 @@ async fn handle_request<S: Stream>(
     kind: ListenerKind,
 ) -> Handled {
     if let Some(answer) = acme_http_challenge(ctx, request, kind) {
-        return answer_direct(client, ctx, request.head(), 200, None, answer.as_bytes()).await;
+        let own = answer_direct(ctx, request.head(), 200, None, answer.as_bytes());
+        return finish_direct(client, own.out, own.close, 200, own.bytes).await;
     }
     if let Some(required) = site.and_then(|s| s.tls_options.client_auth.as_ref()) {
         // The Host header can name any site on the listener, whatever the handshake was for:
@@ -398,13 +400,14 @@ async fn handle_request<S: Stream>(
         Some(resolution) => (resolution.handler, resolution.strip_prefixes, resolution.middleware),
         None => (None, Vec::new(), Vec::new()),
     };
+    let headers = header_middleware(&middleware);
     if let Some(refused) = guard(client, ctx, request, &middleware).await {
         return refused;
     }
     let copied = match auth::authorize(client, ctx, request, &strip, &middleware).await {
         Ok(Verdict::Allow(copied)) => copied,
         Ok(Verdict::Deny(answered)) => return Handled::from(answered),
-        Err(e) => return answer_failure(client, ctx, request.head(), e).await,
+        Err(e) => return answer_failure(client, ctx, request, &strip, &headers, e).await,
     };
     match handler {
         Some(Handler::Proxy(index)) => {
@@ -413,7 +416,12 @@ async fn handle_request<S: Stream>(
                 if declared > max {
                     // Refused before the upstream sees a byte; the body is still coming, so
                     // the connection ends (with a lingering close).
-                    return refuse(client, request.head(), Answer::ContentTooLarge).await;
+                    let mut out = Vec::new();
+                    write_answer_to(Answer::ContentTooLarge, head_only(request), true, &mut out);
+                    shape(&mut out, &headers.immediate_only(), ctx, request, &strip);
+                    let sent = write_all(client, &out).await.is_ok();
+                    let status = if sent { Answer::ContentTooLarge.status() } else { 0 };
+                    return Handled { status, ..Handled::CLOSED };
                 }
             }
             let pool = ctx.snapshot.pools[*index].clone();
@@ -432,21 +440,26 @@ async fn handle_request<S: Stream>(
                 header_up: &header_up,
                 authorizing: None,
                 encode,
+                headers: &headers,
             };
             match exchange.forward().await {
                 Ok(outcome) => Handled::from(outcome),
-                Err(e) => answer_failure(client, ctx, request.head(), e).await,
+                Err(e) => answer_failure(client, ctx, request, &strip, &headers, e).await,
             }
         }
         Some(Handler::Respond { status, body }) => {
             let mut rendered = Vec::new();
             render_template(body, &ctx.forward_context(request, &strip, ""), &mut rendered);
-            answer_direct(client, ctx, request.head(), *status, None, &rendered).await
+            let mut own = answer_direct(ctx, request.head(), *status, None, &rendered);
+            shape(&mut own.out, &headers, ctx, request, &strip);
+            finish_direct(client, own.out, own.close, *status, own.bytes).await
         }
         Some(Handler::Redirect { to, status }) => {
             let mut location = Vec::new();
             render_template(to, &ctx.forward_context(request, &strip, ""), &mut location);
-            answer_direct(client, ctx, request.head(), *status, Some(&location), b"").await
+            let mut own = answer_direct(ctx, request.head(), *status, Some(&location), b"");
+            shape(&mut own.out, &headers, ctx, request, &strip);
+            finish_direct(client, own.out, own.close, *status, own.bytes).await
         }
         Some(Handler::HttpsRedirect { port }) => https_redirect(client, request, *port).await,
         Some(Handler::Metrics) => {
@@ -458,6 +471,7 @@ async fn handle_request<S: Stream>(
             let mut out = Vec::with_capacity(text.len() + 160);
             let kind = crate::metrics::export::CONTENT_TYPE;
             write_typed(200, None, kind, text.as_bytes(), head_only, close, &mut out);
+            shape(&mut out, &headers, ctx, request, &strip);
             let bytes = if head_only { 0 } else { text.len() as u64 };
             finish_direct(client, out, close, 200, bytes).await
         }
@@ -468,6 +482,7 @@ async fn handle_request<S: Stream>(
         Some(
             Handler::Subroute { .. }
             | Handler::RequestBody { .. }
+            | Handler::Header(_)
             | Handler::BasicAuth(_)
             | Handler::ForwardAuth(_)
             | Handler::Encode(_)
@@ -480,6 +495,8 @@ async fn handle_request<S: Stream>(
                 !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
             let mut out = Vec::new();
             write_answer(Answer::EmptyOk, close, &mut out);
+            // Caddy finishes this answer past every handler: only immediate ops reach it.
+            shape(&mut out, &headers.immediate_only(), ctx, request, &strip);
             finish_direct(client, out, close, 200, 0).await
         }
     }
@@ -530,9 +547,12 @@ async fn unauthorized<S: Stream>(
 async fn answer_failure<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
-    head: &RequestHead,
+    request: &Request,
+    strip: &[&str],
+    headers: &HeaderMiddleware<'_>,
     e: ForwardError,
 ) -> Handled {
+    let head = request.head();
     error::log(&e.error, ctx.id);
     if e.response_started {
         return Handled::CLOSED;
@@ -548,6 +568,8 @@ async fn answer_failure<S: Stream>(
         && !ctx.worker.draining.is_set();
     let mut out = Vec::new();
     write_answer_to(answer, head.method == Method::Head, !keep_alive, &mut out);
+    // Caddy writes an error answer past the deferring handlers: only immediate ops reach it.
+    shape(&mut out, &headers.immediate_only(), ctx, request, strip);
     if write_all(client, &out).await.is_err() {
         return Handled::CLOSED;
     }
@@ -581,6 +603,33 @@ async fn serve_files<S: Stream>(
     let served = crate::files::serve(client, request, strip, middleware, server, close).await;
     let keep_alive = served.complete && !close;
     Handled { keep_alive, status: served.status, bytes: served.bytes, upgraded: None }
+}
+
+/// The request's `header` middleware, in route order.
+fn header_middleware<'c>(middleware: &[&'c Handler]) -> HeaderMiddleware<'c> {
+    HeaderMiddleware::gather(middleware.iter().filter_map(|m| match m {
+        Handler::Header(h) => Some(h),
+        _ => None,
+    }))
+}
+
+/// Applies `headers` to a response this proxy wrote into `out`; nothing to do without them.
+fn shape(
+    out: &mut Vec<u8>,
+    headers: &HeaderMiddleware<'_>,
+    ctx: &ConnCtx,
+    request: &Request,
+    strip: &[&str],
+) {
+    if headers.is_empty() {
+        return;
+    }
+    let ops = ResponseOps { immediate: &headers.immediate, down: &[], deferred: &headers.deferred };
+    rewrite_own_response(out, 0, ops, &ctx.forward_context(request, strip, ""));
+}
+
+fn head_only(request: &Request) -> bool {
+    request.head().method == Method::Head
 }
 
 /// Answer `answer` and end the connection.
@@ -629,21 +678,29 @@ fn acme_http_challenge(
     certs.http_challenge(std::str::from_utf8(token).ok()?)
 }
 
+/// A response of our own, written but not yet sent.
+struct OwnAnswer {
+    out: Vec<u8>,
+    /// The connection closes after it.
+    close: bool,
+    /// Body bytes it sends.
+    bytes: u64,
+}
+
 /// Answer a request ourselves. A request that carries a body gets `Connection: close`: we do
 /// not read bodies we have no use for, so the connection cannot be reused.
-async fn answer_direct<S: Stream>(
-    client: &S,
+fn answer_direct(
     ctx: &ConnCtx,
     head: &RequestHead,
     status: u16,
     location: Option<&[u8]>,
     body: &[u8],
-) -> Handled {
+) -> OwnAnswer {
     let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
     let mut out = Vec::new();
     write_simple(status, location, body, head.method == Method::Head, close, &mut out);
     let bytes = if head.method == Method::Head { 0 } else { body.len() as u64 };
-    finish_direct(client, out, close, status, bytes).await
+    OwnAnswer { out, close, bytes }
 }
 
 async fn finish_direct<S: Stream>(

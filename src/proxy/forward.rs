@@ -36,6 +36,7 @@ use super::ConnCtx;
 use crate::config::{CopyHeader, Encode, HeaderOp};
 use crate::error::{ProxyError, UpstreamError};
 use crate::http::head::{Method, RequestBody, RequestHead};
+use crate::http::header_ops::HeaderMiddleware;
 use crate::http::request::Request;
 use crate::http::rewrite::write_request_head;
 use crate::http::template::ForwardContext;
@@ -64,6 +65,8 @@ pub struct Exchange<'a, S> {
     /// Set when this is a `forward_auth` request, with its `copy_headers`: a 2xx is not
     /// delivered but absorbed (`auth::absorb`), and no interim head reaches the client.
     pub authorizing: Option<&'a [CopyHeader]>,
+    /// The route's `header` ops, for the response heads.
+    pub headers: &'a HeaderMiddleware<'a>,
 }
 
 /// A completed exchange: how the client connection continues, and what the access log

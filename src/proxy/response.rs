@@ -21,7 +21,8 @@ use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
 use crate::http::encode::{self, ResponseFacts, StreamEncoder};
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
-use crate::http::rewrite::write_response_head;
+use crate::http::header_ops::ResponseOps;
+use crate::http::rewrite::write_response_head_with;
 use crate::http::upgrade::check_switch;
 use crate::net::deadline::Deadlines;
 use crate::net::stall::{stalled, Stalled, Stalling};
@@ -93,6 +94,15 @@ pub(super) fn body_framing(response: &ResponseHead) -> BodyFraming {
     }
 }
 
+impl<'a, S> Exchange<'a, S> {
+    /// The ops for this exchange's response heads: the route's `header` ones around
+    /// `header_down`.
+    fn response_ops(&self) -> ResponseOps<'_, '_> {
+        let (headers, down) = (self.headers, &self.pool.set.header_down);
+        ResponseOps { immediate: &headers.immediate, down, deferred: &headers.deferred }
+    }
+}
+
 /// Read and forward the response to a request whose body went out as `sent`.
 pub(super) async fn receive<S: Stream>(
     ex: &Exchange<'_, S>,
@@ -101,7 +111,7 @@ pub(super) async fn receive<S: Stream>(
 ) -> Result<Ended, ForwardError> {
     let request = ex.request.head();
     let ctx = ex.forward_context(upstream_hostport(attempt.name));
-    let ops = &ex.pool.set.header_down;
+    let ops = ex.response_ops();
     let deadline = ex.pool.set.transport.response_header_timeout.map(|t| Instant::now() + t);
     let mut out = Vec::new();
     loop {
@@ -126,14 +136,23 @@ pub(super) async fn receive<S: Stream>(
                     return Err(before_response(UpstreamError::BadUpgrade { upstream, reason }));
                 }
                 out.clear();
-                write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
+                write_response_head_with(&attempt.received, &response, ops, &ctx, false, &mut out);
                 write_all(ex.client, &out)
                     .await
                     .map_err(|e| after_response(ClientError::from_io(e)))?;
             }
             Step::PassInterim => {
+                // Interim heads get header_down only: the `header` ops are for the response.
+                let interim = ResponseOps { down: &ex.pool.set.header_down, ..ResponseOps::NONE };
                 out.clear();
-                write_response_head(&attempt.received, &response, ops, &ctx, false, &mut out);
+                write_response_head_with(
+                    &attempt.received,
+                    &response,
+                    interim,
+                    &ctx,
+                    false,
+                    &mut out,
+                );
                 write_all(ex.client, &out)
                     .await
                     .map_err(|e| after_response(ClientError::from_io(e)))?;
@@ -165,13 +184,13 @@ async fn deliver<S: Stream>(
     let Delivery { close_client, mut framing, upstream_reusable } = delivery;
     // A stopping worker ends each kept-alive connection after its current response.
     let close_client = close_client || ex.ctx.worker.draining.is_set();
-    let (client, ops) = (ex.client, &ex.pool.set.header_down);
+    let (client, ops) = (ex.client, ex.response_ops());
     out.clear();
     // Room for the rewritten head and the body bytes behind it, so that writing the head does
     // not grow the buffer field by field.
     out.reserve(attempt.received.len() + 64);
     let ctx = ex.forward_context(upstream_hostport(attempt.name));
-    write_response_head(&attempt.received, response, ops, &ctx, close_client, &mut out);
+    write_response_head_with(&attempt.received, response, ops, &ctx, close_client, &mut out);
     if let Some(coding) = ex.encode.and_then(|encode| encoding_for(ex, encode, response, attempt)) {
         attempt.received.drain(..response.head_len);
         let plan = Delivery { close_client, framing, upstream_reusable };

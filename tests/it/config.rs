@@ -448,8 +448,9 @@ const VALID: &[(&str, &str, Check)] = &[
         }
         assert!(matches!(&s.header_up[1], HeaderOp::Add { name, value } if name == "X-Via" && text(value) == "ringproxy"));
         assert!(matches!(&s.header_up[2], HeaderOp::Remove { name } if name == "Cookie"));
-        assert!(matches!(&s.header_down[0], HeaderOp::Remove { name } if name == "Server"));
-        assert!(matches!(&s.header_down[1], HeaderOp::Set { name, .. } if name == "X-Frame-Options"));
+        // Stored in the order Caddy applies them (sets before deletes), not line order.
+        assert!(matches!(&s.header_down[0], HeaderOp::Set { name, .. } if name == "X-Frame-Options"));
+        assert!(matches!(&s.header_down[1], HeaderOp::Remove { name } if name == "Server"));
     }),
     ("transport http options", ":80 {\n\treverse_proxy :9001 {\n\t\ttransport http {\n\t\t\tdial_timeout 500ms\n\t\t\tresponse_header_timeout 30s\n\t\t\tkeepalive off\n\t\t\tkeepalive_idle_conns 8\n\t\t}\n\t}\n}\n", |c| {
         let t = &c.upstream_sets[0].transport;
@@ -562,7 +563,7 @@ fn valid_caddyfiles_produce_the_expected_configs() {
 const INVALID: &[(&str, &str)] = &[
     (
         "a.com {\n\treverse_proxy :9000\n\tphp_fastcgi :9001\n}\n",
-        "Caddyfile:3 - directive 'php_fastcgi' is not supported by ringproxy (supported: basic_auth, basicauth, encode, file_server, forward_auth, handle, handle_path, log, metrics, redir, request_body, respond, reverse_proxy, root, route, tls, try_files)",
+        "Caddyfile:3 - directive 'php_fastcgi' is not supported by ringproxy (supported: basic_auth, basicauth, encode, file_server, forward_auth, handle, handle_path, header, log, metrics, redir, request_body, respond, reverse_proxy, root, route, tls, try_files)",
     ),
     (
         "{\n\tdebug\n}\n",

@@ -20,6 +20,7 @@ mod failures;
 mod file_server;
 mod forward_auth;
 mod graceful_stop;
+mod header;
 mod headers;
 mod idle_memory;
 mod no_spin;

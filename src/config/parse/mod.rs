@@ -13,6 +13,7 @@
 //! | `matchers` | named (`@name …`) and inline (`*`, `/path`, `@name`) matchers |
 //! | `handlers` | `respond`, `redir`, `tls`, `log` |
 //! | `guards` | `request_body`, `basic_auth` |
+//! | `headers` | `header` and the response ops it shares with `header_down` |
 //! | `forward_auth` | `forward_auth`'s own subdirectives (the rest are `reverse_proxy`'s) |
 //! | `encode` | `encode`: codings, levels, which responses |
 //! | `files` | `root`, `try_files`, `file_server` |
@@ -32,6 +33,7 @@ mod forward_auth;
 mod globals;
 mod guards;
 mod handlers;
+mod headers;
 mod listeners;
 mod matchers;
 mod reverse_proxy;

@@ -114,6 +114,8 @@ impl ProxyDraft {
             return Err(p.err(d.line(), message));
         }
         let mut set = self.set;
+        // Caddy gathers every header_down line into one set of ops, applied by kind.
+        super::headers::caddy_order(&mut set.header_down);
         set.retries.interval = match (self.try_interval, set.retries.duration) {
             (Some(interval), _) => interval,
             (None, Some(_)) => limits::DEFAULT_LB_TRY_INTERVAL,
@@ -346,7 +348,7 @@ fn header_up(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<()
 }
 
 fn header_down(p: &Parser<'_>, d: &Directive, draft: &mut ProxyDraft) -> Result<(), ConfigError> {
-    draft.set.header_down.push(p.header_op(d, Context::Response)?);
+    draft.set.header_down.push(p.header_down_op(d)?);
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::matchers::{MatcherDef, Scopes};
 use super::syntax::{self, Directive};
-use super::{encode, files, forward_auth, guards, handlers, reverse_proxy, Parser, Table};
+use super::{encode, files, forward_auth, guards, handlers, headers, reverse_proxy, Parser, Table};
 use crate::config::address::{self, SiteAddress};
 use crate::config::lexer::Token;
 use crate::config::matcher::compile_path;
@@ -52,6 +52,7 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
     ("forward_auth", DirectiveKind::Handler(Order::ForwardAuth, forward_auth::forward_auth)),
     ("handle", DirectiveKind::Nested(Order::Handle, handle)),
     ("handle_path", DirectiveKind::Nested(Order::Handle, handle_path)),
+    ("header", DirectiveKind::Handler(Order::Header, headers::header)),
     ("log", DirectiveKind::Setting(handlers::log)),
     ("metrics", DirectiveKind::Handler(Order::Metrics, handlers::metrics)),
     ("redir", DirectiveKind::Handler(Order::Redir, handlers::redir)),
@@ -66,12 +67,13 @@ const DIRECTIVES: &Table<DirectiveKind> = &[
 
 /// A route's place in Caddy's directive order (`httpcaddyfile.directiveOrder`); variants are
 /// declared in that order. `handle_path` shares `handle`'s place and group. For directives still
-/// to come, Caddy's order around ours is: *root*, `header`, *request_body*, *redir*,
+/// to come, Caddy's order around ours is: *root*, *header*, *request_body*, *redir*,
 /// *try_files*, *basic_auth*, *forward_auth*, *encode*, *handle*, *route*, *respond*,
 /// *metrics*, *reverse_proxy*, *file_server*.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Order {
     Root,
+    Header,
     RequestBody,
     Redir,
     TryFiles,

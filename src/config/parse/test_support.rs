@@ -74,6 +74,7 @@ pub(super) fn describe(routes: &[Route]) -> Vec<String> {
                 None => "request_body".to_string(),
             },
             Handler::ForwardAuth(auth) => format!("forward_auth {}", auth.set),
+            Handler::Header(_) => "header".to_string(),
             Handler::Subroute { routes, strip_prefix } => {
                 let inner = describe(routes).join(", ");
                 match strip_prefix {
