@@ -54,8 +54,13 @@ enum Found {
     Forbidden,
 }
 
+/// Applies the route's `header` ops to a head the file server wrote (`out` holds it from its
+/// start); `error` is set for the answers Caddy writes as errors (`403`, `404`, `405`, `500`),
+/// which only the immediate ops reach.
+pub type Shape<'a> = &'a dyn Fn(&mut Vec<u8>, bool);
+
 /// Answers `request` from the files under the root. `middleware` is the route's middleware
-/// (`root`, `try_files`); `close` adds `Connection: close`.
+/// (`root`, `try_files`); `close` adds `Connection: close`; `shape` applies `header` ops.
 pub async fn serve<S: Stream>(
     client: &S,
     request: &Request,
@@ -63,9 +68,10 @@ pub async fn serve<S: Stream>(
     middleware: &[&Handler],
     server: &FileServer,
     close: bool,
+    shape: Shape<'_>,
 ) -> Served {
     let mut out = Vec::with_capacity(512);
-    let reply = Reply { close, head_only: request.head().method == Method::Head };
+    let reply = Reply { close, head_only: request.head().method == Method::Head, shape };
     // Where the root leads now (it may be a symlink, `/srv/client -> releases/42`), read once
     // per request: every file served must be inside it once its own symlinks are resolved.
     let Some(given) = root_of(server, middleware) else {
@@ -289,12 +295,13 @@ fn accept_encoding<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<(String, u
 }
 
 /// The header of one request's response, and how to send it.
-struct Reply {
+struct Reply<'s> {
     close: bool,
     head_only: bool,
+    shape: Shape<'s>,
 }
 
-impl Reply {
+impl Reply<'_> {
     /// A bodiless answer: `status` with `fields` and `Content-Length: 0` (Caddy's error
     /// answers carry no body).
     async fn status<S: Stream>(
@@ -311,7 +318,7 @@ impl Reply {
         if status != 304 {
             push_field(out, "Content-Length", "0");
         }
-        self.end_head(out);
+        self.end_head(status, out);
         let complete = write_all(client, out).await.is_ok();
         Served { status: if complete { status } else { 0 }, bytes: 0, complete }
     }
@@ -403,14 +410,14 @@ impl Reply {
         push_field(out, "Etag", &etag);
         push_field(out, "Last-Modified", &last_modified);
         push_field(out, vary.0, vary.1);
-        self.end_head(out);
+        self.end_head(status, out);
         let len = if self.head_only { 0 } else { len };
         let head = std::mem::take(out);
         match send_file(client, head, file, start, len).await {
             Ok(()) => Served { status, bytes: len, complete: true },
             Err(e @ SendError::BeforeHead(_)) => {
                 tracing::warn!(path = %file.meta.real.display(), error = %e, "file unreadable");
-                let closing = Reply { close: true, head_only: self.head_only };
+                let closing = Reply { close: true, head_only: self.head_only, shape: self.shape };
                 let answered = closing.status(client, 500, &[], out).await;
                 Served { complete: false, ..answered }
             }
@@ -427,11 +434,12 @@ impl Reply {
         out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
     }
 
-    fn end_head(&self, out: &mut Vec<u8>) {
+    fn end_head(&self, status: u16, out: &mut Vec<u8>) {
         if self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
+        (self.shape)(out, matches!(status, 403 | 404 | 405 | 500));
     }
 }
 

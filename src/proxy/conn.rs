@@ -476,7 +476,7 @@ async fn handle_request<S: Stream>(
             finish_direct(client, out, close, 200, bytes).await
         }
         Some(Handler::FileServer(server)) => {
-            serve_files(client, ctx, request, &strip, &middleware, server).await
+            serve_files(client, ctx, request, &strip, &middleware, &headers, server).await
         }
         // Middleware never ends a route chain (see `route::resolve`).
         Some(
@@ -596,11 +596,17 @@ async fn serve_files<S: Stream>(
     request: &Request,
     strip: &[&str],
     middleware: &[&Handler],
+    headers: &HeaderMiddleware<'_>,
     server: &crate::config::files::FileServer,
 ) -> Handled {
     let head = request.head();
     let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
-    let served = crate::files::serve(client, request, strip, middleware, server, close).await;
+    let shape_head = |out: &mut Vec<u8>, error: bool| match error {
+        true => shape(out, &headers.immediate_only(), ctx, request, strip),
+        false => shape(out, headers, ctx, request, strip),
+    };
+    let served =
+        crate::files::serve(client, request, strip, middleware, server, close, &shape_head).await;
     let keep_alive = served.complete && !close;
     Handled { keep_alive, status: served.status, bytes: served.bytes, upgraded: None }
 }

@@ -262,3 +262,33 @@ per_driver! {
         assert_eq!(conn.get(&host, "/ten.txt").status, 404, "outside the prefix");
     }
 }
+
+per_driver! {
+    fn header_ops_reach_file_answers_and_only_immediate_ones_reach_its_errors(setup) {
+        let dir = client_app();
+        let caddyfile = format!(
+            "$SITE {{\n\theader Strict-Transport-Security \"max-age=31536000\"\n\t\
+             header /assets/* {{\n\t\tCache-Control \"public, max-age=3600\"\n\t\t-Accept-Ranges\n\t}}\n\t\
+             root * {}\n\tfile_server\n}}\n",
+            site_dir(&dir)
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        let host = proxy.host();
+        let page = conn.get(&host, "/index.html");
+        assert_eq!(page.text(), INDEX);
+        assert_eq!(page.header("strict-transport-security"), Some("max-age=31536000"));
+        assert_eq!(page.header("cache-control"), None);
+        let asset = conn.get(&host, "/assets/app.js");
+        assert_eq!(asset.text(), APP_JS);
+        assert_eq!(asset.header("strict-transport-security"), Some("max-age=31536000"));
+        assert_eq!(asset.header("cache-control"), Some("public, max-age=3600"));
+        assert_eq!(asset.header("accept-ranges"), None, "a deferred delete reaches the file");
+        let missing = conn.get(&host, "/nothing-here");
+        assert_eq!(missing.status, 404);
+        assert_eq!(missing.header("strict-transport-security"), Some("max-age=31536000"));
+        let missing_asset = conn.get(&host, "/assets/nothing.js");
+        assert_eq!(missing_asset.status, 404);
+        assert_eq!(missing_asset.header("cache-control"), None, "an error gets no deferred op");
+    }
+}
