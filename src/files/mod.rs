@@ -20,8 +20,9 @@ pub mod path;
 use std::path::PathBuf;
 
 use crate::config::files::{FileServer, Precompressed, TryCandidate, TryFiles};
-use crate::config::Handler;
-use crate::http::head::Method;
+use crate::config::{Coding, Encode, Handler};
+use crate::http::encode::StreamEncoder;
+use crate::http::head::{Method, Version};
 use crate::http::request::Request;
 use crate::net::stream::Stream;
 use crate::proxy::io::write_all;
@@ -71,7 +72,11 @@ pub async fn serve<S: Stream>(
     shape: Shape<'_>,
 ) -> Served {
     let mut out = Vec::with_capacity(512);
-    let reply = Reply { close, head_only: request.head().method == Method::Head, shape };
+    let encode = middleware.iter().find_map(|m| match m {
+        Handler::Encode(encode) => Some(encode),
+        _ => None,
+    });
+    let reply = Reply { close, head_only: request.head().method == Method::Head, shape, encode };
     // Where the root leads now (it may be a symlink, `/srv/client -> releases/42`), read once
     // per request: every file served must be inside it once its own symlinks are resolved.
     let Some(given) = root_of(server, middleware) else {
@@ -299,6 +304,8 @@ struct Reply<'s> {
     close: bool,
     head_only: bool,
     shape: Shape<'s>,
+    /// The route's `encode`, for whole files the client accepts compressed.
+    encode: Option<&'s Encode>,
 }
 
 impl Reply<'_> {
@@ -411,13 +418,23 @@ impl Reply<'_> {
         push_field(out, "Last-Modified", &last_modified);
         push_field(out, vary.0, vary.1);
         self.end_head(status, out);
+        if let Some((coding, encode)) = self.encoding(request, status, name, len, encoding) {
+            let head = crate::http::encode::rewrite_head(out, coding, true);
+            return match send_file_encoded(client, head, file, len, coding, encode).await {
+                Ok(bytes) => Served { status, bytes, complete: true },
+                Err(e) => {
+                    tracing::debug!(error = %e, "encoded file download ended early");
+                    Served { status, bytes: 0, complete: false }
+                }
+            };
+        }
         let len = if self.head_only { 0 } else { len };
         let head = std::mem::take(out);
         match send_file(client, head, file, start, len).await {
             Ok(()) => Served { status, bytes: len, complete: true },
             Err(e @ SendError::BeforeHead(_)) => {
                 tracing::warn!(path = %file.meta.real.display(), error = %e, "file unreadable");
-                let closing = Reply { close: true, head_only: self.head_only, shape: self.shape };
+                let closing = Reply { close: true, ..*self };
                 let answered = closing.status(client, 500, &[], out).await;
                 Served { complete: false, ..answered }
             }
@@ -426,6 +443,33 @@ impl Reply<'_> {
                 Served { status, bytes: 0, complete: false }
             }
         }
+    }
+
+    /// The coding `encode` gives a whole file (`200` to a `GET`, no sidecar), if the client
+    /// accepts one and the file qualifies. HTTP/1.0 clients, which cannot read chunks, get the
+    /// file as it is.
+    fn encoding(
+        &self,
+        request: &Request,
+        status: u16,
+        name: &[u8],
+        len: u64,
+        sidecar: Option<Precompressed>,
+    ) -> Option<(Coding, &Encode)> {
+        let encode = self.encode?;
+        let whole_get = status == 200 && !self.head_only && sidecar.is_none();
+        if !whole_get || request.head().version == Version::Http10 {
+            return None;
+        }
+        let coding = crate::http::encode::choose(request.values("accept-encoding"), false, encode)?;
+        let facts = crate::http::encode::ResponseFacts {
+            status,
+            content_type: mime::content_type(name).map(str::as_bytes),
+            already_encoded: false,
+            no_transform: false,
+            content_length: Some(len),
+        };
+        crate::http::encode::qualifies(encode, &facts).then_some((coding, encode))
     }
 
     fn start(&self, status: u16, out: &mut Vec<u8>) {
@@ -490,6 +534,54 @@ pub async fn send_file<S: Stream>(
         pos += take as u64;
     }
     Ok(())
+}
+
+/// Writes `head`, then the whole of `file` (`len` bytes) compressed with `coding`, as chunks,
+/// one [`CHUNK`] of the file at a time: each is compressed and flushed before the next read,
+/// so memory per download is the read buffer and the encoder's window. Returns the encoded
+/// bytes sent.
+async fn send_file_encoded<S: Stream>(
+    client: &S,
+    head: Vec<u8>,
+    file: &OpenFile,
+    len: u64,
+    coding: Coding,
+    encode: &Encode,
+) -> Result<u64, SendError> {
+    let mut encoder = StreamEncoder::new(coding, encode).map_err(SendError::BeforeHead)?;
+    write_all(client, &head).await.map_err(SendError::Midway)?;
+    drop(head);
+    let (mut pos, mut sent) = (0u64, 0u64);
+    let mut buf = Vec::with_capacity(CHUNK);
+    let mut frame = Vec::new();
+    while pos < len {
+        let (read, filled) = file.read_at(buf, pos).await;
+        buf = filled;
+        let take = read.and_then(|n| took(n, len - pos)).map_err(SendError::Midway)?;
+        pos += take as u64;
+        let mut encoded = Vec::new();
+        encoder.encode(&buf[..take], &mut encoded).map_err(SendError::Midway)?;
+        sent += chunk(&encoded, &mut frame);
+        write_all(client, &frame).await.map_err(SendError::Midway)?;
+    }
+    let mut encoded = Vec::new();
+    encoder.finish(&mut encoded).map_err(SendError::Midway)?;
+    sent += chunk(&encoded, &mut frame);
+    frame.extend_from_slice(b"0\r\n\r\n");
+    write_all(client, &frame).await.map_err(SendError::Midway)?;
+    Ok(sent)
+}
+
+/// `encoded` as one chunk into `frame` (emptied first; nothing for no bytes, since an empty
+/// chunk would end the body); its length.
+fn chunk(encoded: &[u8], frame: &mut Vec<u8>) -> u64 {
+    frame.clear();
+    if !encoded.is_empty() {
+        frame.extend_from_slice(format!("{:x}\r\n", encoded.len()).as_bytes());
+        frame.extend_from_slice(encoded);
+        frame.extend_from_slice(b"\r\n");
+    }
+    encoded.len() as u64
 }
 
 /// Of `read` bytes, those still wanted; a file that ends early (it shrank while served) is an

@@ -292,3 +292,32 @@ per_driver! {
         assert_eq!(missing_asset.header("cache-control"), None, "an error gets no deferred op");
     }
 }
+
+per_driver! {
+    fn encode_compresses_whole_text_files_and_leaves_ranges_and_small_files_alone(setup) {
+        use std::io::Read as _;
+        let dir = client_app();
+        let transcript: String = (0..4000).map(|i| format!("line {i} of the transcript\n")).collect();
+        fs::write(dir.path().join("site/transcript.txt"), &transcript).unwrap();
+        let caddyfile =
+            format!("$SITE {{\n\tencode gzip\n\troot * {}\n\tfile_server\n}}\n", site_dir(&dir));
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        let whole = request(&proxy, &mut conn, "GET /transcript.txt HTTP/1.1\r\nHost: HOST\r\nAccept-Encoding: gzip");
+        assert_eq!(whole.status, 200);
+        assert_eq!(whole.header("content-encoding"), Some("gzip"));
+        assert_eq!(whole.header("content-length"), None);
+        assert!(whole.header("etag").is_some_and(|e| e.ends_with("-gzip\"")), "{:?}", whole.header("etag"));
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&whole.body[..]).read_to_string(&mut decoded).unwrap();
+        assert_eq!(decoded, transcript);
+        assert!(whole.body.len() < transcript.len() / 4);
+        let part = request(&proxy, &mut conn, "GET /transcript.txt HTTP/1.1\r\nHost: HOST\r\nAccept-Encoding: gzip\r\nRange: bytes=0-9");
+        assert_eq!((part.status, part.header("content-encoding")), (206, None));
+        assert_eq!(part.text(), "line 0 of ");
+        let small = request(&proxy, &mut conn, "GET /ten.txt HTTP/1.1\r\nHost: HOST\r\nAccept-Encoding: gzip");
+        assert_eq!((small.header("content-encoding"), small.text().as_str()), (None, "0123456789"));
+        let plain = request(&proxy, &mut conn, "GET /transcript.txt HTTP/1.1\r\nHost: HOST");
+        assert_eq!((plain.header("content-encoding"), plain.text()), (None, transcript));
+    }
+}
