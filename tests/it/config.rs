@@ -882,3 +882,44 @@ fn imported_files_and_globs_resolve_against_the_importing_file_and_errors_name_t
     let proxy_file = root.join("proxy.caddy").display().to_string();
     assert!(err.to_string().starts_with(&format!("{proxy_file}:2 - ")), "{err}");
 }
+
+/// The middleware a request meets and the handler that answers it, by kind.
+fn chain(c: &Config, port: u16, r: &Req) -> Vec<&'static str> {
+    let resolution = route_req(c, port, r);
+    let kind = |h: &Handler| match h {
+        Handler::Proxy(_) => "reverse_proxy",
+        Handler::FileServer(_) => "file_server",
+        Handler::Header(_) => "header",
+        Handler::ForwardAuth(_) => "forward_auth",
+        Handler::BasicAuth(_) => "basic_auth",
+        Handler::RequestBody { .. } => "request_body",
+        Handler::Encode(_) => "encode",
+        Handler::Root(_) => "root",
+        Handler::TryFiles(_) => "try_files",
+        _ => "other",
+    };
+    let mut kinds: Vec<&str> = resolution.middleware.iter().map(|m| kind(m)).collect();
+    kinds.extend(resolution.handler.map(kind));
+    kinds
+}
+
+#[test]
+fn the_speech_front_example_in_the_docs_means_what_it_says() {
+    let text = include_str!("../../docs/examples/speech-front.Caddyfile");
+    let c = parse(text);
+    let at = |path: &str| chain(&c, 443, &req("stt.example.dev", path));
+    assert_eq!(at("/api/auth/login"), ["header", "reverse_proxy"]);
+    assert_eq!(at("/health"), ["header", "reverse_proxy"]);
+    assert_eq!(at("/api/asr"), ["header", "forward_auth", "reverse_proxy"]);
+    assert_eq!(at("/api/tts"), ["header", "request_body", "encode", "reverse_proxy"]);
+    assert_eq!(at("/metrics"), ["header", "basic_auth", "reverse_proxy"]);
+    assert_eq!(
+        at("/session/42"),
+        ["header", "root", "try_files", "encode", "file_server"],
+        "the client app, deep links included"
+    );
+    let stream = route(&c, 443, "stt.example.dev", "/api/chat");
+    let Some(Handler::Proxy(set)) = stream else { panic!("{stream:?}") };
+    assert_eq!(c.upstream_sets[*set].upstreams[0].display, "unix//run/moshi/moshi.sock");
+    assert!(c.upstream_sets[*set].upstreams[0].is_unix());
+}
