@@ -63,13 +63,14 @@ pub(super) async fn authorize<S: Stream>(
     request: &Request,
     strip_prefixes: &[&str],
     middleware: &[&Handler],
+    headers: &HeaderMiddleware<'_>,
 ) -> Result<Verdict, ForwardError> {
     let mut copied = Vec::new();
     for m in middleware {
         let Handler::ForwardAuth(auth) = m else { continue };
         // Boxed: the auth exchange's state would otherwise widen every request's future,
         // guarded or not.
-        match Box::pin(ask(client, ctx, request, strip_prefixes, auth)).await? {
+        match Box::pin(ask(client, ctx, request, strip_prefixes, auth, headers)).await? {
             Verdict::Allow(ops) => copied.extend(ops),
             deny @ Verdict::Deny(_) => return Ok(deny),
         }
@@ -95,6 +96,7 @@ async fn ask<S: Stream>(
     request: &Request,
     strip_prefixes: &[&str],
     auth: &ForwardAuth,
+    headers: &HeaderMiddleware<'_>,
 ) -> Result<Verdict, ForwardError> {
     let asked_about = ctx.forward_context(request, strip_prefixes, "");
     let mut asking =
@@ -110,7 +112,8 @@ async fn ask<S: Stream>(
         header_up: &pool.set.header_up,
         authorizing: Some(&auth.copy_headers),
         encode: None,
-        headers: &HeaderMiddleware::default(),
+        // A denial is the client's answer: the route's `header` ops shape it, as in Caddy.
+        headers,
     };
     match exchange.forward().await {
         Ok(Outcome { authorized: Some(ops), .. }) => Ok(Verdict::Allow(ops)),

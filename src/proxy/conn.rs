@@ -404,7 +404,7 @@ async fn handle_request<S: Stream>(
     if let Some(refused) = guard(client, ctx, request, &middleware).await {
         return refused;
     }
-    let copied = match auth::authorize(client, ctx, request, &strip, &middleware).await {
+    let copied = match auth::authorize(client, ctx, request, &strip, &middleware, &headers).await {
         Ok(Verdict::Allow(copied)) => copied,
         Ok(Verdict::Deny(answered)) => return Handled::from(answered),
         Err(e) => return answer_failure(client, ctx, request, &strip, &headers, e).await,

@@ -430,3 +430,22 @@ per_driver! {
         assert_eq!(origin.requests().len(), 3);
     }
 }
+
+per_driver! {
+    fn the_routes_header_ops_shape_the_auth_servers_denial_too(setup) {
+        let (auth, origin) = (AuthServer::start(), Origin::start("speech"));
+        let caddyfile = guarded_site(auth.addr, origin.addr).replacen(
+            "$SITE {\n",
+            "$SITE {\n\theader Strict-Transport-Security \"max-age=31536000\"\n",
+            1,
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        conn.send(&get(&proxy, "/api/asr", "Authorization: Bearer stolen\r\n"));
+        let resp = conn.response("GET");
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.header("strict-transport-security"), Some("max-age=31536000"));
+        assert_eq!(resp.header("www-authenticate"), Some("Bearer realm=\"voice\""));
+        assert_eq!(resp.text(), DENIED);
+    }
+}
