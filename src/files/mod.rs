@@ -17,10 +17,10 @@ pub mod io;
 pub mod mime;
 pub mod path;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::files::{FileServer, Precompressed, TryCandidate, TryFiles};
-use crate::config::{Coding, Encode, Handler};
+use crate::config::{Coding, Encode};
 use crate::http::encode::StreamEncoder;
 use crate::http::head::{Method, Version};
 use crate::http::request::Request;
@@ -60,22 +60,30 @@ enum Found {
 /// which only the immediate ops reach.
 pub type Shape<'a> = &'a dyn Fn(&mut Vec<u8>, bool);
 
-/// Answers `request` from the files under the root. `middleware` is the route's middleware
-/// (`root`, `try_files`); `close` adds `Connection: close`; `shape` applies `header` ops.
+/// The route's middleware that the file server reads.
+#[derive(Debug, Default)]
+pub struct FileMiddleware<'c> {
+    /// The last `root` that matched.
+    pub root: Option<&'c Path>,
+    /// Every `try_files` that matched, in route order: each rewrites what the next one sees.
+    pub try_files: Vec<&'c TryFiles>,
+    /// The route's `encode`, for whole files.
+    pub encode: Option<&'c Encode>,
+}
+
+/// Answers `request` from the files under the root. `close` adds `Connection: close`; `shape`
+/// applies `header` ops.
 pub async fn serve<S: Stream>(
     client: &S,
     request: &Request,
     strip: &[&str],
-    middleware: &[&Handler],
+    middleware: &FileMiddleware<'_>,
     server: &FileServer,
     close: bool,
     shape: Shape<'_>,
 ) -> Served {
     let mut out = Vec::with_capacity(512);
-    let encode = middleware.iter().find_map(|m| match m {
-        Handler::Encode(encode) => Some(encode),
-        _ => None,
-    });
+    let encode = middleware.encode;
     let reply = Reply { close, head_only: request.head().method == Method::Head, shape, encode };
     // Where the root leads now (it may be a symlink, `/srv/client -> releases/42`), read once
     // per request: every file served must be inside it once its own symlinks are resolved.
@@ -90,10 +98,7 @@ pub async fn serve<S: Stream>(
         return reply.status(client, 404, &[], &mut out).await;
     };
     let mut path = requested.clone();
-    for try_files in middleware.iter().filter_map(|m| match m {
-        Handler::TryFiles(t) => Some(t),
-        _ => None,
-    }) {
+    for try_files in &middleware.try_files {
         match try_candidates(try_files, &path, &root).await {
             Tried::Rewrite(to) => path = to,
             Tried::Status(status) => return reply.status(client, status, &[], &mut out).await,
@@ -125,14 +130,11 @@ pub async fn serve<S: Stream>(
 
 /// The root: `file_server`'s own, else the last `root` that matched, else the working
 /// directory (Caddy's default; none if it cannot be read, so nothing is served).
-fn root_of(server: &FileServer, middleware: &[&Handler]) -> Option<PathBuf> {
+fn root_of(server: &FileServer, middleware: &FileMiddleware<'_>) -> Option<PathBuf> {
     if let Some(root) = &server.root {
         return Some(root.clone());
     }
-    let set = middleware.iter().rev().find_map(|m| match m {
-        Handler::Root(root) => Some(root.clone()),
-        _ => None,
-    });
+    let set = middleware.root.map(Path::to_path_buf);
     set.or_else(|| std::env::current_dir().ok())
 }
 

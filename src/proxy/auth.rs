@@ -22,7 +22,7 @@ use super::forward::{
 use super::io::{read_append, BodyFraming};
 use super::response::body_framing;
 use super::ConnCtx;
-use crate::config::{CopyHeader, ForwardAuth, Handler, HeaderOp, Template, TemplatePart};
+use crate::config::{CopyHeader, ForwardAuth, HeaderOp, Template, TemplatePart};
 use crate::error::{ClientError, UpstreamError};
 use crate::http::head::{parse_request, HeadError, Method, ResponseHead, Version};
 use crate::http::header_ops::HeaderMiddleware;
@@ -56,18 +56,17 @@ pub(super) enum Verdict {
     Deny(Outcome),
 }
 
-/// Ask each `forward_auth` among the request's middleware, in route order, until one denies.
+/// Ask each of the request's `forward_auth`s, in route order, until one denies.
 pub(super) async fn authorize<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
     request: &Request,
     strip_prefixes: &[&str],
-    middleware: &[&Handler],
+    auths: &[&ForwardAuth],
     headers: &HeaderMiddleware<'_>,
 ) -> Result<Verdict, ForwardError> {
     let mut copied = Vec::new();
-    for m in middleware {
-        let Handler::ForwardAuth(auth) = m else { continue };
+    for auth in auths {
         // Boxed: the auth exchange's state would otherwise widen every request's future,
         // guarded or not.
         match Box::pin(ask(client, ctx, request, strip_prefixes, auth, headers)).await? {

@@ -25,12 +25,13 @@ use crate::http::request::Request;
 
 /// What a request's credentials are worth under one `basic_auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
+pub enum Credentials {
+    Accepted,
     /// No credentials, malformed ones, an unknown user or a wrong password: `401`.
     Refused,
-    /// Too many checks are pending in the process; the client may try again (`503`).
-    Busy,
+    /// Too many checks are pending in the process, so this one was not run; the client may
+    /// try again (`503`).
+    Unchecked,
 }
 
 /// One worker's remembered outcomes of password checks.
@@ -60,16 +61,16 @@ impl CheckCache {
 static PENDING_CHECKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Check `request`'s credentials against `auth`.
-pub async fn check(auth: &BasicAuth, request: &Request, cache: &CheckCache) -> Verdict {
+pub async fn check(auth: &BasicAuth, request: &Request, cache: &CheckCache) -> Credentials {
     let Some((user, password)) = request.values("authorization").next().and_then(credentials)
     else {
-        return Verdict::Refused;
+        return Credentials::Refused;
     };
     let found = find_account(&auth.accounts, &user);
     // An unknown user is checked against the first account's hash, so that the refusal takes
     // as long as a wrong password does; with no accounts there is nothing to time.
     let Some(account) = found.or(auth.accounts.first()) else {
-        return Verdict::Refused;
+        return Credentials::Refused;
     };
     let key = cache_key(account, &user, &password);
     let matches = match cache.get(&key) {
@@ -79,13 +80,13 @@ pub async fn check(auth: &BasicAuth, request: &Request, cache: &CheckCache) -> V
                 cache.put(key, matches);
                 matches
             }
-            None => return Verdict::Busy,
+            None => return Credentials::Unchecked,
         },
     };
     if matches && found.is_some() {
-        Verdict::Allowed
+        Credentials::Accepted
     } else {
-        Verdict::Refused
+        Credentials::Refused
     }
 }
 

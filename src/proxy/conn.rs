@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use super::access_log;
 use super::auth::{self, Verdict};
-use super::basic_auth;
+use super::basic_auth::{self, Credentials};
 use super::forward::{Exchange, ForwardError, Outcome, Upgraded};
 use super::io::{close_write, lingering_close, read_append, write_all};
+use super::middleware::Middleware;
 use super::relay::{relay, RelayLimits};
 use super::ConnCtx;
 use crate::config::route::{resolve, select_site, RequestView};
@@ -397,21 +398,22 @@ async fn handle_request<S: Stream>(
         }
     }
     let (handler, strip, middleware) = match site.map(|site| resolve(site, &*request)) {
-        Some(resolution) => (resolution.handler, resolution.strip_prefixes, resolution.middleware),
-        None => (None, Vec::new(), Vec::new()),
+        Some(found) => (found.handler, found.strip_prefixes, Middleware::of(&found.middleware)),
+        None => (None, Vec::new(), Middleware::default()),
     };
-    let headers = header_middleware(&middleware);
-    if let Some(refused) = guard(client, ctx, request, &middleware).await {
+    let headers = &middleware.headers;
+    if let Some(refused) = guard(client, ctx, request, &middleware.basic_auths).await {
         return refused;
     }
-    let copied = match auth::authorize(client, ctx, request, &strip, &middleware, &headers).await {
+    let auths = &middleware.forward_auths;
+    let copied = match auth::authorize(client, ctx, request, &strip, auths, headers).await {
         Ok(Verdict::Allow(copied)) => copied,
         Ok(Verdict::Deny(answered)) => return Handled::from(answered),
-        Err(e) => return answer_failure(client, ctx, request, &strip, &headers, e).await,
+        Err(e) => return answer_failure(client, ctx, request, &strip, headers, e).await,
     };
     match handler {
         Some(Handler::Proxy(index)) => {
-            let max_body = max_body(&middleware);
+            let max_body = middleware.max_body;
             if let (Some(max), RequestBody::Length(declared)) = (max_body, request.head().body) {
                 if declared > max {
                     // Refused before the upstream sees a byte; the body is still coming, so
@@ -426,10 +428,6 @@ async fn handle_request<S: Stream>(
             }
             let pool = ctx.snapshot.pools[*index].clone();
             let header_up = auth::header_up(copied, &pool.set.header_up);
-            let encode = middleware.iter().find_map(|m| match m {
-                Handler::Encode(encode) => Some(encode),
-                _ => None,
-            });
             let exchange = Exchange {
                 client,
                 ctx,
@@ -439,26 +437,26 @@ async fn handle_request<S: Stream>(
                 max_body,
                 header_up: &header_up,
                 authorizing: None,
-                encode,
-                headers: &headers,
+                encode: middleware.encode,
+                headers,
             };
             match exchange.forward().await {
                 Ok(outcome) => Handled::from(outcome),
-                Err(e) => answer_failure(client, ctx, request, &strip, &headers, e).await,
+                Err(e) => answer_failure(client, ctx, request, &strip, headers, e).await,
             }
         }
         Some(Handler::Respond { status, body }) => {
             let mut rendered = Vec::new();
             render_template(body, &ctx.forward_context(request, &strip, ""), &mut rendered);
             let mut own = answer_direct(ctx, request.head(), *status, None, &rendered);
-            shape(&mut own.out, &headers, ctx, request, &strip);
+            shape(&mut own.out, headers, ctx, request, &strip);
             finish_direct(client, own.out, own.close, *status, own.bytes).await
         }
         Some(Handler::Redirect { to, status }) => {
             let mut location = Vec::new();
             render_template(to, &ctx.forward_context(request, &strip, ""), &mut location);
             let mut own = answer_direct(ctx, request.head(), *status, Some(&location), b"");
-            shape(&mut own.out, &headers, ctx, request, &strip);
+            shape(&mut own.out, headers, ctx, request, &strip);
             finish_direct(client, own.out, own.close, *status, own.bytes).await
         }
         Some(Handler::HttpsRedirect { port }) => https_redirect(client, request, *port).await,
@@ -471,12 +469,12 @@ async fn handle_request<S: Stream>(
             let mut out = Vec::with_capacity(text.len() + 160);
             let kind = crate::metrics::export::CONTENT_TYPE;
             write_typed(200, None, kind, text.as_bytes(), head_only, close, &mut out);
-            shape(&mut out, &headers, ctx, request, &strip);
+            shape(&mut out, headers, ctx, request, &strip);
             let bytes = if head_only { 0 } else { text.len() as u64 };
             finish_direct(client, out, close, 200, bytes).await
         }
         Some(Handler::FileServer(server)) => {
-            serve_files(client, ctx, request, &strip, &middleware, &headers, server).await
+            serve_files(client, ctx, request, &strip, &middleware, server).await
         }
         // Middleware never ends a route chain (see `route::resolve`).
         Some(
@@ -502,25 +500,20 @@ async fn handle_request<S: Stream>(
     }
 }
 
-/// Run the middleware that may stop a request before its handler (`basic_auth`), in route
-/// order: the first that refuses answers the request.
+/// Check the request against each `basic_auth`, in route order: the first that refuses
+/// answers the request.
 async fn guard<S: Stream>(
     client: &S,
     ctx: &ConnCtx,
     request: &Request,
-    middleware: &[&Handler],
+    basic_auths: &[&BasicAuth],
 ) -> Option<Handled> {
-    for m in middleware {
-        if let Handler::BasicAuth(auth) = m {
-            match basic_auth::check(auth, request, &ctx.worker.password_checks).await {
-                basic_auth::Verdict::Allowed => {}
-                basic_auth::Verdict::Refused => {
-                    return Some(unauthorized(client, ctx, request, auth).await)
-                }
-                basic_auth::Verdict::Busy => {
-                    let head = request.head();
-                    return Some(refuse(client, head, Answer::ServiceUnavailable).await);
-                }
+    for auth in basic_auths {
+        match basic_auth::check(auth, request, &ctx.worker.password_checks).await {
+            Credentials::Accepted => {}
+            Credentials::Refused => return Some(unauthorized(client, ctx, request, auth).await),
+            Credentials::Unchecked => {
+                return Some(refuse(client, request.head(), Answer::ServiceUnavailable).await);
             }
         }
     }
@@ -576,18 +569,6 @@ async fn answer_failure<S: Stream>(
     Handled { keep_alive, status: answer.status(), bytes: 0, upgraded: None }
 }
 
-/// The smallest `request_body max_size` among the request's middleware: every one of them
-/// must hold, as Caddy's nested body limits do.
-fn max_body(middleware: &[&Handler]) -> Option<u64> {
-    middleware
-        .iter()
-        .filter_map(|m| match m {
-            Handler::RequestBody { max_size } => *max_size,
-            _ => None,
-        })
-        .min()
-}
-
 /// `file_server` (see `crate::files`). As for our other answers, a request with a body closes
 /// the connection afterwards: the body is never read.
 async fn serve_files<S: Stream>(
@@ -595,28 +576,21 @@ async fn serve_files<S: Stream>(
     ctx: &ConnCtx,
     request: &Request,
     strip: &[&str],
-    middleware: &[&Handler],
-    headers: &HeaderMiddleware<'_>,
+    middleware: &Middleware<'_>,
     server: &crate::config::files::FileServer,
 ) -> Handled {
     let head = request.head();
     let close = !head.keep_alive || head.body != RequestBody::None || ctx.worker.draining.is_set();
+    let headers = &middleware.headers;
+    let files = &middleware.files;
     let shape_head = |out: &mut Vec<u8>, error: bool| match error {
         true => shape(out, &headers.immediate_only(), ctx, request, strip),
         false => shape(out, headers, ctx, request, strip),
     };
     let served =
-        crate::files::serve(client, request, strip, middleware, server, close, &shape_head).await;
+        crate::files::serve(client, request, strip, files, server, close, &shape_head).await;
     let keep_alive = served.complete && !close;
     Handled { keep_alive, status: served.status, bytes: served.bytes, upgraded: None }
-}
-
-/// The request's `header` middleware, in route order.
-fn header_middleware<'c>(middleware: &[&'c Handler]) -> HeaderMiddleware<'c> {
-    HeaderMiddleware::gather(middleware.iter().filter_map(|m| match m {
-        Handler::Header(h) => Some(h),
-        _ => None,
-    }))
 }
 
 /// Applies `headers` to a response this proxy wrote into `out`; nothing to do without them.

@@ -10,6 +10,7 @@ mod encoded;
 pub mod forward;
 pub mod guard;
 pub mod io;
+mod middleware;
 pub mod relay;
 mod response;
 mod upload;
