@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::files::{FileServer, Precompressed, TryCandidate, TryFiles};
 use crate::config::{Coding, Encode};
+use crate::http::chunked::{frame_chunk, LAST_CHUNK};
 use crate::http::encode::StreamEncoder;
 use crate::http::head::{Method, Version};
 use crate::http::request::Request;
@@ -555,35 +556,31 @@ async fn send_file_encoded<S: Stream>(
     drop(head);
     let (mut pos, mut sent) = (0u64, 0u64);
     let mut buf = Vec::with_capacity(CHUNK);
-    let mut frame = Vec::new();
+    // Both reused for every piece: a download allocates nothing per chunk.
+    let (mut encoded, mut frame) = (Vec::new(), Vec::new());
     while pos < len {
         let (read, filled) = file.read_at(buf, pos).await;
         buf = filled;
         let take = read.and_then(|n| took(n, len - pos)).map_err(SendError::Midway)?;
         pos += take as u64;
-        let mut encoded = Vec::new();
+        encoded.clear();
         encoder.encode(&buf[..take], &mut encoded).map_err(SendError::Midway)?;
-        sent += chunk(&encoded, &mut frame);
+        if encoded.is_empty() {
+            continue;
+        }
+        sent += encoded.len() as u64;
+        frame.clear();
+        frame_chunk(&encoded, &mut frame);
         write_all(client, &frame).await.map_err(SendError::Midway)?;
     }
-    let mut encoded = Vec::new();
+    encoded.clear();
     encoder.finish(&mut encoded).map_err(SendError::Midway)?;
-    sent += chunk(&encoded, &mut frame);
-    frame.extend_from_slice(b"0\r\n\r\n");
+    sent += encoded.len() as u64;
+    frame.clear();
+    frame_chunk(&encoded, &mut frame);
+    frame.extend_from_slice(LAST_CHUNK);
     write_all(client, &frame).await.map_err(SendError::Midway)?;
     Ok(sent)
-}
-
-/// `encoded` as one chunk into `frame` (emptied first; nothing for no bytes, since an empty
-/// chunk would end the body); its length.
-fn chunk(encoded: &[u8], frame: &mut Vec<u8>) -> u64 {
-    frame.clear();
-    if !encoded.is_empty() {
-        frame.extend_from_slice(format!("{:x}\r\n", encoded.len()).as_bytes());
-        frame.extend_from_slice(encoded);
-        frame.extend_from_slice(b"\r\n");
-    }
-    encoded.len() as u64
 }
 
 /// Of `read` bytes, those still wanted; a file that ends early (it shrank while served) is an

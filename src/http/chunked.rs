@@ -2,8 +2,9 @@
 //! verbatim, so the proxy knows where a chunked body ends without decoding it.
 //!
 //! Owns: finding the exact end of a chunked body (last chunk, trailer section, final CRLF) and
-//! rejecting framing two parsers could read differently. Does not own: buffering or copying
-//! (the driver forwards exactly the bytes `advance` reports as consumed) or decoding the data.
+//! rejecting framing two parsers could read differently; framing the chunks of a body this
+//! proxy re-encodes ([`frame_chunk`], [`LAST_CHUNK`]). Does not own: buffering or copying (the
+//! driver forwards exactly the bytes `advance` reports as consumed).
 //!
 //! Because bytes pass through unchanged, every leniency here would be a chance for the upstream
 //! to frame the body differently than we do (request smuggling). So, unlike heads, a bare LF is
@@ -12,7 +13,25 @@
 //! Whitespace is accepted only between the size and `;` or CR (RFC 9112 §7.1.1 BWS, and what
 //! Go's reader tolerates); it cannot change the size either side reads.
 
+use std::io::Write;
+
 use crate::config::limits;
+
+/// The last chunk of a body this proxy frames, with an empty trailer section.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends `data` to `out` as one chunk. Nothing for no bytes: an empty chunk is the last one,
+/// and would end the body.
+pub fn frame_chunk(data: &[u8], out: &mut Vec<u8>) {
+    if data.is_empty() {
+        return;
+    }
+    out.reserve(data.len() + 20);
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
 
 /// Result of feeding bytes to the tracker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,5 +486,21 @@ mod tests {
             prop_assert_eq!(feed_split(&input, &sizes), expected);
             prop_assert_eq!(feed_split(&input, &[1]), expected);
         }
+    }
+
+    #[test]
+    fn framed_chunks_read_back_as_the_same_bytes_and_an_empty_piece_adds_nothing() {
+        let mut body = Vec::new();
+        frame_chunk(b"hello", &mut body);
+        frame_chunk(b"", &mut body);
+        frame_chunk(&[b'x'; 300], &mut body);
+        body.extend_from_slice(LAST_CHUNK);
+        assert!(body.starts_with(b"5\r\nhello\r\n12c\r\nxxx"));
+        let mut tracker = ChunkedTracker::new();
+        let mut data = Vec::new();
+        let progress = tracker.advance_with(&body, |d| data.extend_from_slice(d)).unwrap();
+        assert_eq!(progress, ChunkProgress { consumed: body.len(), done: true });
+        assert_eq!(data.len(), 305);
+        assert!(data.starts_with(b"hello") && data[5..].iter().all(|&b| b == b'x'));
     }
 }

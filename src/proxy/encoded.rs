@@ -11,7 +11,7 @@
 //! path), or the compression itself (`http::encode`).
 
 use super::io::{read_append, write_all, BodyFraming, PumpError};
-use crate::http::chunked::ChunkError;
+use crate::http::chunked::{frame_chunk, ChunkError, LAST_CHUNK};
 use crate::http::encode::StreamEncoder;
 use crate::net::stream::Stream;
 
@@ -40,6 +40,8 @@ pub async fn pump_encoded<R: Stream, W: Stream>(
 ) -> Result<u64, PumpError> {
     let mut plain = Vec::new();
     let mut encoded = Vec::new();
+    // Reused for every chunk's framing, so a long stream allocates nothing per piece.
+    let mut framed = Vec::new();
     let mut sent = 0u64;
     let mut done = framing.is_done_at_start();
     loop {
@@ -56,10 +58,12 @@ pub async fn pump_encoded<R: Stream, W: Stream>(
         encoding.map_err(PumpError::Destination)?;
         plain.clear();
         if done {
-            return finish(dst, encoder, encoded, delimit, sent).await;
+            encoder.finish(&mut encoded).map_err(PumpError::Destination)?;
+            sent += send(dst, &mut encoded, &mut framed, delimit, true).await?;
+            return Ok(sent);
         }
         if !encoded.is_empty() {
-            sent += send(dst, &mut encoded, delimit).await?;
+            sent += send(dst, &mut encoded, &mut framed, delimit, false).await?;
         }
         match read_append(src, prefix, READ_BYTES).await {
             Ok(0) if matches!(framing, BodyFraming::UntilEof) => done = true,
@@ -90,50 +94,31 @@ fn decode(
     }
 }
 
-/// Send `encoded` as one chunk (or as it is, close-delimited) and empty it.
+/// Send `encoded` as one chunk (or as it is, close-delimited), followed by the last chunk when
+/// `last`, and empty it; `framed` is the scratch buffer for the framing. Returns the encoded
+/// bytes sent.
 async fn send<W: Stream>(
     dst: &W,
     encoded: &mut Vec<u8>,
+    framed: &mut Vec<u8>,
     delimit: EncodedFraming,
+    last: bool,
 ) -> Result<u64, PumpError> {
     let len = encoded.len() as u64;
-    match delimit {
+    let out = match delimit {
         EncodedFraming::Chunked => {
-            let mut framed = Vec::with_capacity(encoded.len() + 12);
-            framed.extend_from_slice(format!("{:x}\r\n", encoded.len()).as_bytes());
-            framed.append(encoded);
-            framed.extend_from_slice(b"\r\n");
-            write_all(dst, &framed).await.map_err(PumpError::Destination)?;
+            framed.clear();
+            frame_chunk(encoded, framed);
+            if last {
+                framed.extend_from_slice(LAST_CHUNK);
+            }
+            &*framed
         }
-        EncodedFraming::UntilClose => {
-            write_all(dst, encoded).await.map_err(PumpError::Destination)?;
-            encoded.clear();
-        }
+        EncodedFraming::UntilClose => &*encoded,
+    };
+    if !out.is_empty() {
+        write_all(dst, out).await.map_err(PumpError::Destination)?;
     }
+    encoded.clear();
     Ok(len)
-}
-
-/// The encoder's trailer, then the last chunk.
-async fn finish<W: Stream>(
-    dst: &W,
-    encoder: StreamEncoder,
-    mut encoded: Vec<u8>,
-    delimit: EncodedFraming,
-    mut sent: u64,
-) -> Result<u64, PumpError> {
-    encoder.finish(&mut encoded).map_err(PumpError::Destination)?;
-    if delimit == EncodedFraming::Chunked {
-        let len = encoded.len() as u64;
-        let mut last = Vec::with_capacity(encoded.len() + 20);
-        if !encoded.is_empty() {
-            last.extend_from_slice(format!("{:x}\r\n", encoded.len()).as_bytes());
-            last.append(&mut encoded);
-            last.extend_from_slice(b"\r\n");
-        }
-        last.extend_from_slice(b"0\r\n\r\n");
-        write_all(dst, &last).await.map_err(PumpError::Destination)?;
-        return Ok(sent + len);
-    }
-    sent += send(dst, &mut encoded, delimit).await?;
-    Ok(sent)
 }
