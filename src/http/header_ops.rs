@@ -429,23 +429,20 @@ mod tests {
     const UPSTREAM: &[u8] = b"HTTP/1.1 200 OK\r\nServer: origin\r\nX-Same: upstream\r\n\
         X-Rep: hello world\r\nContent-Length: 2\r\n\r\n";
 
-    /// The head the client gets for `UPSTREAM` under `directives` (site-level `header` lines)
-    /// and `header_down` lines.
-    fn proxied(directives: &str, header_down: &str) -> String {
-        let caddyfile = format!(
-            ":80 {{\n{directives}\n\treverse_proxy 127.0.0.1:9 {{\n{header_down}\n\t}}\n}}\n"
-        );
-        let config = parse_caddyfile(&caddyfile, "Caddyfile", std::path::Path::new("/")).unwrap();
+    /// The site's `header` middleware (its top-level `header` lines) of a one-site config.
+    fn site_headers(config: &crate::config::Config) -> HeaderMiddleware<'_> {
         let routes = &config.listeners[0].sites[0].routes;
-        let headers = HeaderMiddleware::gather(routes.iter().filter_map(|r| match &r.handler {
+        HeaderMiddleware::gather(routes.iter().filter_map(|r| match &r.handler {
             Handler::Header(h) => Some(h),
             _ => None,
-        }));
-        let down = &config.upstream_sets[0].header_down;
-        let ops = ResponseOps { immediate: &headers.immediate, down, deferred: &headers.deferred };
+        }))
+    }
+
+    /// Runs `f` with the context of a `GET /p` from 192.0.2.7 over https.
+    fn for_get_p<T>(f: impl FnOnce(&ForwardContext<'_>) -> T) -> T {
         let raw = b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n";
         let request = Request::new(parse_request(raw, 65536).unwrap().unwrap(), raw.to_vec());
-        let ctx = ForwardContext {
+        f(&ForwardContext {
             request: &request,
             client_ip: "192.0.2.7".parse().unwrap(),
             client_port: 1,
@@ -453,11 +450,23 @@ mod tests {
             scheme: "https",
             upstream_hostport: "",
             strip_prefixes: &[],
-        };
+        })
+    }
+
+    /// The head the client gets for `UPSTREAM` under `directives` (site-level `header` lines)
+    /// and `header_down` lines.
+    fn proxied(directives: &str, header_down: &str) -> String {
+        let caddyfile = format!(
+            ":80 {{\n{directives}\n\treverse_proxy 127.0.0.1:9 {{\n{header_down}\n\t}}\n}}\n"
+        );
+        let config = parse_caddyfile(&caddyfile, "Caddyfile", std::path::Path::new("/")).unwrap();
+        let headers = site_headers(&config);
+        let down = &config.upstream_sets[0].header_down;
+        let ops = ResponseOps { immediate: &headers.immediate, down, deferred: &headers.deferred };
         let head =
             parse_response(UPSTREAM, crate::http::head::Method::Get, 65536).unwrap().unwrap();
         let mut out = Vec::new();
-        write_response_head_with(UPSTREAM, &head, ops, &ctx, false, &mut out);
+        for_get_p(|ctx| write_response_head_with(UPSTREAM, &head, ops, ctx, false, &mut out));
         let text = String::from_utf8(out).unwrap();
         text.strip_prefix("HTTP/1.1 200 OK\r\n").unwrap().trim_end().replace("\r\n", "; ")
     }
@@ -531,25 +540,10 @@ mod tests {
         );
         let caddyfile = ":80 {\n\theader -Content-*\n\theader X-A {path}\n}\n";
         let config = parse_caddyfile(caddyfile, "Caddyfile", std::path::Path::new("/")).unwrap();
-        let routes = &config.listeners[0].sites[0].routes;
-        let headers = HeaderMiddleware::gather(routes.iter().filter_map(|r| match &r.handler {
-            Handler::Header(h) => Some(h),
-            _ => None,
-        }));
-        let raw = b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n";
-        let request = Request::new(parse_request(raw, 65536).unwrap().unwrap(), raw.to_vec());
-        let ctx = ForwardContext {
-            request: &request,
-            client_ip: "192.0.2.7".parse().unwrap(),
-            client_port: 1,
-            trusted_proxy: false,
-            scheme: "https",
-            upstream_hostport: "",
-            strip_prefixes: &[],
-        };
+        let headers = site_headers(&config);
         let ops =
             ResponseOps { immediate: &headers.immediate, down: &[], deferred: &headers.deferred };
-        rewrite_own_response(&mut out, 1, ops, &ctx);
+        for_get_p(|ctx| rewrite_own_response(&mut out, 1, ops, ctx));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "xHTTP/1.1 200 OK\r\nX-A: /p\r\nContent-Length: 2\r\n\r\nhi"
