@@ -1,7 +1,7 @@
 //! Question: how long does re-serializing a request head for the upstream and a response head
 //! for the client take (hop-by-hop filtering, X-Forwarded-*, header_up/header_down ops, the
-//! `header` directive's HSTS block) when the output buffer is reused, as the connection driver
-//! does? Run:
+//! `header` directive's HSTS block, the head of a response `encode` compresses) when the
+//! output buffer is reused, as the connection driver does? Run:
 //! `cargo bench --bench rewrite`.
 
 #![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
@@ -9,7 +9,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringproxy::config::{HeaderOp, Placeholder, ResponseHeaders, Template, TemplatePart};
+use ringproxy::config::{Coding, HeaderOp, Placeholder, ResponseHeaders, Template, TemplatePart};
+use ringproxy::http::encode::rewrite_head;
 use ringproxy::http::head::{parse_request, parse_response};
 use ringproxy::http::header_ops::{HeaderMiddleware, ResponseOps};
 use ringproxy::http::request::Request;
@@ -31,9 +32,16 @@ const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
 Content-Length: 1234\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
 Server: gunicorn\r\nSet-Cookie: session=abc; HttpOnly\r\n\r\n";
 
+/// A response `encode` compresses: its length, ranges and strong ETag change with the coding.
+const ENCODED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+Content-Length: 1234\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+ETag: \"33a64df551425fcc55e4d42a148795d9f25f89d4\"\r\nAccept-Ranges: bytes\r\n\
+Server: gunicorn\r\nSet-Cookie: session=abc; HttpOnly\r\n\r\n";
+
 fn bench(c: &mut Criterion) {
     let head = parse_request(REQUEST, 65536).unwrap().unwrap();
     let response = parse_response(RESPONSE, head.method, 65536).unwrap().unwrap();
+    let encoded = parse_response(ENCODED, head.method, 65536).unwrap().unwrap();
     let request = Request::new(head, REQUEST.to_vec());
     let ctx = ForwardContext {
         request: &request,
@@ -105,6 +113,14 @@ fn bench(c: &mut Criterion) {
             out.clear();
             write_response_head(RESPONSE, &response, &header_down, &ctx, false, &mut out);
             black_box(out.len())
+        })
+    });
+    group.bench_function("response_head/encoded", |b| {
+        b.iter(|| {
+            out.clear();
+            write_response_head(ENCODED, &encoded, &[], &ctx, false, &mut out);
+            let head = rewrite_head(&out, Coding::Gzip, true);
+            black_box(head.len())
         })
     });
     group.finish();
