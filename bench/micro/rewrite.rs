@@ -1,7 +1,7 @@
 //! Question: how long does re-serializing a request head for the upstream and a response head
 //! for the client take (hop-by-hop filtering, X-Forwarded-*, header_up/header_down ops, the
-//! `header` directive's HSTS block) when the output buffer is reused, as the connection driver
-//! does? Run:
+//! `header` directive's HSTS block, the head of a response `encode` compresses) when the
+//! output buffer is reused, as the connection driver does? Run:
 //! `cargo bench --bench rewrite`.
 
 #![allow(clippy::unwrap_used, reason = "a test or benchmark tool fails by panicking")]
@@ -9,11 +9,14 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringproxy::config::{HeaderOp, Placeholder, ResponseHeaders, Template, TemplatePart};
+use ringproxy::config::{Coding, HeaderOp, Placeholder, ResponseHeaders, Template, TemplatePart};
+use ringproxy::http::encode::Reencoding;
 use ringproxy::http::head::{parse_request, parse_response};
 use ringproxy::http::header_ops::{HeaderMiddleware, ResponseOps};
 use ringproxy::http::request::Request;
-use ringproxy::http::rewrite::{write_request_head, write_response_head, write_response_head_with};
+use ringproxy::http::rewrite::{
+    write_encoded_response_head, write_request_head, write_response_head, write_response_head_with,
+};
 use ringproxy::http::template::ForwardContext;
 
 const REQUEST: &[u8] = b"POST /api/auth/login HTTP/1.1\r\n\
@@ -31,9 +34,16 @@ const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
 Content-Length: 1234\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
 Server: gunicorn\r\nSet-Cookie: session=abc; HttpOnly\r\n\r\n";
 
+/// A response `encode` compresses: its length, ranges and strong ETag change with the coding.
+const ENCODED: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+Content-Length: 1234\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+ETag: \"33a64df551425fcc55e4d42a148795d9f25f89d4\"\r\nAccept-Ranges: bytes\r\n\
+Server: gunicorn\r\nSet-Cookie: session=abc; HttpOnly\r\n\r\n";
+
 fn bench(c: &mut Criterion) {
     let head = parse_request(REQUEST, 65536).unwrap().unwrap();
     let response = parse_response(RESPONSE, head.method, 65536).unwrap().unwrap();
+    let encoded = parse_response(ENCODED, head.method, 65536).unwrap().unwrap();
     let request = Request::new(head, REQUEST.to_vec());
     let ctx = ForwardContext {
         request: &request,
@@ -62,6 +72,7 @@ fn bench(c: &mut Criterion) {
             HeaderOp::Remove { name: "Server".into() },
         ],
     };
+    let gzip = Reencoding { coding: Coding::Gzip, chunked: true };
     let mut out = Vec::with_capacity(4096);
 
     let mut group = c.benchmark_group("rewrite");
@@ -104,6 +115,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             write_response_head(RESPONSE, &response, &header_down, &ctx, false, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("response_head/encoded", |b| {
+        b.iter(|| {
+            out.clear();
+            let ops = ResponseOps::NONE;
+            write_encoded_response_head(ENCODED, &encoded, ops, &ctx, false, gzip, &mut out);
             black_box(out.len())
         })
     });

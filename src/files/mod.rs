@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::config::files::{FileServer, Precompressed, TryCandidate, TryFiles};
 use crate::config::{Coding, Encode};
 use crate::http::chunked::{frame_chunk, LAST_CHUNK};
-use crate::http::encode::StreamEncoder;
+use crate::http::encode::{Reencoding, StreamEncoder};
 use crate::http::head::{Method, Version};
 use crate::http::request::Request;
 use crate::net::stream::Stream;
@@ -404,12 +404,29 @@ impl Reply<'_> {
                 return self.status(client, 416, fields, out).await;
             }
         };
+        // Decided before the head is written, so that an encoded head is written as such.
+        let encoded = self.encoding(request, status, name, len, encoding);
+        let reencoding = encoded.map(|(coding, _)| Reencoding { coding, chunked: true });
         self.start(status, out);
-        push_field(out, "Accept-Ranges", "bytes");
-        if let Some(encoding) = encoding {
-            push_field(out, "Content-Encoding", encoding.coding());
+        match &reencoding {
+            // A file head always has its `Vary: Accept-Encoding` (below), so the coding adds
+            // only its name, where a sidecar's goes.
+            Some(reencoding) => {
+                for (field, value) in reencoding.added_fields(true) {
+                    out.extend_from_slice(field);
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            None => {
+                push_field(out, "Accept-Ranges", "bytes");
+                if let Some(encoding) = encoding {
+                    push_field(out, "Content-Encoding", encoding.coding());
+                }
+                push_field(out, "Content-Length", &len.to_string());
+            }
         }
-        push_field(out, "Content-Length", &len.to_string());
         if status == 206 {
             let range = format!("bytes {start}-{}/{}", start + len - 1, meta.len);
             push_field(out, "Content-Range", &range);
@@ -417,12 +434,21 @@ impl Reply<'_> {
         if let Some(kind) = mime::content_type(name) {
             push_field(out, "Content-Type", kind);
         }
-        push_field(out, "Etag", &etag);
+        out.extend_from_slice(b"Etag: ");
+        let etag_start = out.len();
+        out.extend_from_slice(etag.as_bytes());
+        if let Some(reencoding) = &reencoding {
+            reencoding.settle(b"Etag", out, etag_start);
+        }
+        out.extend_from_slice(b"\r\n");
         push_field(out, "Last-Modified", &last_modified);
         push_field(out, vary.0, vary.1);
+        if let Some(reencoding) = &reencoding {
+            reencoding.write_framing(out);
+        }
         self.end_head(status, out);
-        if let Some((coding, encode)) = self.encoding(request, status, name, len, encoding) {
-            let head = crate::http::encode::rewrite_head(out, coding, true);
+        if let Some((coding, encode)) = encoded {
+            let head = std::mem::take(out);
             return match send_file_encoded(client, head, file, len, coding, encode).await {
                 Ok(bytes) => Served { status, bytes, complete: true },
                 Err(e) => {

@@ -12,8 +12,10 @@
 //! that arrives in one read that costs nothing; for a trickle (a progress stream, server-sent
 //! events) it costs some ratio, and no latency.
 //!
-//! Owns: negotiation, qualification, compression. Does not own: rewriting the response head
-//! or framing the encoded body (the response path), or the config (`config::Encode`).
+//! Owns: negotiation, qualification, what an encoding changes in a head ([`Reencoding`]),
+//! compression. Does not own: writing heads (`rewrite`, `header_ops`, `files`, which apply a
+//! `Reencoding` as they write, so that an encoded head is written once), framing the encoded
+//! body (the response path), or the config (`config::Encode`).
 
 use std::io::{self, Write};
 
@@ -105,52 +107,73 @@ fn type_matches(encode: &Encode, content_type: &[u8]) -> bool {
     })
 }
 
-/// The head to send for a response encoded with `coding`, from the head `written` for it as
-/// it was (a complete head this proxy wrote, ending in an empty line): the length and the
-/// upstream's framing go (the encoded body is chunked, or close-delimited for an HTTP/1.0
-/// client: `chunked` false), so does `Accept-Ranges` (ranges of the encoded bytes are unknown);
-/// a strong `ETag` gets `-<coding>` inside its quotes (RFC 9110 §8.8.3.3: another
-/// representation needs another tag); `Content-Encoding` is added, and `Vary: Accept-Encoding`
-/// unless a `Vary` lists it already.
-pub fn rewrite_head(written: &[u8], coding: Coding, chunked: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(written.len() + 80);
-    let mut lines = written.split_inclusive(|&b| b == b'\n');
-    if let Some(status) = lines.next() {
-        out.extend_from_slice(status);
+/// What compressing a response does to its head, for the writers of heads to apply as they
+/// write (`rewrite` and `header_ops` for proxied responses, `files` for whole files), so that
+/// an encoded head is written once: the length and the upstream's framing go (the encoded
+/// body is chunked, or close-delimited for an HTTP/1.0 client: `chunked` false), so does
+/// `Accept-Ranges` (ranges of the encoded bytes are unknown); a strong `ETag` gets `-<coding>`
+/// inside its quotes (RFC 9110 §8.8.3.3: another representation needs another tag);
+/// `Content-Encoding` is added, and `Vary: Accept-Encoding` unless a `Vary` lists it already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reencoding {
+    pub coding: Coding,
+    pub chunked: bool,
+}
+
+impl Reencoding {
+    /// Whether a field of this name stays in the encoded head.
+    pub fn keeps(name: &[u8]) -> bool {
+        !["content-length", "transfer-encoding", "accept-ranges"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
     }
-    let mut varies = false;
-    for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue; // the empty line that ends the head
-        };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if is("content-length") || is("transfer-encoding") || is("accept-ranges") {
-            continue;
-        }
-        if is("etag") && value.starts_with(b"\"") && value.ends_with(b"\"") && value.len() >= 2 {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&value[..value.len() - 1]);
-            out.extend_from_slice(format!("-{}\"\r\n", coding.token()).as_bytes());
-            continue;
-        }
-        if is("vary") {
-            varies |= value.split(|&b| b == b',').any(|v| {
+
+    /// Settles the value of a field just written as `out[value_start..]` (its line end not
+    /// yet): a strong ETag gets the coding's suffix (and loses the blanks around it). Returns
+    /// whether the field is a `Vary` that already covers `Accept-Encoding`.
+    pub fn settle(&self, name: &[u8], out: &mut Vec<u8>, value_start: usize) -> bool {
+        let value = &out[value_start..];
+        if name.eq_ignore_ascii_case(b"vary") {
+            return value.split(|&b| b == b',').any(|v| {
                 v.trim_ascii().eq_ignore_ascii_case(b"accept-encoding") || v.trim_ascii() == b"*"
             });
         }
-        out.extend_from_slice(line);
+        let tag = value.trim_ascii();
+        let strong = tag.len() >= 2 && tag.starts_with(b"\"") && tag.ends_with(b"\"");
+        if name.eq_ignore_ascii_case(b"etag") && strong {
+            let leading = value.len() - value.trim_ascii_start().len();
+            let closing_quote = value_start + leading + tag.len() - 1;
+            out.truncate(closing_quote);
+            out.drain(value_start..value_start + leading);
+            out.push(b'-');
+            out.extend_from_slice(self.coding.token().as_bytes());
+            out.push(b'"');
+        }
+        false
     }
-    out.extend_from_slice(format!("Content-Encoding: {}\r\n", coding.token()).as_bytes());
-    if !varies {
-        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+
+    /// The fields the coding adds, in order: `Content-Encoding`, then `Vary: Accept-Encoding`
+    /// unless the head's own `Vary` covers it (`varies`, from [`Reencoding::settle`]).
+    pub fn added_fields(
+        &self,
+        varies: bool,
+    ) -> impl Iterator<Item = (&'static [u8], &'static [u8])> {
+        let vary = (!varies).then_some((b"Vary".as_slice(), b"Accept-Encoding".as_slice()));
+        std::iter::once((b"Content-Encoding".as_slice(), self.coding.token().as_bytes()))
+            .chain(vary)
     }
-    if chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+
+    /// Whether the coding adds a field of this name (see [`Reencoding::added_fields`]).
+    pub fn adds(&self, name: &[u8]) -> bool {
+        name.eq_ignore_ascii_case(b"content-encoding") || name.eq_ignore_ascii_case(b"vary")
     }
-    out.extend_from_slice(b"\r\n");
-    out
+
+    /// The encoded body's framing field, the head's last (none for a close-delimited body).
+    pub fn write_framing(&self, out: &mut Vec<u8>) {
+        if self.chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+    }
 }
 
 /// A streaming compressor: input in, encoded bytes appended to `out`.
@@ -258,23 +281,27 @@ mod tests {
     }
 
     #[test]
-    fn an_encoded_head_loses_its_length_and_gains_its_coding() {
-        let written = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\
-                        ETag: \"abc\"\r\nAccept-Ranges: bytes\r\nX-Other: 1\r\n\r\n";
-        let head = String::from_utf8(rewrite_head(written, Coding::Gzip, true)).unwrap();
+    fn a_strong_etag_gets_the_codings_suffix_and_a_weak_one_stays() {
+        let gzip = Reencoding { coding: Coding::Gzip, chunked: true };
+        let settled = |name: &[u8], value: &[u8]| {
+            let mut out = b"X: ".to_vec();
+            out.extend_from_slice(value);
+            let varies = gzip.settle(name, &mut out, 3);
+            (String::from_utf8(out).unwrap(), varies)
+        };
+        assert_eq!(settled(b"ETag", b"\"abc\""), ("X: \"abc-gzip\"".into(), false));
+        assert_eq!(settled(b"etag", b" \"abc\" "), ("X: \"abc-gzip\"".into(), false));
+        assert_eq!(settled(b"ETag", b"W/\"abc\""), ("X: W/\"abc\"".into(), false));
+        assert_eq!(settled(b"ETag", b"\""), ("X: \"".into(), false), "one quote is no tag");
+        assert_eq!(settled(b"X-Tag", b"\"abc\""), ("X: \"abc\"".into(), false));
         assert_eq!(
-            head,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"abc-gzip\"\r\nX-Other: 1\r\n\
-             Content-Encoding: gzip\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+            settled(b"Vary", b"Origin, accept-encoding"),
+            ("X: Origin, accept-encoding".into(), true)
         );
-        let weak = b"HTTP/1.1 200 OK\r\nETag: W/\"abc\"\r\nVary: Origin, accept-encoding\r\n\
-                     Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-        let head = String::from_utf8(rewrite_head(weak, Coding::Zstd, false)).unwrap();
-        assert_eq!(
-            head,
-            "HTTP/1.1 200 OK\r\nETag: W/\"abc\"\r\nVary: Origin, accept-encoding\r\n\
-             Connection: close\r\nContent-Encoding: zstd\r\n\r\n"
-        );
+        assert_eq!(settled(b"vary", b"*"), ("X: *".into(), true));
+        assert_eq!(settled(b"Vary", b"Origin"), ("X: Origin".into(), false));
+        assert!(!Reencoding::keeps(b"Accept-Ranges") && !Reencoding::keeps(b"content-length"));
+        assert!(!Reencoding::keeps(b"Transfer-Encoding") && Reencoding::keeps(b"ETag"));
     }
 
     #[test]

@@ -8,14 +8,17 @@
 //! `*` replace on each name it matches), so the fate of each field, and what each name gains,
 //! is worked out from the ops as the head is written. Field order: the immediate ops' fields
 //! first, then the head's own, then what `header_down` and the deferred ops add, so the
-//! values of one name stay in Caddy's order.
+//! values of one name stay in Caddy's order. An encoded head is encoded between the handler's
+//! fields and the deferred ops, where Caddy's `encode` sits (see [`Writer`]).
 //!
 //! Ops never touch framing or hop-by-hop fields, not even through a wildcard: no configuration
 //! can make the two sides disagree about where a body ends. Rendered values lose control
 //! characters, so a placeholder can never split a head.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
+use super::encode::Reencoding;
 use super::template::{render_template, ForwardContext};
 use crate::config::{HeaderOp, ResponseHeaders, Template};
 
@@ -228,15 +231,40 @@ fn leaves_values<'c>(
         || added(ops, name, had_values).next().is_some()
 }
 
+/// The encoding a field written before the deferred ops goes through, if the head is encoded.
+#[derive(Clone, Copy)]
+struct Settle<'w>(Option<(&'w Reencoding, &'w Cell<bool>)>);
+
+impl Settle<'_> {
+    const NONE: Settle<'static> = Settle(None);
+
+    fn drops(&self, name: &[u8]) -> bool {
+        self.0.is_some() && !Reencoding::keeps(name)
+    }
+
+    /// The value is `out[value_start..]`, its line end not yet written.
+    fn value_written(&self, name: &[u8], out: &mut Vec<u8>, value_start: usize) {
+        if let Some((encoding, varies)) = self.0 {
+            if encoding.settle(name, out, value_start) {
+                varies.set(true);
+            }
+        }
+    }
+}
+
 /// Writes one field: `value` (rendered from a template or taken from the head), through each
-/// of `replaces`, with control characters removed.
+/// of `replaces`, with control characters removed, then through `settle`.
 fn write_value<'c>(
     out: &mut Vec<u8>,
     ctx: &ForwardContext<'_>,
     name: &[u8],
     value: Cow<'_, [u8]>,
     replaces: impl Iterator<Item = (&'c regex::bytes::Regex, &'c Template)>,
+    settle: Settle<'_>,
 ) {
+    if settle.drops(name) {
+        return;
+    }
     let mut value = value;
     for (find, replace) in replaces {
         let mut with = Vec::new();
@@ -249,6 +277,7 @@ fn write_value<'c>(
     let start = out.len();
     out.extend_from_slice(&value);
     strip_controls(out, start);
+    settle.value_written(name, out, start);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -261,28 +290,43 @@ fn write_rendered<'c>(
     mut replaces: std::iter::Peekable<
         impl Iterator<Item = (&'c regex::bytes::Regex, &'c Template)>,
     >,
+    settle: Settle<'_>,
 ) {
+    if settle.drops(name) {
+        return;
+    }
     if replaces.peek().is_none() {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         let start = out.len();
         render_template(template, ctx, out);
         strip_controls(out, start);
+        settle.value_written(name, out, start);
         out.extend_from_slice(b"\r\n");
         return;
     }
     let mut rendered = Vec::new();
     render_template(template, ctx, &mut rendered);
-    write_value(out, ctx, name, Cow::Owned(rendered), replaces);
+    write_value(out, ctx, name, Cow::Owned(rendered), replaces, settle);
 }
 
 /// Writes the fields of a head under `ops`: call [`Writer::leading`] before the head's own
 /// fields, [`Writer::own`] for each of them, [`Writer::trailing`] after them.
+///
+/// An encoded head ([`Writer::encoded`]) is encoded as Caddy's `encode` does it, between the
+/// handler and the deferred ops: every field written before the deferred ops (the immediate
+/// ops', the head's own, `header_down`'s) is settled by the [`Reencoding`] as it is written,
+/// and the fields the coding adds are then subject to the deferred ops like the head's own
+/// (a deferred `-Vary` removes the `Vary` the coding added). The caller filters the head's own
+/// fields and writes the framing field.
 pub struct Writer<'a, 'c, 'x, F> {
     ops: ResponseOps<'a, 'c>,
     ctx: &'a ForwardContext<'x>,
     /// The head's own fields (after the writer's filtering, before any op).
     fields: F,
+    encoding: Option<Reencoding>,
+    /// A field written so far lists `Accept-Encoding` in a `Vary`.
+    varies: Cell<bool>,
 }
 
 impl<'a, 'c, 'x, 'b, F> Writer<'a, 'c, 'x, F>
@@ -290,7 +334,17 @@ where
     F: Iterator<Item = (&'b [u8], &'b [u8])> + Clone,
 {
     pub fn new(ops: ResponseOps<'a, 'c>, ctx: &'a ForwardContext<'x>, fields: F) -> Self {
-        Writer { ops, ctx, fields }
+        Writer { ops, ctx, fields, encoding: None, varies: Cell::new(false) }
+    }
+
+    /// The head is sent encoded as `encoding` says.
+    pub fn encoded(self, encoding: Option<Reencoding>) -> Self {
+        Writer { encoding, ..self }
+    }
+
+    /// The settling for the fields written before the deferred ops.
+    fn settle(&self) -> Settle<'_> {
+        Settle(self.encoding.as_ref().map(|e| (e, &self.varies)))
     }
 
     fn has_own(&self, name: &[u8]) -> bool {
@@ -315,7 +369,7 @@ where
                     name,
                     None,
                 ));
-                write_rendered(out, self.ctx, name, value, replaces.peekable());
+                write_rendered(out, self.ctx, name, value, replaces.peekable(), self.settle());
             }
         }
     }
@@ -328,10 +382,10 @@ where
         }
         let replaces =
             replacements(down.iter(), name, None).chain(replacements(deferred.iter(), name, None));
-        write_value(out, self.ctx, name, Cow::Borrowed(value), replaces);
+        write_value(out, self.ctx, name, Cow::Borrowed(value), replaces, self.settle());
     }
 
-    /// What `header_down` and the deferred ops add.
+    /// What `header_down` adds, the fields an encoding adds, and what the deferred ops add.
     pub fn trailing(&self, out: &mut Vec<u8>) {
         let (immediate, down, deferred) = (self.ops.immediate, self.ops.down, self.ops.deferred);
         for (i, op) in down.iter().enumerate() {
@@ -349,7 +403,14 @@ where
                     name,
                     None,
                 ));
-                write_rendered(out, self.ctx, name, value, replaces.peekable());
+                write_rendered(out, self.ctx, name, value, replaces.peekable(), self.settle());
+            }
+        }
+        let added_by_coding = self.encoding.iter().flat_map(|e| e.added_fields(self.varies.get()));
+        for (name, value) in added_by_coding {
+            if fate(deferred.iter(), name).keeps_existing {
+                let replaces = replacements(deferred.iter(), name, None);
+                write_value(out, self.ctx, name, Cow::Borrowed(value), replaces, Settle::NONE);
             }
         }
         for (i, op) in deferred.iter().enumerate() {
@@ -359,10 +420,11 @@ where
             }
             let name = name.as_bytes();
             let had_values = leaves_values(immediate.iter(), name, false)
-                || leaves_values(down.iter(), name, self.has_own(name));
+                || leaves_values(down.iter(), name, self.has_own(name))
+                || self.encoding.is_some_and(|e| e.adds(name));
             for (at, value) in added(deferred.iter(), name, had_values) {
                 let replaces = replacements(deferred.iter(), name, Some(at)).peekable();
-                write_rendered(out, self.ctx, name, value, replaces);
+                write_rendered(out, self.ctx, name, value, replaces, Settle::NONE);
             }
         }
     }

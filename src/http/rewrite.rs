@@ -1,6 +1,7 @@
 //! Head rewriting between client and upstream: hop-by-hop removal, X-Forwarded-*, header_up,
-//! prefix stripping; the response ops (`header_down`, `header`) through `header_ops`. What a
-//! placeholder renders to is `template`'s.
+//! prefix stripping; the response ops (`header_down`, `header`) through `header_ops`, and what
+//! `encode` changes in a head it compresses (`encode::Reencoding`), as the head is written.
+//! What a placeholder renders to is `template`'s.
 //!
 //! Every head that crosses the proxy is re-serialized here from the validated spans, never
 //! copied as a block: the upstream sees one canonical framing field (`Content-Length: n` or
@@ -20,6 +21,7 @@
 
 use std::io::Write as _;
 
+use super::encode::Reencoding;
 use super::head::{RequestBody, ResponseBody, ResponseHead, Version};
 use super::header_ops::{strip_controls, ResponseOps, Writer};
 use super::response::reason_phrase;
@@ -171,6 +173,35 @@ pub fn write_response_head_with(
     close_client: bool,
     out: &mut Vec<u8>,
 ) {
+    write_client_head(buf, head, ops, ctx, close_client, None, out);
+}
+
+/// [`write_response_head_with`] for a final response whose body `encode` compresses as
+/// `encoding` says: the fields the coding drops go with the hop-by-hop ones, the others are
+/// settled as they are written (`Reencoding`), the coding's fields come after the head's own
+/// (and `header_down`'s) and before what the deferred `header` ops add, as in Caddy, and the
+/// encoded body's framing field last.
+pub fn write_encoded_response_head(
+    buf: &[u8],
+    head: &ResponseHead,
+    ops: ResponseOps<'_, '_>,
+    ctx: &ForwardContext<'_>,
+    close_client: bool,
+    encoding: Reencoding,
+    out: &mut Vec<u8>,
+) {
+    write_client_head(buf, head, ops, ctx, close_client, Some(encoding), out);
+}
+
+fn write_client_head(
+    buf: &[u8],
+    head: &ResponseHead,
+    ops: ResponseOps<'_, '_>,
+    ctx: &ForwardContext<'_>,
+    close_client: bool,
+    encoding: Option<Reencoding>,
+    out: &mut Vec<u8>,
+) {
     let request = ctx.request.head();
     let _ = write!(out, "HTTP/1.1 {} ", head.status);
     if head.reason.is_empty() {
@@ -190,13 +221,23 @@ pub fn write_response_head_with(
             || name.eq_ignore_ascii_case(b"transfer-encoding");
         let hop = is_one_of(name, &HOP_BY_HOP) || (!framing && nominations.lists(name));
         let dropped = (!keep_upgrade && hop)
-            || (head.body == ResponseBody::Chunked && name.eq_ignore_ascii_case(b"content-length"));
+            || (head.body == ResponseBody::Chunked && name.eq_ignore_ascii_case(b"content-length"))
+            || (encoding.is_some() && !Reencoding::keeps(name));
         (!dropped).then(|| (name, field.value.get(buf)))
     });
-    let writer = (!ops.is_empty()).then(|| Writer::new(ops, ctx, kept.clone()));
-    match &writer {
-        None => kept.for_each(|(name, value)| write_field(out, name, value)),
-        Some(writer) => {
+    let writer = (!ops.is_empty()).then(|| Writer::new(ops, ctx, kept.clone()).encoded(encoding));
+    let mut varies = false;
+    match (&writer, &encoding) {
+        (None, None) => kept.for_each(|(name, value)| write_field(out, name, value)),
+        (None, Some(encoding)) => kept.for_each(|(name, value)| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            let start = out.len();
+            out.extend_from_slice(value);
+            varies |= encoding.settle(name, out, start);
+            out.extend_from_slice(b"\r\n");
+        }),
+        (Some(writer), _) => {
             writer.leading(out);
             kept.for_each(|(name, value)| writer.own(name, value, out));
         }
@@ -210,8 +251,16 @@ pub fn write_response_head_with(
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
     }
-    if let Some(writer) = &writer {
-        writer.trailing(out);
+    match &writer {
+        // The coding's fields are the writer's, for the deferred ops to act on.
+        Some(writer) => writer.trailing(out),
+        None => {
+            let added = encoding.iter().flat_map(|e| e.added_fields(varies));
+            added.for_each(|(name, value)| write_field(out, name, value));
+        }
+    }
+    if let Some(encoding) = &encoding {
+        encoding.write_framing(out);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -322,8 +371,9 @@ fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TemplatePart;
+    use crate::config::{Coding, ResponseHeaders, TemplatePart};
     use crate::http::head::{parse_request, parse_response, Method};
+    use crate::http::header_ops::HeaderMiddleware;
     use crate::http::request::Request;
 
     const IP: &str = "192.0.2.7";
@@ -617,6 +667,76 @@ mod tests {
         assert_eq!(
             client_head(resp, GET, &ops, false),
             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nServer: ringproxy\r\nX-Host: h\r\n\r\n"
+        );
+    }
+
+    fn encoded_client_head(
+        raw_resp: &[u8],
+        ops: ResponseOps<'_, '_>,
+        close_client: bool,
+        encoding: Reencoding,
+    ) -> String {
+        let request = request(GET);
+        let head = parse_response(raw_resp, Method::Get, 4096).unwrap().unwrap();
+        let mut out = Vec::new();
+        let ctx = ctx(&request, &[]);
+        write_encoded_response_head(raw_resp, &head, ops, &ctx, close_client, encoding, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_encoded_head_loses_its_length_and_gains_its_coding() {
+        let gzip = Reencoding { coding: Coding::Gzip, chunked: true };
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\
+                     ETag: \"abc\"\r\nAccept-Ranges: bytes\r\nX-Other: 1\r\n\r\n";
+        assert_eq!(
+            encoded_client_head(resp, ResponseOps::NONE, false, gzip),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: \"abc-gzip\"\r\nX-Other: 1\r\n\
+             Content-Encoding: gzip\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let zstd_until_close = Reencoding { coding: Coding::Zstd, chunked: false };
+        let weak = b"HTTP/1.1 200 OK\r\nETag: W/\"abc\"\r\nVary: Origin, accept-encoding\r\n\
+                     Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        assert_eq!(
+            encoded_client_head(weak, ResponseOps::NONE, true, zstd_until_close),
+            "HTTP/1.1 200 OK\r\nETag: W/\"abc\"\r\nVary: Origin, accept-encoding\r\n\
+             Connection: close\r\nContent-Encoding: zstd\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn an_encoded_head_is_encoded_after_the_handlers_ops_and_before_the_deferred_ones() {
+        let gzip = Reencoding { coding: Coding::Gzip, chunked: true };
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 900\r\n\
+                     ETag: \"up\"\r\nVary: Origin\r\n\r\n";
+        // As Caddy's `encode` sits between the handler and the deferred `header` ops: the
+        // immediate and `header_down` fields are encoded with the upstream's, the deferred ops
+        // then act on the encoded head (the Vary the coding added included).
+        let headers = ResponseHeaders {
+            immediate: vec![set("X-Tag", lit("\"x\"")), set("Accept-Ranges", lit("bytes"))],
+            deferred: vec![remove("Vary"), add("Content-Encoding", lit("later"))],
+        };
+        let headers = HeaderMiddleware::gather(std::iter::once(&headers));
+        let down = [add("ETag", lit("\"down\"")), add("Vary", lit("Cookie"))];
+        let ops =
+            ResponseOps { immediate: &headers.immediate, down: &down, deferred: &headers.deferred };
+        assert_eq!(
+            encoded_client_head(resp, ops, false, gzip),
+            "HTTP/1.1 200 OK\r\nX-Tag: \"x\"\r\nContent-Type: text/html\r\nETag: \"up-gzip\"\r\n\
+             ETag: \"down-gzip\"\r\nContent-Encoding: gzip\r\nContent-Encoding: later\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        );
+        let later = ResponseHeaders {
+            immediate: Vec::new(),
+            deferred: vec![set("ETag", lit("\"later\"")), add("Vary", lit("Cookie"))],
+        };
+        let later = HeaderMiddleware::gather(std::iter::once(&later));
+        let ops = ResponseOps { immediate: &later.immediate, down: &[], deferred: &later.deferred };
+        assert_eq!(
+            encoded_client_head(resp, ops, false, gzip),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nVary: Origin\r\n\
+             Content-Encoding: gzip\r\nVary: Accept-Encoding\r\nETag: \"later\"\r\n\
+             Vary: Cookie\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
     }
 

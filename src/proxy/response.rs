@@ -19,10 +19,10 @@ use super::upload::BodySent;
 use crate::config::{limits, upstream_hostport, Coding, Encode};
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::http::chunked::ChunkedTracker;
-use crate::http::encode::{self, ResponseFacts, StreamEncoder};
+use crate::http::encode::{self, Reencoding, ResponseFacts, StreamEncoder};
 use crate::http::head::{parse_response, Method, RequestHead, ResponseBody, ResponseHead, Version};
 use crate::http::header_ops::ResponseOps;
-use crate::http::rewrite::write_response_head_with;
+use crate::http::rewrite::{write_encoded_response_head, write_response_head_with};
 use crate::http::upgrade::check_switch;
 use crate::net::deadline::Deadlines;
 use crate::net::stall::{stalled, Stalled, Stalling};
@@ -190,12 +190,25 @@ async fn deliver<S: Stream>(
     // not grow the buffer field by field.
     out.reserve(attempt.received.len() + 64);
     let ctx = ex.forward_context(upstream_hostport(attempt.name));
-    write_response_head_with(&attempt.received, response, ops, &ctx, close_client, &mut out);
     if let Some(coding) = ex.encode.and_then(|encode| encoding_for(ex, encode, response, attempt)) {
+        // An HTTP/1.0 client reads no chunks: its body ends with the connection.
+        let chunked = ex.request.head().version != Version::Http10;
+        let encoding = Reencoding { coding, chunked };
+        let received = &attempt.received;
+        write_encoded_response_head(
+            received,
+            response,
+            ops,
+            &ctx,
+            close_client,
+            encoding,
+            &mut out,
+        );
         attempt.received.drain(..response.head_len);
         let plan = Delivery { close_client, framing, upstream_reusable };
-        return deliver_encoded(ex, attempt, response, coding, out, plan).await;
+        return deliver_encoded(ex, attempt, response, encoding, out, plan).await;
     }
+    write_response_head_with(&attempt.received, response, ops, &ctx, close_client, &mut out);
     attempt.received.drain(..response.head_len);
     let take = match &mut framing {
         BodyFraming::Length(n) => {
@@ -262,22 +275,20 @@ fn encoding_for<S: Stream>(
     encode::qualifies(encode, &facts).then_some(coding)
 }
 
-/// Forward the final response compressed with `coding`: the head rewritten for it, then the
-/// body through the encoder (`encoded`). The upstream connection is reusable as for any body
-/// read to its end.
+/// Forward the final response compressed as `encoding` says: its `head`, written for it, then
+/// the body through the encoder (`encoded`). The upstream connection is reusable as for any
+/// body read to its end.
 async fn deliver_encoded<S: Stream>(
     ex: &Exchange<'_, S>,
     attempt: &mut Attempt<'_>,
     response: &ResponseHead,
-    coding: Coding,
-    written: Vec<u8>,
+    encoding: Reencoding,
+    head: Vec<u8>,
     plan: Delivery,
 ) -> Result<Ended, ForwardError> {
     let Delivery { close_client, mut framing, upstream_reusable } = plan;
+    let Reencoding { coding, chunked } = encoding;
     let encode = ex.encode.unwrap_or_else(|| unreachable!("chosen from ex.encode"));
-    // An HTTP/1.0 client reads no chunks: its body ends with the connection.
-    let chunked = ex.request.head().version != Version::Http10;
-    let head = encode::rewrite_head(&written, coding, chunked);
     write_all(ex.client, &head).await.map_err(|e| after_response(ClientError::from_io(e)))?;
     let encoder = StreamEncoder::new(coding, encode).map_err(|e| {
         tracing::error!(conn = ex.ctx.id, "cannot start a {} encoder: {e}", coding.token());

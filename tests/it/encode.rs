@@ -1,7 +1,8 @@
 //! `encode`: proxied responses the client accepts compressed arrive compressed with the coding
 //! it prefers, decompress to exactly the upstream's bytes, and leave the connection usable;
 //! responses that must not be touched (already encoded, audio, short, `no-transform`, `HEAD`,
-//! a client that asks for none) arrive exactly as the upstream sent them.
+//! a client that asks for none) arrive exactly as the upstream sent them; the `header`
+//! directive's deferred ops act on the encoded head, as in Caddy.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -169,5 +170,46 @@ per_driver! {
         }
         conn.send(&request(&host, "/text/700", gzip));
         assert_eq!(conn.response("GET").status, 200, "the connection is still in step");
+    }
+}
+
+per_driver! {
+    fn deferred_header_ops_act_on_the_encoded_head_and_immediate_ones_are_encoded(setup) {
+        // Caddy's `encode` sits between the handler and the deferred `header` ops: an
+        // immediate ETag is another strong tag of the encoded response, and a deferred
+        // `-Vary` removes the Vary the coding added.
+        let backend = text_backend();
+        let caddyfile = format!(
+            "$SITE {{\n\tencode gzip\n\theader ETag \"\\\"x\\\"\"\n\theader -Vary\n\
+             \treverse_proxy {backend}\n}}\n"
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let host = proxy.host();
+        let mut conn = proxy.connect();
+        conn.send(&request(&host, "/chunked/20000", "Accept-Encoding: gzip\r\n"));
+        let resp = conn.response("GET");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-encoding"), Some("gzip"));
+        assert_eq!(resp.header("etag"), Some("\"x-gzip\""));
+        assert_eq!(resp.header("vary"), None);
+        assert_eq!(gunzip(&resp.body), text(20_000));
+
+        // The same for a whole file file_server sends compressed.
+        let dir = crate::support::temp::temp_dir("encode-header");
+        std::fs::write(dir.path().join("words.txt"), text(20_000)).unwrap();
+        let caddyfile = format!(
+            "$SITE {{\n\tencode gzip\n\theader -Vary\n\troot * {}\n\tfile_server\n}}\n",
+            dir.path().display()
+        );
+        let proxy = Proxy::start(&caddyfile, setup);
+        let mut conn = proxy.connect();
+        conn.send(&request(&proxy.host(), "/words.txt", "Accept-Encoding: gzip\r\n"));
+        let resp = conn.response("GET");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-encoding"), Some("gzip"));
+        let etag = resp.header("etag");
+        assert!(etag.is_some_and(|e| e.ends_with("-gzip\"")), "{etag:?}");
+        assert_eq!(resp.header("vary"), None);
+        assert_eq!(gunzip(&resp.body), text(20_000));
     }
 }
