@@ -206,7 +206,10 @@ async fn deliver<S: Stream>(
         );
         attempt.received.drain(..response.head_len);
         let plan = Delivery { close_client, framing, upstream_reusable };
-        return deliver_encoded(ex, attempt, response, encoding, out, plan).await;
+        // Boxed: the encoder's state would otherwise widen every request's future (and the
+        // heap's holes left by it stay behind every idle WebSocket; see docs/benchmarks.md).
+        // A compressed response pays one allocation, beside the encoder's own.
+        return Box::pin(deliver_encoded(ex, attempt, response, encoding, out, plan)).await;
     }
     write_response_head_with(&attempt.received, response, ops, &ctx, close_client, &mut out);
     attempt.received.drain(..response.head_len);
