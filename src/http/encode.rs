@@ -12,14 +12,35 @@
 //! that arrives in one read that costs nothing; for a trickle (a progress stream, server-sent
 //! events) it costs some ratio, and no latency.
 //!
-//! Owns: negotiation, qualification, what an encoding changes in a head ([`Reencoding`]),
-//! compression. Does not own: writing heads (`rewrite`, `header_ops`, `files`, which apply a
+//! Owns: negotiation, qualification, what an encoding changes in a head ([`Reencoding`]) and in
+//! a revalidation ([`unsuffixed_if_none_match`]), compression. Does not own: writing heads (`rewrite`, `header_ops`, `files`, which apply a
 //! `Reencoding` as they write, so that an encoded head is written once), framing the encoded
 //! body (the response path), or the config (`config::Encode`).
 
 use std::io::{self, Write};
 
 use crate::config::{Coding, Encode};
+use crate::http::request::Request;
+
+/// The `If-None-Match` to pass on to the handler when `coding` was chosen for the response, if
+/// it changes: a strong tag ending in this proxy's `-<coding>` suffix loses the suffix, so the
+/// handler that made the tag (an upstream, `file_server`) recognises its own and can answer
+/// `304`. As in Caddy, only the first field's value is read, and only its end.
+pub fn unsuffixed_if_none_match(value: &[u8], coding: Coding) -> Option<Vec<u8>> {
+    if value.starts_with(b"W/") {
+        return None;
+    }
+    let stem = value.strip_suffix(b"\"")?.strip_suffix(coding.token().as_bytes())?;
+    let mut unsuffixed = stem.strip_suffix(b"-")?.to_vec();
+    unsuffixed.push(b'"');
+    Some(unsuffixed)
+}
+
+/// The coding `encode` chooses for `request`'s response, if any (never for an upgrade).
+pub fn choose_for(encode: &Encode, request: &Request) -> Option<Coding> {
+    let websocket = request.values("sec-websocket-key").next().is_some();
+    choose(request.values("accept-encoding"), websocket, encode)
+}
 
 /// The coding `request`'s `Accept-Encoding` values ask for among those `encode` offers, if
 /// any. `websocket`: the request carries `Sec-WebSocket-Key`.
@@ -327,5 +348,17 @@ mod tests {
             }
             assert_eq!(decoded, text, "{coding:?}");
         }
+    }
+
+    #[test]
+    fn a_revalidation_loses_only_the_suffix_of_the_chosen_coding_on_a_strong_tag() {
+        let strip = |v: &str, c| unsuffixed_if_none_match(v.as_bytes(), c).map(String::from_utf8);
+        assert_eq!(strip("\"v1-gzip\"", Coding::Gzip), Some(Ok("\"v1\"".to_string())));
+        assert_eq!(strip("\"a\", \"v1-zstd\"", Coding::Zstd), Some(Ok("\"a\", \"v1\"".into())));
+        assert_eq!(strip("\"v1-gzip\"", Coding::Zstd), None, "another coding's tag");
+        assert_eq!(strip("W/\"v1-gzip\"", Coding::Gzip), None, "weak tags are never suffixed");
+        assert_eq!(strip("\"v1gzip\"", Coding::Gzip), None);
+        assert_eq!(strip("\"v1\"", Coding::Gzip), None);
+        assert_eq!(strip("*", Coding::Gzip), None);
     }
 }

@@ -77,9 +77,10 @@ pub(super) async fn authorize<S: Stream>(
     Ok(Verdict::Allow(copied))
 }
 
-/// The `header_up` ops for the request that goes on: what the auth servers allowed it with,
-/// then the route's own (Caddy applies `copy_headers` to the request before the next handler
-/// sees it, so the route's `header_up` runs after them).
+/// The `header_up` ops for the request that goes on: what the middleware added (the auth
+/// servers' `copy_headers`, `encode`'s revalidation), then the route's own (Caddy's middleware
+/// changes the request before the next handler sees it, so the route's `header_up` runs after
+/// them).
 pub(super) fn header_up(copied: Vec<HeaderOp>, route: &[HeaderOp]) -> Cow<'_, [HeaderOp]> {
     if copied.is_empty() {
         return Cow::Borrowed(route);

@@ -427,7 +427,11 @@ async fn handle_request<S: Stream>(
                 }
             }
             let pool = ctx.snapshot.pools[*index].clone();
-            let header_up = auth::header_up(copied, &pool.set.header_up);
+            // What the middleware adds to the request goes first: `copy_headers`, then
+            // `encode`'s revalidation; the route's own `header_up` runs after them.
+            let mut added = copied;
+            added.extend(middleware.revalidation_op(request));
+            let header_up = auth::header_up(added, &pool.set.header_up);
             let exchange = Exchange {
                 client,
                 ctx,

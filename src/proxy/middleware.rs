@@ -5,9 +5,11 @@
 //! Owns how several of one directive combine (the smallest body limit, the last `root`, every
 //! `try_files` in order, the first `encode`). Does not own what any of them does.
 
-use crate::config::{BasicAuth, Encode, ForwardAuth, Handler};
+use crate::config::{BasicAuth, Encode, ForwardAuth, Handler, HeaderOp, Template, TemplatePart};
 use crate::files::FileMiddleware;
+use crate::http::encode;
 use crate::http::header_ops::HeaderMiddleware;
+use crate::http::request::Request;
 
 /// The middleware that applies to one request.
 #[derive(Default)]
@@ -53,6 +55,18 @@ impl<'c> Middleware<'c> {
         sorted.headers = HeaderMiddleware::gather(headers.into_iter());
         sorted.files.encode = sorted.encode;
         sorted
+    }
+
+    /// The op `encode` adds to a proxied request's head: a client revalidating a response this
+    /// proxy encoded sends back the encoded tag (`"v1-gzip"`); the upstream made `"v1"`, so it
+    /// gets that, as Caddy's `encode` passes it on.
+    pub fn revalidation_op(&self, request: &Request) -> Option<HeaderOp> {
+        let coding = encode::choose_for(self.encode?, request)?;
+        let given = request.values("if-none-match").next()?;
+        let unsuffixed = encode::unsuffixed_if_none_match(given, coding)?;
+        let value = String::from_utf8(unsuffixed).ok()?;
+        let value = Template { parts: vec![TemplatePart::Literal(value)] };
+        Some(HeaderOp::Set { name: "If-None-Match".to_string(), value })
     }
 }
 

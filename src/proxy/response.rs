@@ -254,8 +254,7 @@ fn encoding_for<S: Stream>(
     if request.method == Method::Head || response.body == ResponseBody::None {
         return None;
     }
-    let websocket = ex.request.values("sec-websocket-key").next().is_some();
-    let coding = encode::choose(ex.request.values("accept-encoding"), websocket, encode)?;
+    let coding = encode::choose_for(encode, ex.request)?;
     let buf = &attempt.received;
     let field = |name: &'static str| {
         response
