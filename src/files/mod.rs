@@ -373,11 +373,8 @@ impl Reply<'_> {
             |field: &str| request.values(field).next().and_then(|v| std::str::from_utf8(v).ok());
         // A revalidation of the encoded file carries the encoded tag (`"…-gzip"`); it names
         // this file as much as the plain tag does (as in Caddy, whose `encode` strips it).
-        let unsuffixed = self.encode.and_then(|encode| {
-            let coding = crate::http::encode::choose_for(encode, request)?;
-            let given = request.values("if-none-match").next()?;
-            String::from_utf8(crate::http::encode::unsuffixed_if_none_match(given, coding)?).ok()
-        });
+        let unsuffixed =
+            self.encode.and_then(|encode| crate::http::encode::revalidated_tag(encode, request));
         let conditions = Conditions {
             if_match: text("if-match"),
             if_unmodified_since: text("if-unmodified-since"),

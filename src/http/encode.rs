@@ -36,6 +36,15 @@ pub fn unsuffixed_if_none_match(value: &[u8], coding: Coding) -> Option<Vec<u8>>
     Some(unsuffixed)
 }
 
+/// The tag a revalidation of `request`'s response should be checked against, when it differs
+/// from the one sent: `encode` chooses a coding for it and its first `If-None-Match` value
+/// carries that coding's suffix ([`unsuffixed_if_none_match`]).
+pub fn revalidated_tag(encode: &Encode, request: &Request) -> Option<String> {
+    let coding = choose_for(encode, request)?;
+    let given = request.values("if-none-match").next()?;
+    String::from_utf8(unsuffixed_if_none_match(given, coding)?).ok()
+}
+
 /// The coding `encode` chooses for `request`'s response, if any (never for an upgrade).
 pub fn choose_for(encode: &Encode, request: &Request) -> Option<Coding> {
     let websocket = request.values("sec-websocket-key").next().is_some();

@@ -61,10 +61,7 @@ impl<'c> Middleware<'c> {
     /// proxy encoded sends back the encoded tag (`"v1-gzip"`); the upstream made `"v1"`, so it
     /// gets that, as Caddy's `encode` passes it on.
     pub fn revalidation_op(&self, request: &Request) -> Option<HeaderOp> {
-        let coding = encode::choose_for(self.encode?, request)?;
-        let given = request.values("if-none-match").next()?;
-        let unsuffixed = encode::unsuffixed_if_none_match(given, coding)?;
-        let value = String::from_utf8(unsuffixed).ok()?;
+        let value = encode::revalidated_tag(self.encode?, request)?;
         let value = Template { parts: vec![TemplatePart::Literal(value)] };
         Some(HeaderOp::Set { name: "If-None-Match".to_string(), value })
     }
