@@ -13,9 +13,10 @@
 //! events) it costs some ratio, and no latency.
 //!
 //! Owns: negotiation, qualification, what an encoding changes in a head ([`Reencoding`]) and in
-//! a revalidation ([`unsuffixed_if_none_match`]), compression. Does not own: writing heads (`rewrite`, `header_ops`, `files`, which apply a
-//! `Reencoding` as they write, so that an encoded head is written once), framing the encoded
-//! body (the response path), or the config (`config::Encode`).
+//! a revalidation ([`unsuffixed_if_none_match`]), compression. Does not own: writing heads
+//! (`rewrite`, `header_ops`, `files`, which apply a `Reencoding` as they write, so that an
+//! encoded head is written once), framing the encoded body (the response path), or the config
+//! (`config::Encode`).
 
 use std::io::{self, Write};
 
